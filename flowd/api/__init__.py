@@ -1,0 +1,15 @@
+"""The HTTP API: one module per resource, each registering its routes in `routes.ROUTES`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+# Importing the resource modules registers their routes.
+from flowd.api import contacts, events, keys, meta  # noqa: F401
+from flowd.api.middleware import bind
+from flowd.api.routes import ROUTES
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, bind(route))

@@ -1,0 +1,118 @@
+"""Contacts: upsert, read, list, delete."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from functools import lru_cache
+
+from aiohttp import web
+
+from flowd.api.routes import Call, Param, json_response, page_response, route
+from flowd.auth import Access
+from flowd.errors import NotFound, Problem, ValidationError
+from flowd.schema import Array, Boolean, Json, Nullable, Object, String
+from flowd.store import contacts as contact_store
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+
+
+def _check_email(value: str) -> str | None:
+    return None if _EMAIL.fullmatch(value) else "must be an email address such as ada@example.com"
+
+
+@lru_cache(maxsize=1024)
+def _check_timezone(value: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return "must be an IANA time zone name such as Europe/Berlin"
+    return None
+
+
+def check_contact_id(value: str) -> str | None:
+    return None if value.isprintable() else "must contain only printable characters"
+
+
+CONTACT_ID = String(min_len=1, max_len=200, check=check_contact_id,
+                    description="The caller's own user id: 1–200 printable characters.")
+
+CONTACT_FIELDS = Object(
+    title="ContactUpsert",
+    description="Fields to set. `traits` merge shallowly into the stored ones (a null value "
+                "deletes that trait); `subscribed` merges per channel; every other given field "
+                "replaces the stored value (null clears it).",
+    fields={
+        "email": Nullable(String(max_len=254, check=_check_email, format="email")),
+        "phone": Nullable(String(max_len=32, pattern=r"\+?[0-9][0-9 ().-]{2,31}",
+                                 pattern_message="must be a phone number such as +4915112345678")),
+        "timezone": Nullable(String(max_len=64, check=_check_timezone,
+                                    description="IANA time zone name, e.g. Europe/Berlin.")),
+        "traits": Json(object_only=True),
+        "tags": Array(String(min_len=1, max_len=100), max_items=1000),
+        "subscribed": Object({"email": Boolean(), "sms": Boolean(), "push": Boolean()}),
+        "push_tokens": Array(String(min_len=1, max_len=4096), max_items=100),
+    },
+    read_only=("id", "created_at", "updated_at"),
+)
+
+CONTACT_SCHEMA = {
+    "type": "object", "title": "Contact",
+    "properties": {
+        "id": {"type": "string"}, "email": {"type": ["string", "null"]},
+        "phone": {"type": ["string", "null"]}, "timezone": {"type": ["string", "null"]},
+        "traits": {"type": "object"}, "tags": {"type": "array", "items": {"type": "string"}},
+        "subscribed": {"type": "object", "properties": {
+            "email": {"type": "boolean"}, "sms": {"type": "boolean"}, "push": {"type": "boolean"}}},
+        "push_tokens": {"type": "array", "items": {"type": "string"}},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def _contact_id(call: Call) -> str:
+    problems: list[Problem] = []
+    CONTACT_ID.validate(call.path("id"), "id", problems)
+    if problems:
+        raise ValidationError(problems)
+    return call.path("id")
+
+
+@route("PUT", "/v1/contacts/{id}", access=Access.INGEST, tag="contacts", body=CONTACT_FIELDS,
+       summary="Create or update a contact (201 created, 200 updated).", response=CONTACT_SCHEMA)
+async def upsert_contact(call: Call) -> web.Response:
+    now = call.services.clock.now_ms()
+    contact, created = await call.services.db.write(
+        contact_store.upsert_contact, call.project, _contact_id(call), call.body, now)
+    return json_response(contact.to_json(), status=201 if created else 200)
+
+
+@route("GET", "/v1/contacts/{id}", access=Access.READ, tag="contacts", errors=(404,),
+       summary="Get one contact.", response=CONTACT_SCHEMA)
+async def get_contact(call: Call) -> web.Response:
+    contact = await call.services.db.read(contact_store.get_contact, call.project, _contact_id(call))
+    if contact is None:
+        raise NotFound("no such contact")
+    return json_response(contact.to_json())
+
+
+@route("GET", "/v1/contacts", access=Access.READ, tag="contacts", paginated=True,
+       query=(Param("email", String(min_len=1, max_len=254, description="Exact email address.")),
+              Param("tag", String(min_len=1, max_len=100, description="Contacts carrying this tag."))),
+       summary="List contacts, newest first.", response=CONTACT_SCHEMA)
+async def list_contacts(call: Call) -> web.Response:
+    page = await call.services.db.read(
+        contact_store.list_contacts, call.project, email=call.query.get("email"),
+        tag=call.query.get("tag"), before=call.before, limit=call.limit)
+    return page_response(page)
+
+
+@route("DELETE", "/v1/contacts/{id}", access=Access.ADMIN, tag="contacts", status=204,
+       errors=(404,), summary="Delete a contact and erase its personal fields.")
+async def delete_contact(call: Call) -> web.Response:
+    deleted = await call.services.db.write(contact_store.delete_contact, call.project,
+                                           _contact_id(call))
+    if not deleted:
+        raise NotFound("no such contact")
+    return web.Response(status=204)

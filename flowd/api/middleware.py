@@ -1,0 +1,117 @@
+"""Request plumbing shared by every route: request ids, the error envelope, authentication and
+role checks, body size and JSON parsing, and schema validation.
+
+No traceback ever reaches a client: unexpected exceptions are logged with the request id, and
+the client gets a 500 envelope carrying the same id (also in the `X-Request-Id` header).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from flowd.api.routes import Call, Route, json_response, parse_query
+from flowd.auth import Access, require
+from flowd.errors import (BadRequest, FlowdError, Internal, MethodNotAllowed, NotFound,
+                          PayloadTooLarge, Problem, ValidationError)
+from flowd.schema import INVALID
+
+log = logging.getLogger("flowd.api")
+
+MAX_BODY_BYTES = 1024 * 1024
+REQUEST_ID_HEADER = "X-Request-Id"
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+SERVICES: web.AppKey[Any] = web.AppKey("services", object)
+
+
+def error_response(error: FlowdError) -> web.Response:
+    response = json_response(error.to_json(), status=error.status)
+    response.headers.update(error.headers)
+    return response
+
+
+def _from_http_exception(exc: web.HTTPException, method: str) -> FlowdError:
+    if exc.status == 404:
+        return NotFound("no such endpoint; see /v1/openapi.json")
+    if exc.status == 405:
+        error = MethodNotAllowed(f"this endpoint does not accept {method}")
+        allowed = exc.headers.get("Allow")
+        if allowed:
+            error.headers["Allow"] = allowed
+        return error
+    if exc.status == 413:
+        return PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    error = FlowdError(exc.reason or "request failed")
+    error.status = exc.status
+    error.code = "bad_request" if 400 <= exc.status < 500 else "internal"
+    return error
+
+
+@web.middleware
+async def envelope_middleware(request: web.Request,
+                              handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                              ) -> web.StreamResponse:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _CLIENT_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    try:
+        response = await handler(request)
+    except FlowdError as error:
+        response = error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_from_http_exception(exc, request.method))
+    except Exception:
+        log.exception("request %s %s %s failed", request_id, request.method, request.path)
+        response = error_response(Internal(
+            f"internal error; the server log has the details under request id {request_id}"))
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes") from None
+    if not raw.strip():
+        raise BadRequest("request body is empty; expected a JSON object")
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadRequest("request body nests too deeply") from None
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest("request body must be a JSON object")
+    return value
+
+
+def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a route's handler with authentication, role check, parsing and validation."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        principal = None
+        if route.access is not Access.PUBLIC:
+            principal = await services.auth.authenticate(request.headers.get("Authorization"))
+            require(principal, route.access)
+        body = None
+        if route.body is not None:
+            problems: list[Problem] = []
+            body = route.body.validate(await read_json(request), "", problems)
+            if body is INVALID:
+                raise ValidationError(problems)
+        query = parse_query(route, request.query) if route.query else {}
+        return await route.handler(Call(request, services, principal, body, query))
+
+    return handle

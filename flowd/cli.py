@@ -1,0 +1,182 @@
+"""Command line: `python -m flowd` serves; subcommands manage keys and the schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sqlite3
+import sys
+from typing import Sequence
+
+from aiohttp import web
+
+from flowd import __version__
+from flowd.auth import generate_key, hash_key, key_prefix
+from flowd.config import Config, load_config
+from flowd.errors import ConfigError
+from flowd.store import connect_sync, transaction
+from flowd.store import keys as key_store
+from flowd.store.records import Role
+from flowd.store.schema import LATEST_VERSION, SchemaTooNew, migrate
+from flowd.timeutil import Clock, format_ms
+
+log = logging.getLogger("flowd")
+
+EXIT_USAGE = 2
+
+
+def _common_flags() -> argparse.ArgumentParser:
+    # SUPPRESS keeps a subcommand's unset flag from overwriting one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="settings file (default: ./flowd.toml when it exists)")
+    common.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
+                        help="database file (overrides [storage] path)")
+    common.add_argument("--host", default=argparse.SUPPRESS, help="overrides [server] host")
+    common.add_argument("--port", type=int, default=argparse.SUPPRESS,
+                        help="overrides [server] port")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_flags()
+    parser = argparse.ArgumentParser(
+        prog="python -m flowd", parents=[common],
+        description="flowd: durable event-triggered workflow automation on one machine. "
+                    "Without a subcommand, serves the HTTP API.")
+    parser.add_argument("--version", action="version", version=f"flowd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", parents=[common], help="serve the HTTP API (the default)")
+    sub.add_parser("migrate", parents=[common], help="create or upgrade the database schema")
+    keys = sub.add_parser("keys", parents=[common], help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = keys_sub.add_parser("create", parents=[common], help="create a key and print it once")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument("--project", default="default", help="project (created if new)")
+    create.add_argument("--name", default="", help="a label for the key")
+    keys_sub.add_parser("list", parents=[common], help="list active keys of every project")
+    revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
+    revoke.add_argument("id")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None), {
+        "storage.path": getattr(args, "db", None),
+        "server.host": getattr(args, "host", None),
+        "server.port": getattr(args, "port", None),
+    })
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = _config(args)
+        logging.basicConfig(level=config.server.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.command == "migrate":
+            return _migrate(config)
+        if args.command == "keys":
+            return _keys(config, args)
+        return _serve(config)
+    except ConfigError as exc:
+        print(f"flowd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SchemaTooNew as exc:
+        print(f"flowd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except sqlite3.Error as exc:
+        print(f"flowd: database {config.storage.path}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _open(config: Config) -> sqlite3.Connection:
+    from flowd.app import db_settings
+
+    conn = connect_sync(db_settings(config))
+    migrate(conn)
+    return conn
+
+
+def _migrate(config: Config) -> int:
+    from flowd.app import db_settings
+
+    conn = connect_sync(db_settings(config))
+    applied = migrate(conn)
+    for migration in applied:
+        print(f"applied migration {migration.version}: {migration.name}")
+    print(f"{config.storage.path} is at schema version {LATEST_VERSION}")
+    conn.close()
+    return 0
+
+
+def _keys(config: Config, args: argparse.Namespace) -> int:
+    conn = _open(config)
+    now = Clock().now_ms()
+    try:
+        if args.keys_command == "create":
+            secret = generate_key()
+            with transaction(conn):
+                key_store.ensure_project(conn, args.project, now)
+                key = key_store.create_key(conn, project_id=args.project, role=Role(args.role),
+                                           name=args.name, key_hash=hash_key(secret),
+                                           prefix=key_prefix(secret), now=now)
+            print(f"created {key.id} ({key.role.value} of project {key.project_id}); "
+                  "the key is shown only this once:", file=sys.stderr)
+            print(secret)
+            return 0
+        if args.keys_command == "list":
+            page = key_store.list_keys(conn, project_id=None, before=None, limit=10_000)
+            print(f"{'ID':32} {'PROJECT':16} {'ROLE':7} {'PREFIX':12} {'CREATED':25} NAME")
+            for key in page.items:
+                print(f"{key.id:32} {key.project_id:16} {key.role.value:7} {key.prefix + '…':12} "
+                      f"{format_ms(key.created_at):25} {key.name}")
+            return 0
+        with transaction(conn):
+            revoked = key_store.revoke_key(conn, key_id=args.id, project_id=None, now=now)
+        if not revoked:
+            print(f"flowd: no active key {args.id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.id}")
+        return 0
+    finally:
+        conn.close()
+
+
+def _serve(config: Config) -> int:
+    try:
+        asyncio.run(_run_server(config))
+    except OSError as exc:
+        print(f"flowd: cannot listen on {config.server.host}:{config.server.port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _run_server(config: Config) -> None:
+    from flowd.app import create_app
+
+    app = create_app(config)
+    runner = web.AppRunner(app, handle_signals=False,
+                           access_log=logging.getLogger("flowd.access") if config.server.access_log else None,
+                           shutdown_timeout=config.server.shutdown_timeout)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[0], address[1]
+            log.info("flowd %s listening on http://%s:%s (database %s, settings from %s)",
+                     __version__, host if ":" not in host else f"[{host}]", port,
+                     config.storage.path, config.source)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down: no new connections, finishing requests and queued writes")
+    finally:
+        await runner.cleanup()
+    log.info("stopped")

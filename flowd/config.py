@@ -1,0 +1,177 @@
+"""Settings: every one has a section, a key, a type, a default and a help line, declared once here.
+
+Precedence, lowest first: defaults, `flowd.toml` (or `--config PATH`), environment variables
+`FLOWD_<SECTION>_<KEY>`, command-line flags. Anything unknown or ill-typed raises `ConfigError`
+naming the setting, so the server stops with one clear line instead of running half-configured.
+`flowd.toml` and the README's settings table are checked against these dataclasses by a test.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from flowd.errors import ConfigError
+
+# Environment variables that start with FLOWD_ but are not settings.
+NON_SETTING_ENV = {"FLOWD_ADMIN_KEY", "FLOWD_CONFIG"}
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), min: float | None = None,
+            max: float | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = setting("127.0.0.1", "Address the HTTP server listens on.")
+    port: int = setting(8080, "TCP port the HTTP server listens on (0 picks a free one).", min=0, max=65535)
+    log_level: str = setting("info", "Logging threshold.", choices=("debug", "info", "warning", "error"))
+    access_log: bool = setting(False, "Log one line per HTTP request.")
+    shutdown_timeout: float = setting(
+        10.0, "Seconds in-flight requests get to finish after SIGINT/SIGTERM.", min=0, max=3600)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: str = setting("flowd.db", "SQLite database file (created and migrated on first start).")
+    synchronous: str = setting(
+        "normal", "SQLite fsync policy: normal survives a process crash, full also a power loss.",
+        choices=("normal", "full"))
+    busy_timeout_ms: int = setting(5000, "How long a write waits for a lock held by another process.",
+                                   min=0, max=600000)
+    wal_max_bytes: int = setting(
+        64 * 1024 * 1024, "The WAL is checkpointed and truncated once it grows past this size.",
+        min=1024 * 1024)
+    group_commit_max: int = setting(
+        2000, "Most queued write units committed together in one transaction.", min=1, max=100000)
+    read_connections: int = setting(2, "Connections (each with its own thread) serving reads.",
+                                    min=1, max=32)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    key_cache_seconds: float = setting(
+        2.0, "How long a verified API key is trusted without a database lookup; a key revoked "
+        "with the CLI while the server runs stops working within this time.", min=0, max=3600)
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    source: str = "defaults"  # where the file part came from, for the start-up log line
+
+
+_SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig}
+
+
+def describe_settings() -> list[tuple[str, str, Any, str]]:
+    """(section, key, default, help) for every setting, in declaration order."""
+    rows = []
+    for section, cls in _SECTION_TYPES.items():
+        for f in fields(cls):
+            rows.append((section, f.name, f.default, f.metadata["help"]))
+    return rows
+
+
+def _coerce(section: str, f: Any, value: Any, origin: str) -> Any:
+    name = f"{section}.{f.name}"
+    kind = type(f.default)
+    if isinstance(value, str) and kind is not str:
+        value = _parse_text(value, kind, name, origin)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not kind:
+        raise ConfigError(f"setting {name} ({origin}) must be a {kind.__name__}, got {value!r}")
+    meta = f.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        raise ConfigError(f"setting {name} ({origin}) must be one of {', '.join(meta['choices'])}; "
+                          f"got {value!r}")
+    if meta["min"] is not None and value < meta["min"]:
+        raise ConfigError(f"setting {name} ({origin}) must be at least {meta['min']}; got {value!r}")
+    if meta["max"] is not None and value > meta["max"]:
+        raise ConfigError(f"setting {name} ({origin}) must be at most {meta['max']}; got {value!r}")
+    return value
+
+
+def _parse_text(text: str, kind: type, name: str, origin: str) -> Any:
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+    else:
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    raise ConfigError(f"setting {name} ({origin}) must be a {kind.__name__}, got {text!r}")
+
+
+def _apply(config: Config, section: str, key: str, value: Any, origin: str) -> Config:
+    cls = _SECTION_TYPES.get(section)
+    if cls is None:
+        raise ConfigError(f"unknown setting section [{section}] ({origin}); "
+                          f"known sections: {', '.join(_SECTION_TYPES)}")
+    by_name = {f.name: f for f in fields(cls)}
+    if key not in by_name:
+        raise ConfigError(f"unknown setting {section}.{key} ({origin}); "
+                          f"known in [{section}]: {', '.join(by_name)}")
+    coerced = _coerce(section, by_name[key], value, origin)
+    return replace(config, **{section: replace(getattr(config, section), **{key: coerced})})
+
+
+def _from_file(config: Config, path: Path) -> Config:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: top-level key {section!r} must be a [section] table")
+        for key, value in table.items():
+            config = _apply(config, section, key, value, str(path))
+    return replace(config, source=str(path))
+
+
+def _from_env(config: Config, environ: Mapping[str, str]) -> Config:
+    for name, value in sorted(environ.items()):
+        if not name.startswith("FLOWD_") or name in NON_SETTING_ENV:
+            continue
+        rest = name[len("FLOWD_"):].lower()
+        section, _, key = rest.partition("_")
+        if section not in _SECTION_TYPES or not key:
+            raise ConfigError(f"unknown environment variable {name}: settings are "
+                              f"FLOWD_<SECTION>_<KEY>, e.g. FLOWD_SERVER_PORT")
+        config = _apply(config, section, key, value, f"environment {name}")
+    return config
+
+
+def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Build the effective configuration.
+
+    `path` None means `$FLOWD_CONFIG`, else `./flowd.toml` when it exists; a named file must exist.
+    `overrides` maps "section.key" to values from command-line flags (None values are skipped).
+    """
+    environ = os.environ if environ is None else environ
+    config = Config()
+    explicit = path or environ.get("FLOWD_CONFIG")
+    if explicit:
+        config = _from_file(config, Path(explicit))
+    elif Path("flowd.toml").is_file():
+        config = _from_file(config, Path("flowd.toml"))
+    config = _from_env(config, environ)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            config = _apply(config, section, key, value, "command line")
+    return config

@@ -1,0 +1,101 @@
+"""The one error hierarchy. Every error a client can see carries its HTTP status and code.
+
+The API middleware renders any `FlowdError` as the contract's envelope
+`{"error": {"code", "message", "details"}}`; anything else becomes a logged 500.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a request: where (a JSON path like `batch[3].name`) and what."""
+
+    path: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+class FlowdError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.headers: dict[str, str] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        details = [d.to_json() if isinstance(d, Problem) else d for d in self.details]
+        return {"error": {"code": self.code, "message": self.message, "details": details}}
+
+
+class BadRequest(FlowdError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(FlowdError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(FlowdError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(FlowdError):
+    status, code = 404, "not_found"
+
+
+class MethodNotAllowed(FlowdError):
+    status, code = 405, "method_not_allowed"
+
+
+class Conflict(FlowdError):
+    status, code = 409, "conflict"
+
+
+class Gone(FlowdError):
+    status, code = 410, "gone"
+
+
+class PayloadTooLarge(FlowdError):
+    status, code = 413, "payload_too_large"
+
+
+class ValidationError(FlowdError):
+    status, code = 422, "validation_error"
+
+    def __init__(self, problems: list[Problem], message: str | None = None) -> None:
+        if message is None:
+            first = problems[0]
+            where = f" at {first.path}" if first.path else ""
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            message = f"invalid request{where}: {first.message}{more}"
+        super().__init__(message, list(problems))
+        self.problems = problems
+
+
+class RateLimited(FlowdError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after_seconds)
+
+
+class Internal(FlowdError):
+    status, code = 500, "internal"
+
+
+class Unavailable(FlowdError):
+    status, code = 503, "unavailable"
+
+
+class ConfigError(Exception):
+    """A bad setting: the server refuses to start and prints this one line (exit code 2)."""

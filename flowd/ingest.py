@@ -1,0 +1,79 @@
+"""Event ingest: for each event, de-duplicate on `message_id`, upsert its contact and store it —
+all of a request's events in ONE unit of the group commit, so "202" means every part is on disk.
+
+The engine's trigger matching, `exit_on` rules and `wait_for_event` resumption join this same
+unit (they fill `runs_started` / `runs_resumed` before the event row is written), which is what
+makes "an event is never lost between a run starting to wait and the event arriving" true by
+construction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from flowd.ids import new_id
+from flowd.store import Database
+from flowd.store import contacts as contact_store
+from flowd.store import events as event_store
+from flowd.store.records import Event
+from flowd.timeutil import Clock
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    name: str
+    contact_id: str | None = None
+    properties: dict[str, Any] | None = None
+    timestamp: int | None = None          # epoch ms; None means "when received"
+    message_id: str | None = None
+    contact: dict[str, Any] | None = None  # a validated contact upsert patch
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    id: str
+    duplicate: bool
+    runs_started: list[str]
+    runs_resumed: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "duplicate": self.duplicate,
+                "runs_started": self.runs_started, "runs_resumed": self.runs_resumed}
+
+
+class Ingest:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def ingest(self, project_id: str, events: list[IncomingEvent]) -> list[IngestResult]:
+        """Store `events` (all or none); returns once they are committed."""
+        now = self._clock.now_ms()
+        return await self._db.write(self._store_events, project_id, events, now)
+
+    def _store_events(self, conn: sqlite3.Connection, project_id: str,
+                      events: list[IncomingEvent], now: int) -> list[IngestResult]:
+        results: list[IngestResult] = []
+        for incoming in events:
+            if incoming.message_id is not None:
+                first = event_store.find_by_message_id(conn, project_id, incoming.message_id)
+                if first is not None:
+                    results.append(IngestResult(first.id, True, first.runs_started,
+                                                first.runs_resumed))
+                    continue
+            if incoming.contact_id is not None:
+                if incoming.contact:
+                    contact_store.upsert_contact(conn, project_id, incoming.contact_id,
+                                                 incoming.contact, now)
+                else:
+                    contact_store.ensure_contact(conn, project_id, incoming.contact_id, now)
+            event = Event(
+                id=new_id("evt", now), project_id=project_id, name=incoming.name,
+                contact_id=incoming.contact_id, properties=incoming.properties or {},
+                timestamp=incoming.timestamp if incoming.timestamp is not None else now,
+                received_at=now, message_id=incoming.message_id)
+            event_store.insert_event(conn, event)
+            results.append(IngestResult(event.id, False, event.runs_started, event.runs_resumed))
+        return results

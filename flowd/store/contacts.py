@@ -1,0 +1,92 @@
+"""Contacts: the people (or devices) runs are about, keyed by the caller's own user id."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from flowd.store.paging import fetch_page
+from flowd.store.records import Contact, Page
+
+_COLUMNS = ("id, email, phone, timezone, traits, tags, subscribed, push_tokens, "
+            "created_at, updated_at")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _contact(row: tuple) -> Contact:
+    return Contact(id=row[0], email=row[1], phone=row[2], timezone=row[3],
+                   traits=json.loads(row[4]), tags=json.loads(row[5]),
+                   subscribed=json.loads(row[6]), push_tokens=json.loads(row[7]),
+                   created_at=row[8], updated_at=row[9])
+
+
+def get_contact(conn: sqlite3.Connection, project_id: str, contact_id: str) -> Contact | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM contacts WHERE project_id = ? AND id = ?",
+                       (project_id, contact_id)).fetchone()
+    return _contact(row) if row else None
+
+
+def apply_patch(contact: Contact, patch: dict[str, Any]) -> None:
+    """The contract's upsert rules: traits merge shallowly (null deletes a trait), `subscribed`
+    merges per channel, every other given field replaces the stored one."""
+    for name, value in patch.items():
+        if name == "traits":
+            for key, trait in value.items():
+                if trait is None:
+                    contact.traits.pop(key, None)
+                else:
+                    contact.traits[key] = trait
+        elif name == "subscribed":
+            contact.subscribed.update(value)
+        else:
+            setattr(contact, name, value)
+
+
+def upsert_contact(conn: sqlite3.Connection, project_id: str, contact_id: str,
+                   patch: dict[str, Any], now: int) -> tuple[Contact, bool]:
+    """Create or update; returns (contact, created)."""
+    contact = get_contact(conn, project_id, contact_id)
+    created = contact is None
+    if contact is None:
+        contact = Contact(id=contact_id, created_at=now, updated_at=now)
+    apply_patch(contact, patch)
+    contact.updated_at = now
+    values = (contact.email, contact.phone, contact.timezone, _dumps(contact.traits),
+              _dumps(contact.tags), _dumps(contact.subscribed), _dumps(contact.push_tokens))
+    if created:
+        conn.execute(
+            "INSERT INTO contacts (project_id, id, email, phone, timezone, traits, tags, "
+            "subscribed, push_tokens, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (project_id, contact_id, *values, now, now))
+    else:
+        conn.execute(
+            "UPDATE contacts SET email = ?, phone = ?, timezone = ?, traits = ?, tags = ?, "
+            "subscribed = ?, push_tokens = ?, updated_at = ? WHERE project_id = ? AND id = ?",
+            (*values, now, project_id, contact_id))
+    return contact, created
+
+
+def ensure_contact(conn: sqlite3.Connection, project_id: str, contact_id: str, now: int) -> None:
+    """An event naming an unknown contact creates that contact with only its id."""
+    conn.execute("INSERT OR IGNORE INTO contacts (project_id, id, created_at, updated_at) "
+                 "VALUES (?, ?, ?, ?)", (project_id, contact_id, now, now))
+
+
+def delete_contact(conn: sqlite3.Connection, project_id: str, contact_id: str) -> bool:
+    cursor = conn.execute("DELETE FROM contacts WHERE project_id = ? AND id = ?",
+                          (project_id, contact_id))
+    return cursor.rowcount == 1
+
+
+def list_contacts(conn: sqlite3.Connection, project_id: str, *, email: str | None,
+                  tag: str | None, before: int | None, limit: int) -> Page:
+    where, args = ["project_id = ?"], [project_id]
+    if email is not None:
+        where.append("email = ?")
+        args.append(email)
+    if tag is not None:
+        where.append("EXISTS (SELECT 1 FROM json_each(contacts.tags) WHERE value = ?)")
+        args.append(tag)
+    return fetch_page(conn, table="contacts", columns=_COLUMNS, where=where, args=args,
+                      before=before, limit=limit, convert=_contact)

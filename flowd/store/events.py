@@ -1,0 +1,48 @@
+"""Events: everything teams send, stored once per `message_id`, with the result of ingesting
+them (the runs they started or resumed) so that a duplicate can answer with the first result."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from flowd.store.paging import fetch_page
+from flowd.store.records import Event, Page
+
+_COLUMNS = "id, project_id, name, contact_id, properties, timestamp, received_at, message_id, result"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _event(row: tuple) -> Event:
+    result = json.loads(row[8])
+    return Event(id=row[0], project_id=row[1], name=row[2], contact_id=row[3],
+                 properties=json.loads(row[4]), timestamp=row[5], received_at=row[6],
+                 message_id=row[7], runs_started=result["runs_started"],
+                 runs_resumed=result["runs_resumed"])
+
+
+def find_by_message_id(conn: sqlite3.Connection, project_id: str, message_id: str) -> Event | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE project_id = ? AND message_id = ?",
+                       (project_id, message_id)).fetchone()
+    return _event(row) if row else None
+
+
+def insert_event(conn: sqlite3.Connection, event: Event) -> None:
+    result = {"runs_started": event.runs_started, "runs_resumed": event.runs_resumed}
+    conn.execute(
+        f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+        (event.id, event.project_id, event.name, event.contact_id, _dumps(event.properties),
+         event.timestamp, event.received_at, event.message_id, _dumps(result)))
+
+
+def list_events(conn: sqlite3.Connection, project_id: str, *, name: str | None,
+                contact_id: str | None, before: int | None, limit: int) -> Page:
+    where, args = ["project_id = ?"], [project_id]
+    if name is not None:
+        where.append("name = ?")
+        args.append(name)
+    if contact_id is not None:
+        where.append("contact_id = ?")
+        args.append(contact_id)
+    return fetch_page(conn, table="events", columns=_COLUMNS, where=where, args=args,
+                      before=before, limit=limit, convert=_event)

@@ -1,0 +1,23 @@
+"""Newest-first keyset pagination on a table's integer `seq`, shared by every list verb."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Callable
+
+from flowd.store.records import Page
+
+_END = 2**63 - 1
+
+
+def fetch_page(conn: sqlite3.Connection, *, table: str, columns: str, where: list[str],
+               args: list[Any], before: int | None, limit: int,
+               convert: Callable[[tuple], Any]) -> Page:
+    """`where`/`args` are the listing's filters; the page continues below position `before`."""
+    conditions = " AND ".join([*where, "seq < ?"])
+    rows = conn.execute(
+        f"SELECT {columns}, seq FROM {table} WHERE {conditions} ORDER BY seq DESC LIMIT ?",
+        (*args, _END if before is None else before, limit + 1)).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page([convert(row) for row in rows], rows[-1][-1] if more else None)

@@ -1,0 +1,136 @@
+"""The database schema as ordered, versioned migrations.
+
+`schema_migrations` records which versions are applied. Each migration runs in its own
+`BEGIN IMMEDIATE` transaction together with its bookkeeping row, so a crash mid-migration leaves
+the previous version intact, and re-running `migrate` is a no-op. Never edit a released
+migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import NamedTuple
+
+from flowd.timeutil import Clock
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "projects, keys, contacts, events", """
+        CREATE TABLE projects (
+            id          TEXT PRIMARY KEY,
+            created_at  INTEGER NOT NULL
+        );
+        INSERT INTO projects (id, created_at) VALUES ('default', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));
+
+        CREATE TABLE api_keys (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            role        TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer', 'ingest')),
+            name        TEXT NOT NULL DEFAULT '',
+            key_hash    TEXT NOT NULL UNIQUE,   -- hex SHA-256 of the key; the key itself is never stored
+            lookup      TEXT NOT NULL,          -- first 16 hex digits of key_hash, the index to find it by
+            prefix      TEXT NOT NULL,          -- first characters, to recognise a key in listings
+            created_at  INTEGER NOT NULL,
+            revoked_at  INTEGER
+        );
+        CREATE INDEX api_keys_project ON api_keys (project_id, seq);
+        CREATE INDEX api_keys_lookup ON api_keys (lookup);
+
+        CREATE TABLE contacts (
+            seq         INTEGER PRIMARY KEY,
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            id          TEXT NOT NULL,
+            email       TEXT,
+            phone       TEXT,
+            timezone    TEXT,
+            traits      TEXT NOT NULL DEFAULT '{}',
+            tags        TEXT NOT NULL DEFAULT '[]',
+            subscribed  TEXT NOT NULL DEFAULT '{"email":true,"sms":true,"push":true}',
+            push_tokens TEXT NOT NULL DEFAULT '[]',
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL,
+            UNIQUE (project_id, id)
+        );
+        CREATE INDEX contacts_email ON contacts (project_id, email) WHERE email IS NOT NULL;
+        CREATE INDEX contacts_project ON contacts (project_id, seq);
+
+        CREATE TABLE events (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            name        TEXT NOT NULL,
+            contact_id  TEXT,
+            properties  TEXT NOT NULL,
+            timestamp   INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            message_id  TEXT,
+            result      TEXT NOT NULL           -- {"runs_started": [...], "runs_resumed": [...]}
+        );
+        CREATE UNIQUE INDEX events_message_id ON events (project_id, message_id)
+            WHERE message_id IS NOT NULL;
+        CREATE INDEX events_project ON events (project_id, seq);
+        CREATE INDEX events_name ON events (project_id, name, seq);
+        CREATE INDEX events_contact ON events (project_id, contact_id, seq);
+    """),
+]
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+def applied_version(conn: sqlite3.Connection) -> int:
+    conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+        version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)""")
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def migrate(conn: sqlite3.Connection) -> list[Migration]:
+    """Bring the database to LATEST_VERSION; returns the migrations applied now."""
+    current = applied_version(conn)
+    if current > LATEST_VERSION:
+        raise SchemaTooNew(f"database schema version {current} is newer than this flowd "
+                           f"understands ({LATEST_VERSION}); upgrade flowd")
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-check inside the lock: another process may have migrated meanwhile.
+            if applied_version(conn) >= migration.version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                         (migration.version, migration.name, Clock().now_ms()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(migration)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    # executescript() would COMMIT our transaction first; split on complete statements instead.
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
