@@ -1,0 +1,94 @@
+"""Events: ingest, the contact upsert in the same transaction, de-duplication, listing."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import Api
+
+
+async def test_event_with_unknown_contact_creates_it(api: Api):
+    status, result = await api.post("/v1/events", json={"name": "user.signed_up", "contact_id": "u1"})
+    assert status == 202
+    assert result["id"].startswith("evt_") and result["duplicate"] is False
+    assert result["runs_started"] == [] and result["runs_resumed"] == []
+    status, contact = await api.get("/v1/contacts/u1")
+    assert status == 200 and contact["traits"] == {} and contact["email"] is None
+
+
+async def test_event_contact_upsert_applies_with_the_event(api: Api):
+    await api.put("/v1/contacts/u1", json={"traits": {"plan": "free", "seats": 1}})
+    status, _ = await api.post("/v1/events", json={
+        "name": "plan.changed", "contact_id": "u1", "properties": {"to": "pro"},
+        "contact": {"email": "ada@example.com", "traits": {"plan": "pro"}}})
+    assert status == 202
+    _, contact = await api.get("/v1/contacts/u1")
+    assert contact["email"] == "ada@example.com"
+    assert contact["traits"] == {"plan": "pro", "seats": 1}
+
+
+async def test_stored_event_fields(api: Api):
+    await api.post("/v1/events", json={
+        "name": "order.completed", "contact_id": "u1", "properties": {"amount": 42.5, "items": [1, 2]},
+        "timestamp": "2026-11-23T19:00:00.123+01:00", "message_id": "m-1"})
+    _, page = await api.get("/v1/events")
+    [event] = page["data"]
+    assert event["name"] == "order.completed" and event["contact_id"] == "u1"
+    assert event["properties"] == {"amount": 42.5, "items": [1, 2]}
+    assert event["timestamp"] == "2026-11-23T18:00:00.123Z"
+    assert event["message_id"] == "m-1" and event["received_at"].endswith("Z")
+
+
+async def test_duplicate_message_id_returns_the_first_result_and_is_stored_once(api: Api):
+    first = await api.post("/v1/events", json={"name": "a", "contact_id": "u1", "message_id": "m1"})
+    again = await api.post("/v1/events", json={"name": "a", "contact_id": "u1", "message_id": "m1",
+                                               "contact": {"email": "late@example.com"}})
+    assert first[0] == again[0] == 202
+    assert again[1] == {**first[1], "duplicate": True}
+    _, page = await api.get("/v1/events")
+    assert len(page["data"]) == 1
+    # A duplicate is a replay: its contact upsert is not applied either.
+    assert (await api.get("/v1/contacts/u1"))[1]["email"] is None
+
+
+async def test_duplicates_inside_one_batch_and_across_concurrent_requests(api: Api):
+    status, body = await api.post("/v1/events", json={"batch": [
+        {"name": "a", "message_id": "x"}, {"name": "a", "message_id": "x"}, {"name": "b"}]})
+    assert status == 202
+    first, dup, other = body["data"]
+    assert dup == {**first, "duplicate": True} and other["id"] != first["id"]
+
+    results = await asyncio.gather(*[
+        api.post("/v1/events", json={"name": "c", "message_id": "same"}) for _ in range(20)])
+    assert {r[0] for r in results} == {202}
+    assert len({r[1]["id"] for r in results}) == 1
+    assert sum(not r[1]["duplicate"] for r in results) == 1
+    _, page = await api.get("/v1/events?name=c")
+    assert len(page["data"]) == 1
+
+
+async def test_message_ids_are_scoped_per_project(api: Api, config):
+    import contextlib, io
+    from flowd.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        main(["keys", "create", "--role", "ingest", "--project", "p2", "--db", config.storage.path])
+    mine = await api.post("/v1/events", json={"name": "a", "message_id": "m"})
+    theirs = await api.post("/v1/events", key=out.getvalue().strip(), json={"name": "a", "message_id": "m"})
+    assert theirs[1]["duplicate"] is False and theirs[1]["id"] != mine[1]["id"]
+
+
+async def test_list_filters_and_pages(api: Api):
+    batch = [{"name": "view" if i % 3 else "buy", "contact_id": f"u{i % 2}"} for i in range(12)]
+    _, body = await api.post("/v1/events", json={"batch": batch})
+    ids = [r["id"] for r in body["data"]]
+    _, page = await api.get("/v1/events?limit=5")
+    seen = [e["id"] for e in page["data"]]
+    while page["next_cursor"]:
+        _, page = await api.get(f"/v1/events?limit=5&cursor={page['next_cursor']}")
+        seen += [e["id"] for e in page["data"]]
+    assert seen == list(reversed(ids))
+    _, buys = await api.get("/v1/events?name=buy")
+    assert len(buys["data"]) == 4
+    _, u1_buys = await api.get("/v1/events?name=buy&contact_id=u1")
+    assert {e["contact_id"] for e in u1_buys["data"]} == {"u1"} and len(u1_buys["data"]) == 2
