@@ -132,6 +132,9 @@ async def bootstrap_admin(db: Database, clock: Clock, db_path: str, env_key: str
         return
     key = generate_key()
     path = admin_key_file(db_path)
+    if path.exists():
+        log.warning("replacing %s, left from an earlier database: keys of other databases can be "
+                    "made with `python -m flowd keys create --role admin --db PATH`", path)
     # Write the file before committing the key: a crash in between leaves a harmless file,
     # never a key nobody can read.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

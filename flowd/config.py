@@ -60,14 +60,42 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    max_concurrent_runs: int = setting(
+        1000, "Runs executing at once; more due runs wait their turn in the scheduler.",
+        min=1, max=100000)
+    max_steps_per_run: int = setting(
+        10000, "A run that executes more steps than this fails with step_limit (runaway loops).",
+        min=10, max=10_000_000)
+    horizon_seconds: float = setting(
+        60.0, "Runs due within this window are kept in memory; later ones only on disk.",
+        min=1, max=3600)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    allow_private_networks: bool = setting(
+        False, "Let webhook and http_request steps call loopback, private and link-local "
+        "addresses (internal services).")
+    allowed_networks: str = setting(
+        "", "Comma-separated CIDRs callable even when private networks are not, e.g. "
+        "10.0.5.0/24.")
+    max_response_bytes: int = setting(65536, "Most bytes of a response body kept as step output.",
+                                      min=1024, max=16 * 1024 * 1024)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
 
 
-_SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig}
+_SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
+                  "engine": EngineConfig, "http": HttpConfig}
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:

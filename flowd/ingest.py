@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from flowd.ids import new_id
+from flowd.matching import match_event
 from flowd.store import Database
 from flowd.store import contacts as contact_store
 from flowd.store import events as event_store
 from flowd.store.records import Event
 from flowd.timeutil import Clock
+from flowd.triggers import EMPTY_INDEX, TriggerIndex
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,28 @@ class IngestResult:
 
 
 class Ingest:
-    def __init__(self, db: Database, clock: Clock) -> None:
+    def __init__(self, db: Database, clock: Clock, *,
+                 index: Callable[[], TriggerIndex] = lambda: EMPTY_INDEX,
+                 on_runs_due: Callable[[list[str]], None] = lambda run_ids: None) -> None:
         self._db = db
         self._clock = clock
+        self._index = index
+        self._on_runs_due = on_runs_due
 
     async def ingest(self, project_id: str, events: list[IncomingEvent]) -> list[IngestResult]:
-        """Store `events` (all or none); returns once they are committed."""
+        """Store `events` (all or none); returns once they and their runs are committed."""
         now = self._clock.now_ms()
-        return await self._db.write(self._store_events, project_id, events, now)
+        results, due = await self._db.write(self._store_events, project_id, events, now)
+        if due:
+            self._on_runs_due(due)  # started and resumed runs continue in-process at once
+        return results
 
     def _store_events(self, conn: sqlite3.Connection, project_id: str,
-                      events: list[IncomingEvent], now: int) -> list[IngestResult]:
+                      events: list[IncomingEvent], now: int
+                      ) -> tuple[list[IngestResult], list[str]]:
+        index = self._index()
         results: list[IngestResult] = []
+        due: list[str] = []
         for incoming in events:
             if incoming.message_id is not None:
                 first = event_store.find_by_message_id(conn, project_id, incoming.message_id)
@@ -74,6 +86,18 @@ class Ingest:
                 contact_id=incoming.contact_id, properties=incoming.properties or {},
                 timestamp=incoming.timestamp if incoming.timestamp is not None else now,
                 received_at=now, message_id=incoming.message_id)
+            matched = match_event(conn, index, event, _contact_loader(conn, event), now)
+            due += [run.id for run in matched.started if run.due_at is not None]
+            due += matched.resumed
             event_store.insert_event(conn, event)
             results.append(IngestResult(event.id, False, event.runs_started, event.runs_resumed))
-        return results
+        return results, due
+
+
+def _contact_loader(conn: sqlite3.Connection, event: Event) -> Callable[[], dict[str, Any] | None]:
+    def load() -> dict[str, Any] | None:
+        if event.contact_id is None:
+            return None
+        contact = contact_store.get_contact(conn, event.project_id, event.contact_id)
+        return contact.to_json() if contact else None
+    return load

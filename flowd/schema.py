@@ -151,6 +151,34 @@ class Integer(Schema):
 
 
 @dataclass
+class Number(Schema):
+    min: float | None = None
+    max: float | None = None
+    exclusive_min: bool = False
+    description: str = ""
+
+    def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            problems.append(Problem(path, f"must be a number, not {type_name(value)}"))
+            return INVALID
+        if self.min is not None and (value <= self.min if self.exclusive_min else value < self.min):
+            problems.append(Problem(path, f"must be {'greater than' if self.exclusive_min else 'at least'} {self.min}"))
+            return INVALID
+        if self.max is not None and value > self.max:
+            problems.append(Problem(path, f"must be at most {self.max}"))
+            return INVALID
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "number"}
+        if self.min is not None:
+            schema["exclusiveMinimum" if self.exclusive_min else "minimum"] = self.min
+        if self.max is not None:
+            schema["maximum"] = self.max
+        return self._doc(schema)
+
+
+@dataclass
 class Boolean(Schema):
     description: str = ""
 

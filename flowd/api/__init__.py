@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 # Importing the resource modules registers their routes.
-from flowd.api import contacts, events, keys, meta  # noqa: F401
+from flowd.api import contacts, events, keys, meta, runs, settings, workflows  # noqa: F401
 from flowd.api.middleware import bind
 from flowd.api.routes import ROUTES
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from flowd.api.contacts import CONTACT_FIELDS, CONTACT_ID
 from flowd.api.routes import Call, Param, json_response, page_response, route
 from flowd.auth import Access
+from flowd.contact_fields import CONTACT_FIELDS, CONTACT_ID
 from flowd.errors import Problem, ValidationError
 from flowd.ingest import IncomingEvent
 from flowd.schema import Array, Either, Json, Nullable, Object, String

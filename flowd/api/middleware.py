@@ -78,12 +78,14 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
+async def read_json(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes") from None
     if not raw.strip():
+        if optional:
+            return {}
         raise BadRequest("request body is empty; expected a JSON object")
     try:
         value = json.loads(raw, parse_constant=_reject_constant)
@@ -108,7 +110,8 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         body = None
         if route.body is not None:
             problems: list[Problem] = []
-            body = route.body.validate(await read_json(request), "", problems)
+            body = route.body.validate(await read_json(request, optional=route.body_optional), "",
+                                      problems)
             if body is INVALID:
                 raise ValidationError(problems)
         query = parse_query(route, request.query) if route.query else {}

@@ -87,6 +87,7 @@ class Route:
     response: dict[str, Any] | None = None  # JSON Schema of the success body, for the docs
     content_type: str = "application/json"
     errors: tuple[int, ...] = field(default=())
+    body_optional: bool = False   # an empty body means {}
 
 
 ROUTES: list[Route] = []
@@ -95,12 +96,12 @@ ROUTES: list[Route] = []
 def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           body: Schema | None = None, query: tuple[Param, ...] = (), paginated: bool = False,
           status: int = 200, response: dict[str, Any] | None = None,
-          content_type: str = "application/json",
-          errors: tuple[int, ...] = ()) -> Callable[[Handler], Handler]:
+          content_type: str = "application/json", errors: tuple[int, ...] = (),
+          body_optional: bool = False) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         ROUTES.append(Route(method, path, handler, access, summary, tag, body,
                             query + (PAGINATION if paginated else ()), status, response,
-                            content_type, errors))
+                            content_type, errors, body_optional))
         return handler
     return register
 
@@ -132,6 +133,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def page_response(page: Page) -> web.Response:
-    return json_response({"data": [item.to_json() for item in page.items],
+def page_response(page: Page, render: Callable[[Any], Any] | None = None) -> web.Response:
+    render = render or (lambda item: item.to_json())
+    return json_response({"data": [render(item) for item in page.items],
                           "next_cursor": encode_cursor(page.next_before)})

@@ -29,7 +29,8 @@ def get_contact(conn: sqlite3.Connection, project_id: str, contact_id: str) -> C
 
 def apply_patch(contact: Contact, patch: dict[str, Any]) -> None:
     """The contract's upsert rules: traits merge shallowly (null deletes a trait), `subscribed`
-    merges per channel, every other given field replaces the stored one."""
+    merges per channel, `add_tags`/`remove_tags` edit the tag list, every other given field
+    replaces the stored one."""
     for name, value in patch.items():
         if name == "traits":
             for key, trait in value.items():
@@ -39,6 +40,10 @@ def apply_patch(contact: Contact, patch: dict[str, Any]) -> None:
                     contact.traits[key] = trait
         elif name == "subscribed":
             contact.subscribed.update(value)
+        elif name == "add_tags":  # from the update_contact step
+            contact.tags += [tag for tag in value if tag not in contact.tags]
+        elif name == "remove_tags":
+            contact.tags = [tag for tag in contact.tags if tag not in value]
         else:
             setattr(contact, name, value)
 

@@ -180,6 +180,14 @@ class Database:
         self.writer: Writer | None = None
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except BaseException:
+            # Connections run in non-daemon threads: leaving one open would hang the exit.
+            await self.close()
+            raise
+
+    async def _open(self) -> None:
         settings = self.settings
         self._writer_conn = await aiosqlite.connect(
             settings.path, isolation_level=None, check_same_thread=False)

@@ -46,3 +46,17 @@ def list_events(conn: sqlite3.Connection, project_id: str, *, name: str | None,
         args.append(contact_id)
     return fetch_page(conn, table="events", columns=_COLUMNS, where=where, args=args,
                       before=before, limit=limit, convert=_event)
+
+
+def events_since(conn: sqlite3.Connection, project_id: str, contact_id: str | None, since: int,
+                 limit: int) -> list[Event]:
+    """Events received at or after `since` (of one contact, or of the project), oldest first."""
+    if contact_id is None:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE project_id = ? "
+                            "AND received_at >= ? ORDER BY seq LIMIT ?",
+                            (project_id, since, limit)).fetchall()
+    else:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM events WHERE project_id = ? "
+                            "AND contact_id = ? AND received_at >= ? ORDER BY seq LIMIT ?",
+                            (project_id, contact_id, since, limit)).fetchall()
+    return [_event(row) for row in rows]

@@ -12,11 +12,11 @@ _END = 2**63 - 1
 
 def fetch_page(conn: sqlite3.Connection, *, table: str, columns: str, where: list[str],
                args: list[Any], before: int | None, limit: int,
-               convert: Callable[[tuple], Any]) -> Page:
+               convert: Callable[[tuple], Any], seq: str = "seq") -> Page:
     """`where`/`args` are the listing's filters; the page continues below position `before`."""
-    conditions = " AND ".join([*where, "seq < ?"])
+    conditions = " AND ".join([*where, f"{seq} < ?"])
     rows = conn.execute(
-        f"SELECT {columns}, seq FROM {table} WHERE {conditions} ORDER BY seq DESC LIMIT ?",
+        f"SELECT {columns}, {seq} FROM {table} WHERE {conditions} ORDER BY {seq} DESC LIMIT ?",
         (*args, _END if before is None else before, limit + 1)).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]

@@ -79,6 +79,101 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX events_name ON events (project_id, name, seq);
         CREATE INDEX events_contact ON events (project_id, contact_id, seq);
     """),
+    Migration(2, "workflows, versions, runs, run steps, event waits, webhook secrets", """
+        CREATE TABLE workflows (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            name        TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            status      TEXT NOT NULL CHECK (status IN ('draft', 'active', 'paused', 'archived')),
+            version     INTEGER NOT NULL,       -- the newest version; new runs start on it
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL
+        );
+        CREATE INDEX workflows_project ON workflows (project_id, seq);
+
+        CREATE TABLE workflow_versions (
+            workflow_id TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+            version     INTEGER NOT NULL,
+            definition  TEXT NOT NULL,          -- {"trigger", "settings", "steps"}, normalized
+            issues      TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            PRIMARY KEY (workflow_id, version)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE runs (
+            seq              INTEGER PRIMARY KEY,
+            id               TEXT NOT NULL UNIQUE,
+            project_id       TEXT NOT NULL,
+            workflow_id      TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+            workflow_version INTEGER NOT NULL,
+            contact_id       TEXT,
+            status           TEXT NOT NULL CHECK (status IN ('pending', 'running', 'waiting',
+                                 'paused', 'completed', 'failed', 'cancelled')),
+            current_step_id  TEXT,
+            due_at           INTEGER,           -- when the scheduler should take it; NULL: not by time
+            wait             TEXT,              -- JSON: how it waits
+            wake             TEXT,              -- JSON: why a waiting step ended (event, timer)
+            trigger          TEXT NOT NULL,
+            vars             TEXT NOT NULL DEFAULT '{}',
+            outputs          TEXT NOT NULL DEFAULT '{}',   -- step id -> latest output
+            visits           TEXT NOT NULL DEFAULT '{}',   -- step id -> times entered
+            attempt          INTEGER NOT NULL DEFAULT 1,   -- of the current step
+            steps_executed   INTEGER NOT NULL DEFAULT 0,
+            trace_len        INTEGER NOT NULL DEFAULT 0,
+            error            TEXT,
+            exit_reason      TEXT,
+            parent_run_id    TEXT,
+            created_at       INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL,
+            completed_at     INTEGER
+        );
+        CREATE INDEX runs_due ON runs (due_at) WHERE due_at IS NOT NULL;
+        CREATE INDEX runs_project ON runs (project_id, seq);
+        CREATE INDEX runs_workflow ON runs (workflow_id, seq);
+        CREATE INDEX runs_workflow_status ON runs (workflow_id, status, seq);
+        CREATE INDEX runs_contact ON runs (project_id, contact_id, workflow_id, status);
+        CREATE INDEX runs_status ON runs (project_id, status, seq);
+
+        CREATE TABLE run_steps (
+            run_id      TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            seq         INTEGER NOT NULL,
+            step_id     TEXT NOT NULL,
+            type        TEXT NOT NULL,
+            status      TEXT NOT NULL,         -- ok | failed | skipped | waiting
+            outcome     TEXT,
+            branch      TEXT,
+            attempt     INTEGER NOT NULL,
+            visit       INTEGER NOT NULL,
+            started_at  INTEGER NOT NULL,
+            finished_at INTEGER,
+            input       TEXT,
+            output      TEXT,
+            error       TEXT,
+            PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE event_waits (
+            run_id      TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+            project_id  TEXT NOT NULL,
+            contact_id  TEXT,
+            event_name  TEXT NOT NULL,          -- a name pattern
+            wildcard    INTEGER NOT NULL,       -- 1 when event_name has a *
+            filter      TEXT,
+            since       INTEGER NOT NULL
+        );
+        CREATE INDEX event_waits_exact ON event_waits (project_id, event_name, contact_id);
+        CREATE INDEX event_waits_wildcard ON event_waits (project_id, contact_id) WHERE wildcard = 1;
+
+        CREATE TABLE webhook_secrets (
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            secret      TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            expires_at  INTEGER,               -- set on the old secret when rotated
+            PRIMARY KEY (project_id, secret)
+        ) WITHOUT ROWID;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

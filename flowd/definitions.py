@@ -1,0 +1,370 @@
+"""Workflow definitions: the request shape, alias normalization, validation into `issues`, and
+compilation into the immutable form the engine runs.
+
+Two levels of wrong: a body that is not a workflow at all (a step without an id, `steps` not a
+list) is a 422 from the request schema; a workflow that is well-formed but cannot run (a `next`
+naming no step, a wait without a duration, a cycle that never waits) is saved with `issues`, so
+the builder can store a draft half-done. A workflow with an `error` issue cannot be active.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowd.conditions import Condition, ConditionError, compile_condition, compile_name_pattern
+from flowd.durations import parse_duration
+from flowd.errors import Problem
+from flowd.schema import (INVALID, Array, Either, Enum, Integer, Json, MapOf, Nullable, Number,
+                          Object, String)
+from flowd.steps import ALIASES, STEP_TYPES
+from flowd.steps.base import StepConfigError, StepType
+from flowd.templates import CompiledValue, TemplateError, compile_value
+
+MAX_STEPS = 500
+STEP_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+REENTRY = ("once", "after_completion", "always")
+TRIGGER_TYPES = ("event", "manual", "schedule", "webhook")
+
+# ---------------------------------------------------------------- request shape
+
+STEP_ID = String(pattern=STEP_ID_PATTERN, pattern_message="must be 1–64 letters, digits, _ or -")
+NEXT = Nullable(Either((STEP_ID, MapOf(Nullable(STEP_ID), max_keys=100)),
+                       pick=lambda v: 1 if isinstance(v, dict) else 0,
+                       description="absent: the following step; null: the run ends; a step id; "
+                                   "or branch label → step id"))
+RETRY = Object({"max_attempts": Integer(min=1, max=100), "backoff": String(min_len=1),
+                "max_backoff": String(min_len=1)})
+STEP = Object({
+    "id": STEP_ID,
+    "type": String(min_len=1, max_len=64),
+    "name": String(max_len=200),
+    "config": Json(object_only=True),
+    "next": NEXT,
+    "retry": RETRY,
+    "on_error": Enum(("fail", "continue")),
+    "position": Object({"x": Number(), "y": Number()}),
+}, required=("id", "type"), title="Step")
+TRIGGER = Object({
+    "type": Enum(TRIGGER_TYPES),
+    "event": String(max_len=200, description="Event name pattern; * matches any run of characters."),
+    "filter": Json(object_only=True),
+    "cron": String(max_len=100), "timezone": String(max_len=64), "audience": String(max_len=100),
+    "secret": String(max_len=200), "contact_id_path": String(max_len=200),
+}, required=("type",), read_only=("url",), title="Trigger")
+EXIT_RULE = Object({"event": String(max_len=200), "filter": Json(object_only=True)},
+                   required=("event",))
+SETTINGS = Object({"reentry": Enum(REENTRY), "exit_on": Array(EXIT_RULE, max_items=50)},
+                  title="Settings")
+READ_ONLY = ("id", "created_at", "updated_at", "version", "issues", "status")
+DEFINITION_FIELDS = {
+    "name": String(min_len=1, max_len=200),
+    "description": String(max_len=5000),
+    "trigger": TRIGGER,
+    "settings": SETTINGS,
+    "steps": Array(STEP, max_items=MAX_STEPS),
+}
+NEW_WORKFLOW = Object({**DEFINITION_FIELDS, "status": Enum(("draft", "active"))},
+                      required=("name",), read_only=READ_ONLY[:-1], title="NewWorkflow")
+REPLACE_WORKFLOW = Object(DEFINITION_FIELDS, required=("name",), read_only=READ_ONLY,
+                          title="Workflow")
+
+DEFAULT_TRIGGER = {"type": "manual"}
+DEFAULT_SETTINGS = {"reentry": "after_completion", "exit_on": []}
+
+
+def normalize(definition: dict[str, Any]) -> dict[str, Any]:
+    """The stored form: aliases resolved, defaults filled. Returns a new dict."""
+    steps = []
+    for step in definition.get("steps") or []:
+        step = dict(step)
+        step["type"] = ALIASES.get(step["type"], step["type"])
+        step.setdefault("config", {})
+        steps.append(step)
+    settings = {**DEFAULT_SETTINGS, **copy.deepcopy(definition.get("settings") or {})}
+    return {"trigger": copy.deepcopy(definition.get("trigger") or DEFAULT_TRIGGER),
+            "settings": settings, "steps": copy.deepcopy(steps)}
+
+
+# ---------------------------------------------------------------- compiled form
+
+@dataclass(frozen=True)
+class Issue:
+    severity: str          # error | warning
+    code: str
+    message: str
+    path: str
+    step_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"severity": self.severity, "step_id": self.step_id, "code": self.code,
+                "message": self.message, "path": self.path}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 1
+    backoff_ms: int = 10_000
+    max_backoff_ms: int = 3_600_000
+
+    def delay_ms(self, failed_attempt: int) -> int:
+        """Backoff after attempt n (1-based): backoff × 2^(n-1), capped."""
+        return min(self.backoff_ms * 2 ** (failed_attempt - 1), self.max_backoff_ms)
+
+
+@dataclass
+class CompiledStep:
+    id: str
+    type: StepType
+    config: CompiledValue
+    compiled: Any
+    following: str | None        # the next step in the list
+    next_raw: Any                # as written; see target()
+    has_next: bool
+    retry: RetryPolicy
+    on_error: str
+
+    def target(self, branch: str | None) -> str | None:
+        """The step after this one for `branch` (None = the default path); None ends the run."""
+        if not self.has_next:
+            return self.following
+        raw = self.next_raw
+        if raw is None or isinstance(raw, str):
+            return raw
+        if branch is not None:
+            return raw.get(branch)  # a label that `next` does not map ends the run
+        return raw["default"] if "default" in raw else self.following
+
+    def error_target(self) -> tuple[bool, str | None]:
+        """(True, target) when `next` maps the `error` label."""
+        if self.has_next and isinstance(self.next_raw, dict) and "error" in self.next_raw:
+            return True, self.next_raw["error"]
+        return False, None
+
+    def successors(self) -> set[str]:
+        if not self.has_next:
+            targets = {self.following}
+        elif isinstance(self.next_raw, dict):
+            targets = set(self.next_raw.values())
+            if not self.type.branches:
+                targets.add(self.target(None))
+        else:
+            targets = {self.next_raw}
+        return {t for t in targets if t is not None}
+
+
+@dataclass
+class EventRule:
+    """An event pattern with an optional filter: triggers and `exit_on`."""
+
+    pattern: str
+    matches_name: Any
+    filter: Condition | None
+
+
+@dataclass
+class CompiledWorkflow:
+    trigger_type: str
+    trigger: EventRule | None
+    reentry: str
+    exit_on: list[EventRule]
+    steps: dict[str, CompiledStep] = field(default_factory=dict)
+    first_step: str | None = None
+
+
+# ---------------------------------------------------------------- analysis
+
+class _Collector:
+    def __init__(self) -> None:
+        self.issues: list[Issue] = []
+
+    def error(self, code: str, path: str, message: str, step_id: str | None = None) -> None:
+        self.issues.append(Issue("error", code, message, path, step_id))
+
+    def warning(self, code: str, path: str, message: str, step_id: str | None = None) -> None:
+        self.issues.append(Issue("warning", code, message, path, step_id))
+
+
+def _rule(raw: dict[str, Any], path: str, issues: _Collector, *, pattern_key: str = "event"
+          ) -> EventRule | None:
+    pattern = raw.get(pattern_key) or ""
+    ok = True
+    if not pattern.strip():
+        issues.error("empty_trigger_pattern", f"{path}.{pattern_key}",
+                     "an event name pattern is required (use * for every event)")
+        ok = False
+    condition = None
+    if raw.get("filter") is not None:
+        try:
+            condition = compile_condition(raw["filter"], f"{path}.filter")
+        except ConditionError as exc:
+            for problem in exc.problems:
+                issues.error("invalid_condition", problem.path, problem.message)
+            ok = False
+    return EventRule(pattern, compile_name_pattern(pattern), condition) if ok else None
+
+
+def _retry(raw: dict[str, Any] | None, path: str, step_id: str, issues: _Collector) -> RetryPolicy:
+    if not raw:
+        return RetryPolicy()
+    values = {}
+    for key, attr in (("backoff", "backoff_ms"), ("max_backoff", "max_backoff_ms")):
+        if key in raw:
+            try:
+                values[attr] = parse_duration(raw[key])
+            except ValueError as exc:
+                issues.error("invalid_duration", f"{path}.{key}", str(exc), step_id)
+    return RetryPolicy(max_attempts=raw.get("max_attempts", 3), **values)
+
+
+def _step_config(step: dict[str, Any], step_type: StepType, path: str,
+                 issues: _Collector) -> tuple[CompiledValue | None, Any]:
+    step_id = step["id"]
+    problems: list[Problem] = []
+    config = step_type.schema.validate(step["config"], f"{path}.config", problems)
+    for problem in problems:
+        code = "missing_config" if problem.message == "is required" else "invalid_config"
+        issues.error(code, problem.path, problem.message, step_id)
+    if config is INVALID:
+        return None, None
+    try:
+        template = compile_value(config, f"{path}.config")
+    except TemplateError as exc:
+        for problem in exc.problems:
+            issues.error("invalid_template", problem.path, problem.message, step_id)
+        return None, None
+    try:
+        compiled = step_type.compile(config, f"{path}.config")
+    except StepConfigError as exc:
+        for code, problem in exc.issues:
+            issues.error(code, problem.path, problem.message, step_id)
+        return None, None
+    return template, compiled
+
+
+def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[Issue]]:
+    """Validate a normalized definition. Returns the compiled workflow when it has no errors."""
+    issues = _Collector()
+    trigger_raw = definition["trigger"]
+    trigger_type = trigger_raw["type"]
+    trigger = None
+    if trigger_type == "event":
+        trigger = _rule(trigger_raw, "trigger", issues)
+    elif trigger_type in ("schedule", "webhook"):
+        issues.error("unsupported_trigger", "trigger.type",
+                     f"'{trigger_type}' triggers are not available in this version of flowd")
+    settings = definition["settings"]
+    exit_on = [rule for i, raw in enumerate(settings.get("exit_on") or [])
+               if (rule := _rule(raw, f"settings.exit_on[{i}]", issues)) is not None]
+
+    raw_steps = definition["steps"]
+    seen: dict[str, int] = {}
+    for i, step in enumerate(raw_steps):
+        if step["id"] in seen:
+            issues.error("duplicate_step_id", f"steps[{i}].id",
+                         f"step id '{step['id']}' is already used by steps[{seen[step['id']]}]",
+                         step["id"])
+        else:
+            seen[step["id"]] = i
+    if not raw_steps:
+        issues.error("no_steps", "steps", "a workflow needs at least one step")
+
+    steps: dict[str, CompiledStep] = {}
+    for i, step in enumerate(raw_steps):
+        path, step_id = f"steps[{i}]", step["id"]
+        step_type = STEP_TYPES.get(step["type"])
+        if step_type is None:
+            issues.error("unknown_step_type", f"{path}.type",
+                         f"unknown step type '{step['type']}'; known: {', '.join(STEP_TYPES)}",
+                         step_id)
+            continue
+        template, compiled = _step_config(step, step_type, path, issues)
+        has_next = "next" in step
+        _check_next(step, step_type, path, seen, issues)
+        if template is None or seen.get(step_id) != i:
+            continue
+        following = raw_steps[i + 1]["id"] if i + 1 < len(raw_steps) else None
+        steps[step_id] = CompiledStep(
+            id=step_id, type=step_type, config=template, compiled=compiled, following=following,
+            next_raw=step.get("next"), has_next=has_next,
+            retry=_retry(step.get("retry"), f"{path}.retry", step_id, issues),
+            on_error=step.get("on_error", "fail"))
+
+    if not any(issue.severity == "error" for issue in issues.issues):
+        _check_graph(raw_steps, steps, issues)
+    workflow = CompiledWorkflow(trigger_type, trigger, settings.get("reentry", "after_completion"),
+                                exit_on, steps, raw_steps[0]["id"] if raw_steps else None)
+    errors = any(issue.severity == "error" for issue in issues.issues)
+    return (None if errors else workflow), issues.issues
+
+
+def _check_next(step: dict[str, Any], step_type: StepType, path: str, ids: dict[str, int],
+                issues: _Collector) -> None:
+    raw = step.get("next")
+    step_id = step["id"]
+    if isinstance(raw, str):
+        targets = {"": raw}
+    elif isinstance(raw, dict):
+        targets = raw
+        labels = set(step_type.branch_labels(step.get("config") or {})) | {"error", "default"}
+        for label in raw:
+            if label not in labels:
+                issues.warning("unknown_branch", f"{path}.next.{label}",
+                               f"'{step_type.name}' steps never take a branch named '{label}'",
+                               step_id)
+    else:
+        return
+    for label, target in targets.items():
+        if target is not None and target not in ids:
+            where = f"{path}.next.{label}" if label else f"{path}.next"
+            issues.error("unknown_next_step", where, f"no step has the id '{target}'", step_id)
+
+
+def _check_graph(raw_steps: list[dict[str, Any]], steps: dict[str, CompiledStep],
+                 issues: _Collector) -> None:
+    index = {step["id"]: i for i, step in enumerate(raw_steps)}
+    first = raw_steps[0]["id"]
+    reachable, stack = {first}, [first]
+    while stack:
+        for target in steps[stack.pop()].successors():
+            if target not in reachable:
+                reachable.add(target)
+                stack.append(target)
+    for step in raw_steps:
+        if step["id"] not in reachable:
+            issues.warning("unreachable_step", f"steps[{index[step['id']]}]",
+                           f"no path from the first step leads to '{step['id']}'", step["id"])
+    cycle = _cycle_without_wait(steps)
+    if cycle:
+        issues.error("cycle_without_wait", f"steps[{index[cycle[0]]}].next",
+                     "these steps loop without a waiting step: " + " → ".join(cycle + cycle[:1]),
+                     cycle[0])
+
+
+def _cycle_without_wait(steps: dict[str, CompiledStep]) -> list[str] | None:
+    """A cycle through steps none of which waits (such a loop would spin without end)."""
+    live = {sid for sid, step in steps.items() if not step.type.waits}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for root in live:
+        if root in state:
+            continue
+        path: list[str] = []
+        stack: list[tuple[str, list[str]]] = [(root, sorted(steps[root].successors() & live))]
+        state[root] = 1
+        path.append(root)
+        while stack:
+            node, pending = stack[-1]
+            if not pending:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                continue
+            nxt = pending.pop()
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):]
+            if nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, sorted(steps[nxt].successors() & live)))
+    return None

@@ -1,0 +1,119 @@
+"""What an event does to workflows, decided inside the transaction that stores it: end runs
+whose `exit_on` it matches, end `wait_for_event` waits it satisfies, and start runs of the
+workflows it triggers (following each workflow's reentry rule). Runs here in the writer thread
+as part of the ingest unit, so an event and its consequences commit together or not at all."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable
+
+from flowd.conditions import Condition, compile_condition, compile_name_pattern
+from flowd.ids import new_id
+from flowd.store import runs as run_store
+from flowd.store.records import Event
+from flowd.store.runs import Run, RunStatus
+from flowd.templates import Scope
+from flowd.triggers import IndexedWorkflow, TriggerIndex
+
+_dumps_key = repr
+
+
+@lru_cache(maxsize=4096)
+def _pattern(pattern: str) -> Callable[[str], bool]:
+    return compile_name_pattern(pattern)
+
+
+_filters: dict[str, Condition] = {}
+
+
+def _filter(raw: Any) -> Condition:
+    # Wait filters are stored as JSON; compile each distinct one once (bounded cache).
+    key = _dumps_key(raw)
+    condition = _filters.get(key)
+    if condition is None:
+        if len(_filters) > 4096:
+            _filters.clear()
+        condition = _filters[key] = compile_condition(raw, "filter")
+    return condition
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """The event as templates and conditions see it (`event.name`, `event.properties.x`)."""
+    return event.to_json()
+
+
+@dataclass
+class MatchResult:
+    started: list[Run] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    exited: list[str] = field(default_factory=list)
+
+
+def new_run(workflow: IndexedWorkflow, contact_id: str | None, trigger: dict[str, Any],
+            now: int) -> Run:
+    status = RunStatus.PAUSED if workflow.paused else RunStatus.PENDING
+    return Run(id=new_id("run", now), project_id=workflow.project_id,
+               workflow_id=workflow.workflow_id, workflow_version=workflow.version,
+               contact_id=contact_id, status=status,
+               current_step_id=workflow.compiled.first_step, trigger=trigger, created_at=now,
+               updated_at=now, due_at=None if workflow.paused else now)
+
+
+def may_enter(conn: sqlite3.Connection, workflow: IndexedWorkflow, contact_id: str | None
+              ) -> str | None:
+    """None when the contact may start a new run; else the id of the run that blocks it."""
+    if contact_id is None or workflow.compiled.reentry == "always":
+        return None
+    if workflow.compiled.reentry == "once":
+        return run_store.latest_run_id(conn, workflow.project_id, workflow.workflow_id, contact_id)
+    return run_store.active_run_id(conn, workflow.project_id, workflow.workflow_id, contact_id)
+
+
+def match_event(conn: sqlite3.Connection, index: TriggerIndex, event: Event,
+                contact: Callable[[], dict[str, Any] | None], now: int) -> MatchResult:
+    """`contact` loads the event's contact (as JSON) only if a filter needs it."""
+    result = MatchResult()
+    event_data = event_json(event)
+    scope_cache: list[Scope] = []
+
+    def scope() -> Scope:
+        if not scope_cache:
+            scope_cache.append(Scope({"event": event_data, "contact": contact() or {}}))
+        return scope_cache[0]
+
+    def passes(condition: Condition | None) -> bool:
+        return condition is None or condition.evaluate(scope(), now)
+
+    # 1. exit_on: this contact's active runs of workflows whose exit rule matches end now.
+    if event.contact_id is not None:
+        exiting = {wf.workflow_id for wf, rule in index.exits(event.project_id, event.name)
+                   if passes(rule.filter)}
+        if exiting:
+            for run_id in run_store.active_runs_of(conn, event.project_id, event.contact_id, exiting):
+                if run_store.finish(conn, run_id, RunStatus.COMPLETED, now,
+                                    exit_reason=f"exit_on:{event.name}"):
+                    result.exited.append(run_id)
+
+    # 2. wait_for_event: waits of this contact (and of contact-less runs) that the event ends.
+    for wait in run_store.event_waits_for(conn, event.project_id, event.name, event.contact_id):
+        if event.received_at < wait.since or not _pattern(wait.pattern)(event.name):
+            continue
+        if wait.filter is not None and not passes(_filter(wait.filter)):
+            continue
+        if run_store.wake(conn, wait.run_id, {"reason": "event", "event": event_data}, now):
+            result.resumed.append(wait.run_id)
+
+    # 3. Triggers: start a run of each matching workflow the contact may enter.
+    trigger = {"type": "event", "event": event_data}
+    for workflow, rule in index.triggered(event.project_id, event.name):
+        if not passes(rule.filter) or may_enter(conn, workflow, event.contact_id) is not None:
+            continue
+        run = new_run(workflow, event.contact_id, trigger, now)
+        run_store.insert_run(conn, run)
+        result.started.append(run)
+    event.runs_started = [run.id for run in result.started]
+    event.runs_resumed = list(result.resumed)
+    return result

@@ -1,0 +1,19 @@
+"""Step types, by the name used in workflow definitions."""
+
+from __future__ import annotations
+
+from flowd.steps.base import StepType
+from flowd.steps.contact import UpdateContactStep
+from flowd.steps.http import HttpStep, WebhookStep
+from flowd.steps.logic import ConditionStep, ExitStep, SetStep, SplitStep
+from flowd.steps.timing import WaitForEventStep, WaitStep
+
+STEP_TYPES: dict[str, StepType] = {
+    step.name: step for step in (
+        WaitStep(), WaitForEventStep(), ConditionStep(), SplitStep(), UpdateContactStep(),
+        SetStep(), WebhookStep(), HttpStep(), ExitStep())
+}
+
+# Names accepted on save and normalized to the canonical type.
+ALIASES = {"delay": "wait", "branch": "condition", "update_profile": "update_contact",
+           "email": "send_email", "sms": "send_sms", "push": "send_push"}

@@ -1,0 +1,115 @@
+"""The seam between the engine and step types.
+
+A step type declares its config shape, the branch labels it can produce, whether it waits, how
+to compile its config once per workflow version, and a coroutine that runs it. A step touches
+the world only through `StepContext` (effects, clock) and reports everything else — contact
+changes, variables, waits — in its `Outcome`, which the engine commits in one transaction with
+the step's trace record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from flowd.errors import Problem
+from flowd.schema import Object
+
+if TYPE_CHECKING:
+    from flowd.effects.http import HttpClient
+    from flowd.effects.signing import WebhookSigner
+    from flowd.templates import Scope
+
+
+@dataclass
+class Effects:
+    """The outside world as steps see it. A dry run swaps these for recorders."""
+
+    http: "HttpClient"
+    signer: "WebhookSigner"
+
+
+class StepConfigError(Exception):
+    """Config that parses as JSON but cannot work: each problem has an issue code and a path."""
+
+    def __init__(self, issues: list[tuple[str, Problem]]) -> None:
+        super().__init__("; ".join(p.message for _, p in issues))
+        self.issues = issues
+
+
+class StepFailed(Exception):
+    """An attempt failed. `retryable` False skips the remaining attempts."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = True,
+                 output: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How a step waits. `until` is epoch ms (None: no deadline); `event` describes an event wait."""
+
+    kind: str                      # timer | event | approval | child
+    until: int | None = None
+    event: dict[str, Any] | None = None  # {"event": pattern, "filter": raw condition, "since": ms}
+
+
+@dataclass
+class Outcome:
+    outcome: str                           # short human label: "waited", "yes", "http_200"
+    branch: str | None = None              # the `next` label taken; None = the default path
+    output: Any = None
+    wait: Wait | None = None               # the run waits; the step ends when woken
+    contact_patch: dict[str, Any] | None = None
+    vars_patch: dict[str, Any] | None = None
+    exit_reason: str | None = None         # the run completes now
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Why a waiting step ends: its timer (`timeout`) came due, or an event matched."""
+
+    reason: str                            # "timer" | "event"
+    event: dict[str, Any] | None = None
+
+
+@dataclass
+class StepContext:
+    run_id: str
+    project_id: str
+    workflow_id: str
+    step_id: str
+    visit: int
+    attempt: int
+    now_ms: int
+    config: dict[str, Any]         # templates already resolved
+    compiled: Any                  # what the type's compile() returned
+    scope: "Scope"
+    effects: Effects
+    contact_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class StepType:
+    name: ClassVar[str]
+    schema: ClassVar[Object]
+    branches: ClassVar[tuple[str, ...]] = ()
+    waits: ClassVar[bool] = False
+
+    def compile(self, config: dict[str, Any], path: str) -> Any:
+        """Check and pre-compile `config` (already shape-checked by `schema`)."""
+        return None
+
+    def branch_labels(self, config: dict[str, Any]) -> tuple[str, ...]:
+        return self.branches
+
+    async def run(self, ctx: StepContext) -> Outcome:
+        raise NotImplementedError
+
+    def resume(self, ctx: StepContext, wake: Wake) -> Outcome:
+        """A waiting step ends. Only types with `waits = True` are resumed."""
+        return Outcome("waited")
