@@ -35,6 +35,7 @@ class Scheduler:
         # Every run due at or before this time is in the heap, executing, or already done.
         self._loaded_until = -1
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -44,6 +45,11 @@ class Scheduler:
         self._task = asyncio.create_task(self._loop(), name="flowd-scheduler")
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: Python 3.11's wait primitives can swallow a
+        # cancellation that races with the wake-up they were waiting for.
+        self._stopping = True
+        self._wakeup.set()
+        self._engine.capacity.set()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -77,7 +83,7 @@ class Scheduler:
                 self._queued.add(item)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._tick()
             except asyncio.CancelledError:
@@ -90,7 +96,7 @@ class Scheduler:
         now = self._clock.now_ms()
         if now + self._horizon // 2 > self._loaded_until:
             await self._refill(now)
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] <= now and not self._stopping:
             if not self._engine.has_capacity():
                 await self._engine.capacity.wait()
                 now = self._clock.now_ms()
@@ -102,8 +108,11 @@ class Scheduler:
         refill_at = self._loaded_until - self._horizon // 2
         wake_at = refill_at if next_due is None else min(next_due, refill_at)
         delay = max(0, wake_at - self._clock.now_ms()) / 1000
+        if self._stopping:
+            return
         self._wakeup.clear()
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout=max(delay, 0.001))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(max(delay, 0.001)):
+                await self._wakeup.wait()
+        except TimeoutError:
             pass

@@ -17,11 +17,13 @@ from flowd.config import Config, HttpConfig, StorageConfig
 ADMIN_KEY = "test-admin-key-0123456789"
 
 
-def make_config(tmp_path, *, allow_private_networks: bool = True, **storage: Any) -> Config:
+def make_config(tmp_path, *, allow_private_networks: bool = True, allowed_networks: str = "",
+                **storage: Any) -> Config:
     # Tests call webhook sinks on 127.0.0.1, so private networks are allowed unless a test
     # is about the guard itself.
     return Config(storage=dataclasses.replace(StorageConfig(path=str(tmp_path / "flowd.db")), **storage),
-                  http=HttpConfig(allow_private_networks=allow_private_networks))
+                  http=HttpConfig(allow_private_networks=allow_private_networks,
+                                  allowed_networks=allowed_networks))
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0,

@@ -1,0 +1,198 @@
+"""Workflow definitions: every kind of issue with its code and path, and the 422 rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowd.definitions import analyze, normalize
+from tests.conftest import Api
+
+
+def issues_of(definition: dict) -> dict[tuple[str, str], str]:
+    _, issues = analyze(normalize(definition))
+    return {(i.code, i.path): i.severity for i in issues}
+
+
+def steps(*items: dict) -> dict:
+    return {"trigger": {"type": "event", "event": "go"}, "steps": list(items)}
+
+
+@pytest.mark.parametrize("definition,code,path,severity", [
+    (steps({"id": "a", "type": "wait", "config": {"duration": "PT1H"}, "next": "nowhere"}),
+     "unknown_next_step", "steps[0].next", "error"),
+    (steps({"id": "a", "type": "condition", "config": {"if": {"field": "contact.x", "op": "exists"}},
+            "next": {"yes": "b", "no": "ghost"}}, {"id": "b", "type": "exit"}),
+     "unknown_next_step", "steps[0].next.no", "error"),
+    (steps({"id": "a", "type": "exit"}, {"id": "a", "type": "exit"}),
+     "duplicate_step_id", "steps[1].id", "error"),
+    (steps({"id": "a", "type": "exit", "next": None}, {"id": "b", "type": "exit"}),
+     "unreachable_step", "steps[1]", "warning"),
+    (steps({"id": "a", "type": "set", "config": {"vars": {}}},
+           {"id": "b", "type": "set", "config": {"vars": {}}, "next": "a"}),
+     "cycle_without_wait", "steps[0].next", "error"),
+    (steps({"id": "a", "type": "wait", "config": {}}), "missing_config", "steps[0].config", "error"),
+    (steps({"id": "a", "type": "webhook", "config": {}}), "missing_config", "steps[0].config.url", "error"),
+    (steps({"id": "a", "type": "wait", "config": {"duration": 5}}),
+     "invalid_config", "steps[0].config.duration", "error"),
+    (steps({"id": "a", "type": "wait", "config": {"duration": "an hour"}}),
+     "invalid_duration", "steps[0].config.duration", "error"),
+    (steps({"id": "a", "type": "wait_for_event", "config": {"event": "x", "timeout": "P3X"}}),
+     "invalid_duration", "steps[0].config.timeout", "error"),
+    (steps({"id": "a", "type": "condition", "config": {"if": {"field": "contact.x", "op": "bigger"}}}),
+     "invalid_condition", "steps[0].config.if.op", "error"),
+    (steps({"id": "a", "type": "set", "config": {"vars": {"x": "{{ contact.email "}}}),
+     "invalid_template", "steps[0].config.vars.x", "error"),
+    (steps({"id": "a", "type": "teleport"}), "unknown_step_type", "steps[0].type", "error"),
+    ({"trigger": {"type": "event", "event": ""}, "steps": [{"id": "a", "type": "exit"}]},
+     "empty_trigger_pattern", "trigger.event", "error"),
+    ({"trigger": {"type": "event"}, "steps": [{"id": "a", "type": "exit"}]},
+     "empty_trigger_pattern", "trigger.event", "error"),
+    ({"trigger": {"type": "event", "event": "x", "filter": {"any": "nope"}},
+      "steps": [{"id": "a", "type": "exit"}]}, "invalid_condition", "trigger.filter.any", "error"),
+    (steps({"id": "a", "type": "wait", "config": {"duration": "PT1S"}, "retry": {"backoff": "soon"}}),
+     "invalid_duration", "steps[0].retry.backoff", "error"),
+    (steps({"id": "a", "type": "condition", "config": {"if": {"field": "contact.x", "op": "exists"}},
+            "next": {"maybe": "a"}}), "unknown_branch", "steps[0].next.maybe", "warning"),
+    ({"trigger": {"type": "event", "event": "x"}, "steps": []}, "no_steps", "steps", "error"),
+])
+def test_each_issue_has_its_code_and_path(definition, code, path, severity):
+    found = issues_of(definition)
+    assert found.get((code, path)) == severity, found
+
+
+def test_a_cycle_through_a_wait_is_fine():
+    found = issues_of(steps({"id": "a", "type": "set", "config": {"vars": {}}},
+                            {"id": "b", "type": "wait", "config": {"duration": "P1D"}, "next": "a"}))
+    assert found == {}
+
+
+def test_aliases_are_normalized():
+    definition = normalize(steps({"id": "a", "type": "delay", "config": {"duration": "PT1S"}},
+                                 {"id": "b", "type": "branch", "config": {"if": {"field": "x.y", "op": "exists"}}},
+                                 {"id": "c", "type": "update_profile", "config": {"traits": {"a": 1}}}))
+    assert [s["type"] for s in definition["steps"]] == ["wait", "condition", "update_contact"]
+
+
+async def test_draft_saves_with_issues_but_cannot_activate(api: Api):
+    status, workflow = await api.post("/v1/workflows", json={"name": "broken", **steps(
+        {"id": "a", "type": "wait", "config": {"duration": "whenever"}})})
+    assert status == 201 and workflow["status"] == "draft"
+    assert [(i["code"], i["step_id"], i["severity"]) for i in workflow["issues"]] == [
+        ("invalid_duration", "a", "error")]
+    status, body = await api.post(f"/v1/workflows/{workflow['id']}/activate")
+    assert status == 422 and body["error"]["details"][0]["path"] == "steps[0].config.duration"
+    status, body = await api.post("/v1/workflows", json={"name": "broken", "status": "active", **steps(
+        {"id": "a", "type": "wait", "config": {"duration": "whenever"}})})
+    assert status == 422
+    _, listed = await api.get("/v1/workflows")
+    assert len(listed["data"]) == 1 and "steps" not in listed["data"][0]
+
+
+async def test_active_workflow_refuses_a_broken_definition_and_keeps_the_old(api: Api):
+    workflow = await api.workflow(steps({"id": "a", "type": "wait", "config": {"duration": "PT1S"}}))
+    broken = {"name": "test", **steps({"id": "a", "type": "wait", "config": {"duration": "nope"}})}
+    status, body = await api.put(f"/v1/workflows/{workflow['id']}", json=broken)
+    assert status == 422
+    assert body["error"]["details"] == [{"path": "steps[0].config.duration",
+                                         "message": body["error"]["details"][0]["message"]}]
+    _, after = await api.get(f"/v1/workflows/{workflow['id']}")
+    assert after["version"] == 1 and after["steps"] == workflow["steps"]
+
+
+async def test_get_edit_put_round_trip_and_versions(api: Api):
+    workflow = await api.workflow(steps({"id": "a", "type": "wait", "config": {"duration": "PT1S"}}),
+                                  activate=False)
+    _, current = await api.get(f"/v1/workflows/{workflow['id']}")
+    current["description"] = "renamed only"
+    status, same = await api.put(f"/v1/workflows/{workflow['id']}", json=current)
+    assert status == 200 and same["version"] == 1 and same["description"] == "renamed only"
+    current["steps"][0]["config"]["duration"] = "PT2S"
+    status, changed = await api.put(f"/v1/workflows/{workflow['id']}", json=current)
+    assert status == 200 and changed["version"] == 2
+    status, v1 = await api.get(f"/v1/workflows/{workflow['id']}/versions/1")
+    assert status == 200 and v1["steps"][0]["config"]["duration"] == "PT1S"
+    assert (await api.get(f"/v1/workflows/{workflow['id']}/versions/9"))[0] == 404
+
+
+async def test_request_shape_errors_are_422(api: Api):
+    status, body = await api.post("/v1/workflows", json={"name": "x", "steps": [{"type": "wait"}]})
+    assert status == 422 and body["error"]["details"][0]["path"] == "steps[0].id"
+    status, body = await api.post("/v1/workflows", json={"name": "x", "steps": [
+        {"id": "has space", "type": "wait"}]})
+    assert status == 422 and body["error"]["details"][0]["path"] == "steps[0].id"
+    status, body = await api.post("/v1/workflows", json={"name": "x", "steps": "no"})
+    assert status == 422 and body["error"]["details"][0]["path"] == "steps"
+    status, body = await api.post("/v1/workflows", json={"name": "x", "trigger": {"type": "sometimes"}})
+    assert status == 422 and body["error"]["details"][0]["path"] == "trigger.type"
+
+
+async def test_patch_operations_apply_atomically_with_aliases(api: Api):
+    workflow = await api.workflow(steps(
+        {"id": "check", "type": "condition", "config": {"if": {"field": "contact.traits.vip", "op": "eq", "value": True}}},
+        {"id": "end", "type": "exit"}), activate=False)
+    wf = workflow["id"]
+    status, patched = await api.patch(f"/v1/workflows/{wf}", json={"operations": [
+        {"op": "add_step", "after": "check", "branch": "yes", "as": "gift",
+         "step": {"type": "set", "config": {"vars": {"gift": True}}}},
+        {"op": "add_step", "after": "$gift", "as": "mark",
+         "step": {"id": "mark", "type": "update_contact", "config": {"add_tags": ["gifted"]}}},
+        {"op": "update_step", "id": "$gift", "set": {"name": "Give a gift"}},
+    ]})
+    assert status == 200, patched
+    assert patched["version"] == 2
+    by_id = {s["id"]: s for s in patched["steps"]}
+    gift_id = next(s["id"] for s in patched["steps"] if s.get("name") == "Give a gift")
+    assert by_id["check"]["next"] == {"yes": gift_id, "no": "end"}
+    assert by_id[gift_id]["next"] == "mark" and by_id["mark"]["next"] == "end"
+    assert patched["issues"] == []
+
+    # One bad operation: nothing applies.
+    status, body = await api.patch(f"/v1/workflows/{wf}", json={"operations": [
+        {"op": "remove_step", "id": "mark"}, {"op": "update_step", "id": "ghost", "set": {"name": "x"}}]})
+    assert status == 422 and body["error"]["details"][0]["path"] == "operations[1].id"
+    _, unchanged = await api.get(f"/v1/workflows/{wf}")
+    assert unchanged["version"] == 2 and "mark" in {s["id"] for s in unchanged["steps"]}
+
+    status, removed = await api.patch(f"/v1/workflows/{wf}", json={"operations": [
+        {"op": "remove_step", "id": "mark"},
+        {"op": "set_trigger", "trigger": {"type": "event", "event": "vip.*"}}]})
+    assert status == 200 and removed["version"] == 3
+    assert {s["id"]: s.get("next") for s in removed["steps"]}[gift_id] == "end"
+    assert removed["trigger"] == {"type": "event", "event": "vip.*"}
+    status, renamed = await api.patch(f"/v1/workflows/{wf}", json={"name": "Renamed"})
+    assert status == 200 and renamed["name"] == "Renamed" and renamed["version"] == 3
+
+
+async def test_lifecycle_transitions_and_delete(api: Api):
+    workflow = await api.workflow(steps({"id": "a", "type": "wait", "config": {"duration": "PT1S"}}))
+    wf = workflow["id"]
+    assert (await api.post(f"/v1/workflows/{wf}/activate"))[1]["status"] == "active"  # idempotent
+    assert (await api.delete(f"/v1/workflows/{wf}"))[0] == 409
+    assert (await api.post(f"/v1/workflows/{wf}/deactivate"))[1]["status"] == "draft"
+    assert (await api.post(f"/v1/workflows/{wf}/pause"))[0] == 409
+    assert (await api.post(f"/v1/workflows/{wf}/archive"))[1]["status"] == "archived"
+    assert (await api.get("/v1/workflows"))[1]["data"] == []
+    assert len((await api.get("/v1/workflows?status=archived"))[1]["data"]) == 1
+    await api.post(f"/v1/workflows/{wf}/activate")
+    await api.send("go", "u1")
+    assert (await api.delete(f"/v1/workflows/{wf}?force=true"))[0] == 204
+    assert (await api.get(f"/v1/workflows/{wf}"))[0] == 404
+    assert (await api.get(f"/v1/runs?workflow_id={wf}"))[1]["data"] == []
+    assert (await api.send("go", "u1"))["runs_started"] == []
+
+
+async def test_another_projects_workflow_is_404(api: Api, config):
+    import contextlib, io
+    from flowd.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        main(["keys", "create", "--role", "admin", "--project", "other", "--db", config.storage.path])
+    other = out.getvalue().strip()
+    workflow = await api.workflow(steps({"id": "a", "type": "exit"}))
+    for method, path in [("GET", f"/v1/workflows/{workflow['id']}"),
+                         ("POST", f"/v1/workflows/{workflow['id']}/pause"),
+                         ("POST", f"/v1/workflows/{workflow['id']}/runs")]:
+        status, _ = await api.request(method, path, key=other)
+        assert status == 404, (method, path)
+    # Its events do not trigger this project's workflows.
+    assert (await api.post("/v1/events", key=other, json={"name": "go", "contact_id": "u"}))[1]["runs_started"] == []
