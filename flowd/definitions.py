@@ -344,9 +344,10 @@ def _check_graph(raw_steps: list[dict[str, Any]], steps: dict[str, CompiledStep]
 
 def _cycle_without_wait(steps: dict[str, CompiledStep]) -> list[str] | None:
     """A cycle through steps none of which waits (such a loop would spin without end)."""
+    order = {sid: i for i, sid in enumerate(steps)}
     live = {sid for sid, step in steps.items() if not step.type.waits}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    for root in live:
+    for root in sorted(live, key=order.__getitem__):  # definition order: stable reports
         if root in state:
             continue
         path: list[str] = []
@@ -362,7 +363,9 @@ def _cycle_without_wait(steps: dict[str, CompiledStep]) -> list[str] | None:
                 continue
             nxt = pending.pop()
             if state.get(nxt) == 1:
-                return path[path.index(nxt):]
+                cycle = path[path.index(nxt):]
+                start = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+                return cycle[start:] + cycle[:start]
             if nxt not in state:
                 state[nxt] = 1
                 path.append(nxt)
