@@ -121,6 +121,18 @@ class RunControl:
         self._on_runs_due([run.id])
         return run
 
+    async def erase_contact(self, project_id: str, contact_id: str) -> None:
+        """Delete a contact; its active runs are cancelled in the same transaction."""
+        now = self._clock.now_ms()
+
+        def unit(conn: sqlite3.Connection) -> None:
+            for run_id in run_store.active_runs_of_contact(conn, project_id, contact_id):
+                run_store.finish(conn, run_id, RunStatus.CANCELLED, now)
+            if not contact_store.delete_contact(conn, project_id, contact_id):
+                raise NotFound("no such contact")
+
+        await self._db.write(unit)
+
     async def cancel_all(self, project_id: str, workflow_id: str) -> int:
         now = self._clock.now_ms()
 

@@ -339,3 +339,47 @@ async def test_the_step_limit_stops_a_runaway_loop(api: Api):
     run = await api.run_until(run_id, "failed", timeout=60)
     assert run["error"]["code"] == "step_limit"
     assert len(run["steps"]) == 200
+
+
+async def test_deleting_a_contact_cancels_its_active_runs(api: Api):
+    await api.workflow({"trigger": {"type": "event", "event": "go"},
+                        "steps": [{"id": "hold", "type": "wait", "config": {"duration": "PT30S"}}]})
+    mine = (await api.send("go", "u1"))["runs_started"][0]
+    other = (await api.send("go", "u2"))["runs_started"][0]
+    await api.run_until(mine, "waiting")
+    assert (await api.delete("/v1/contacts/u1"))[0] == 204
+    assert (await api.run(mine))["status"] == "cancelled"
+    assert (await api.run(other))["status"] in ("pending", "running", "waiting")
+
+
+async def test_events_without_a_contact_start_contact_less_runs(api: Api):
+    await api.workflow({"trigger": {"type": "event", "event": "deploy.*"},
+                        "steps": [{"id": "note", "type": "set",
+                                   "config": {"vars": {"service": "{{ event.service }}"}}},
+                                  {"id": "wait", "type": "wait_for_event",
+                                   "config": {"event": "deploy.verified", "timeout": "PT5S",
+                                              "filter": {"field": "event.properties.service",
+                                                         "op": "eq", "value": "{{ vars.service }}"}}}]})
+    run_id = (await api.send("deploy.started", properties={"service": "api"}))["runs_started"][0]
+    run = await api.run_until(run_id, "waiting")
+    assert run["contact_id"] is None and run["vars"] == {"service": "api"}
+    assert (await api.send("deploy.verified", properties={"service": "web"}))["runs_resumed"] == []
+    assert (await api.send("deploy.verified", properties={"service": "api"}))["runs_resumed"] == [run_id]
+    assert (await api.run_until(run_id, "completed"))["steps"][-1]["branch"] == "event"
+
+
+async def test_webhook_secret_rotation_signs_with_both_secrets(api: Api, sink: Sink):
+    _, old = await api.get("/v1/settings/webhook-secret")
+    assert old["secret"].startswith("whsec_")
+    assert (await api.get("/v1/settings/webhook-secret"))[1] == old  # stable until rotated
+    status, new = await api.post("/v1/settings/webhook-secret/rotate")
+    assert status == 200 and new["secret"] != old["secret"]
+    await api.workflow({"trigger": {"type": "event", "event": "go"},
+                        "steps": [{"id": "call", "type": "webhook", "config": {"url": sink.url, "body": {}}}]})
+    await api.run_until((await api.send("go", "u1"))["runs_started"][0], "completed")
+    headers = {k.lower(): v for k, v in sink.requests[0]["headers"].items()}
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (old["secret"], new["secret"]):
+        Webhook(secret).verify(sink.requests[0]["body"], headers)
+    viewer = await api.new_key("viewer")
+    assert (await api.get("/v1/settings/webhook-secret", key=viewer))[0] == 403

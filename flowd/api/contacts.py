@@ -64,10 +64,8 @@ async def list_contacts(call: Call) -> web.Response:
 
 
 @route("DELETE", "/v1/contacts/{id}", access=Access.ADMIN, tag="contacts", status=204,
-       errors=(404,), summary="Delete a contact and erase its personal fields.")
+       errors=(404,), summary="Delete a contact (its personal fields with it) and cancel its "
+       "active runs.")
 async def delete_contact(call: Call) -> web.Response:
-    deleted = await call.services.db.write(contact_store.delete_contact, call.project,
-                                           _contact_id(call))
-    if not deleted:
-        raise NotFound("no such contact")
+    await call.services.runs.erase_contact(call.project, _contact_id(call))
     return web.Response(status=204)

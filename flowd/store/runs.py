@@ -239,6 +239,12 @@ def active_runs_of(conn: sqlite3.Connection, project_id: str, contact_id: str,
         f"({','.join('?' * len(ids))}) AND status IN {_ACTIVE_SQL}", (project_id, contact_id, *ids))]
 
 
+def active_runs_of_contact(conn: sqlite3.Connection, project_id: str, contact_id: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        f"SELECT id FROM runs WHERE project_id = ? AND contact_id = ? AND status IN {_ACTIVE_SQL}",
+        (project_id, contact_id))]
+
+
 def finish(conn: sqlite3.Connection, run_id: str, status: RunStatus, now: int, *,
            exit_reason: str | None = None) -> bool:
     """End an active run from outside the engine (cancel, exit_on). False if it was not active."""
