@@ -226,6 +226,7 @@ class Engine:
             return await self._commit(run, None, fail=(
                 "step_limit", f"the run executed {self._step_limit} steps; it is stopped"))
         run.wait = None
+        entered_at = run.created_at if run.trace_len == 0 else run.updated_at
         visit = run.visits.get(step.id, 0) + (1 if run.attempt == 1 else 0)
         entry = TraceEntry(run.trace_len + 1, step.id, step.type.name, "ok", run.attempt, visit,
                            started_at=now)
@@ -236,6 +237,7 @@ class Engine:
                 raise StepFailed("invalid_template", str(exc), retryable=False) from None
             entry.input = config
             ctx = self._context(run, step, visit, now, config, scope)
+            ctx.entered_at = entered_at
             outcome = await step.type.run(ctx)
         except StepFailed as failure:
             return await self._failed(run, step, entry, failure, contact)

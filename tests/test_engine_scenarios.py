@@ -53,7 +53,7 @@ async def test_cart_abandonment_waits_for_the_right_contacts_event(api: Api, sin
         "settings": {"reentry": "after_completion"},
         "steps": [
             {"id": "wait", "type": "wait_for_event", "config": {
-                "event": "order.completed", "timeout": "PT1S",
+                "event": "order.completed", "timeout": "PT2S",
                 "filter": {"field": "event.properties.total", "op": "gt", "value": 0}},
              "next": {"event": "thanks", "timeout": "remind"}},
             {"id": "remind", "type": "webhook", "config": {"url": sink.url, "body": {
@@ -162,10 +162,13 @@ async def test_reentry_rules(api: Api, reentry, expected_runs):
     await api.workflow({
         "trigger": {"type": "event", "event": "visit"},
         "settings": {"reentry": reentry},
-        "steps": [{"id": "hold", "type": "wait", "config": {"duration": "PT0.3S"}}]})
+        "steps": [{"id": "hold", "type": "wait_for_event", "config": {"event": "release"}}]})
     first = await api.send("visit", "u1")
     second = await api.send("visit", "u1")          # while the first run is active
+    await api.send("release", "u1")
     await api.run_until(first["runs_started"][0], "completed")
+    if second["runs_started"]:
+        await api.run_until(second["runs_started"][0], "completed")
     third = await api.send("visit", "u1")           # after it completed
     started = first["runs_started"] + second["runs_started"] + third["runs_started"]
     assert len(started) == expected_runs
@@ -199,7 +202,7 @@ async def test_pause_holds_runs_and_resume_fires_timers_that_came_due(api: Api):
     workflow = await api.workflow({
         "trigger": {"type": "event", "event": "go"},
         "settings": {"reentry": "always"},
-        "steps": [{"id": "wait", "type": "wait", "config": {"duration": "PT0.3S"}},
+        "steps": [{"id": "wait", "type": "wait", "config": {"duration": "PT1S"}},
                   {"id": "after", "type": "set", "config": {"vars": {"done": True}}}]})
     wf = workflow["id"]
     waiting = (await api.send("go", "u1"))["runs_started"][0]
@@ -225,7 +228,7 @@ async def test_runs_finish_on_the_version_they_started_on(api: Api):
     definition = {
         "trigger": {"type": "event", "event": "go"},
         "settings": {"reentry": "always"},
-        "steps": [{"id": "wait", "type": "wait", "config": {"duration": "PT0.4S"}},
+        "steps": [{"id": "hold", "type": "wait_for_event", "config": {"event": "release"}},
                   {"id": "mark", "type": "set", "config": {"vars": {"version": "one"}}}]}
     workflow = await api.workflow(definition)
     old = (await api.send("go", "u1"))["runs_started"][0]
@@ -234,6 +237,9 @@ async def test_runs_finish_on_the_version_they_started_on(api: Api):
     status, updated = await api.put(f"/v1/workflows/{workflow['id']}", json={"name": "test", **definition})
     assert status == 200 and updated["version"] == 2
     new = (await api.send("go", "u2"))["runs_started"][0]
+    await api.run_until(new, "waiting")
+    await api.send("release", "u1")
+    await api.send("release", "u2")
     old_run = await api.run_until(old, "completed")
     new_run = await api.run_until(new, "completed")
     assert old_run["workflow_version"] == 1 and old_run["vars"] == {"version": "one"}

@@ -9,7 +9,7 @@ the step's trace record.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowd.errors import Problem
@@ -91,7 +91,9 @@ class StepContext:
     scope: "Scope"
     effects: Effects
     contact_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # When the run reached this step (its previous step committed, or the run was created):
+    # events from then on count for a wait that starts here.
+    entered_at: int = 0
 
 
 class StepType:

@@ -94,7 +94,7 @@ class WaitForEventStep(StepType):
         lookback = duration_at_run_time(ctx.config, "lookback") or 0
         # The filter is kept raw: the event is matched inside the transaction that stores it.
         spec = {"event": ctx.config["event"], "filter": ctx.config.get("filter"),
-                "since": ctx.now_ms - lookback}
+                "since": min(ctx.entered_at or ctx.now_ms, ctx.now_ms) - lookback}
         until = ctx.now_ms + timeout if timeout is not None else None
         return Outcome("waiting", wait=Wait("event", until=until, event=spec))
 
