@@ -124,6 +124,7 @@ class CompiledStep:
     has_next: bool
     retry: RetryPolicy
     on_error: str
+    needs_scope: bool = True     # False: no templates and the type never reads the scope
 
     def target(self, branch: str | None) -> str | None:
         """The step after this one for `branch` (None = the default path); None ends the run."""
@@ -289,7 +290,8 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
             id=step_id, type=step_type, config=template, compiled=compiled, following=following,
             next_raw=step.get("next"), has_next=has_next,
             retry=_retry(step.get("retry"), f"{path}.retry", step_id, issues),
-            on_error=step.get("on_error", "fail"))
+            on_error=step.get("on_error", "fail"),
+            needs_scope=template.has_templates or step_type.reads_scope)
 
     if not any(issue.severity == "error" for issue in issues.issues):
         _check_graph(raw_steps, steps, issues)

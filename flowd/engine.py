@@ -25,6 +25,8 @@ from flowd.store.workflows import Workflow, WorkflowStatus
 from flowd.matching import event_json, _filter, _pattern
 from flowd.steps.base import Effects, Outcome, StepContext, StepFailed, Wake
 from flowd.templates import Scope, TemplateError
+
+EMPTY_SCOPE = Scope({})
 from flowd.timeutil import Clock, format_ms
 from flowd.triggers import IndexedWorkflow, TriggerIndex
 
@@ -207,7 +209,8 @@ class Engine:
                        contact: dict[str, Any] | None) -> dict[str, Any] | None:
         """Execute (or end the wait of) the current step and commit the result."""
         now = self._clock.now_ms()
-        scope = self._scope(run, contact, now)
+        # Only templated configs and condition steps read the scope; most steps need none.
+        scope = self._scope(run, contact, now) if step.needs_scope else EMPTY_SCOPE
         waiting = run.wait is not None and not run.wait.get("retry")
         if waiting:
             entry_seq = run.trace_len
@@ -219,8 +222,10 @@ class Engine:
                                started_at=run.wait.get("started_at", now), finished_at=now,
                                outcome=outcome.outcome, branch=outcome.branch,
                                input=run.wait.get("input"), output=outcome.output)
+            ended_event_wait = run.wait.get("kind") == "event"
             run.wait, run.wake = None, None
-            return await self._settle(run, step, entry, outcome, contact, replace=True)
+            return await self._settle(run, step, entry, outcome, contact, replace=True,
+                                      clear_event_wait=ended_event_wait)
 
         if run.steps_executed >= self._step_limit:
             return await self._commit(run, None, fail=(
@@ -265,7 +270,8 @@ class Engine:
         return await self._settle(run, step, entry, outcome, contact, replace=False)
 
     async def _settle(self, run: Run, step: CompiledStep, entry: TraceEntry, outcome: Outcome,
-                      contact: dict[str, Any] | None, *, replace: bool) -> dict[str, Any] | None:
+                      contact: dict[str, Any] | None, *, replace: bool,
+                      clear_event_wait: bool = False) -> dict[str, Any] | None:
         """A step ended well: record its output and move to the next step (or end the run)."""
         run.outputs[step.id] = outcome.output
         if outcome.vars_patch:
@@ -281,7 +287,7 @@ class Engine:
                 run.current_step_id = target
                 run.status = RunStatus.RUNNING
         return await self._commit(run, entry, contact=contact, contact_patch=outcome.contact_patch,
-                                  replace=replace)
+                                  replace=replace, clear_event_wait=clear_event_wait)
 
     async def _failed(self, run: Run, step: CompiledStep, entry: TraceEntry, failure: StepFailed,
                       contact: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -335,7 +341,8 @@ class Engine:
                       contact_patch: dict[str, Any] | None = None,
                       event_wait: dict[str, Any] | None = None,
                       fail: tuple[str, str] | None = None,
-                      replace: bool = False) -> dict[str, Any] | None:
+                      replace: bool = False,
+                      clear_event_wait: bool = False) -> dict[str, Any] | None:
         """One unit: the trace entry, the contact change, the event wait, the run's new state.
         Returns the run's contact as it now is."""
         now = self._clock.now_ms()
@@ -344,7 +351,7 @@ class Engine:
             self._end(run, RunStatus.FAILED)
             run.error = {"code": fail[0], "message": fail[1], "step_id": run.current_step_id}
         new_contact = await self._db.write(self._commit_unit, run, entry, contact_patch,
-                                           event_wait, now)
+                                           event_wait, now, replace, clear_event_wait)
         self.steps_committed += 1
         if run.status is RunStatus.WAITING and run.due_at is not None:
             self.on_due(run.id, run.due_at)
@@ -352,9 +359,9 @@ class Engine:
 
     def _commit_unit(self, conn: sqlite3.Connection, run: Run, entry: TraceEntry | None,
                      contact_patch: dict[str, Any] | None, event_wait: dict[str, Any] | None,
-                     now: int) -> dict[str, Any] | None:
+                     now: int, replace: bool, clear_event_wait: bool) -> dict[str, Any] | None:
         if entry is not None:
-            run_store.write_trace(conn, run.id, entry)
+            run_store.write_trace(conn, run.id, entry, replace=replace)
         contact = None
         if contact_patch and run.contact_id is not None:
             contact = contact_store.upsert_contact(conn, run.project_id, run.contact_id,
@@ -368,7 +375,7 @@ class Engine:
             else:
                 run_store.add_event_wait(conn, run, event_wait["event"], event_wait.get("filter"),
                                          event_wait["since"])
-        elif run.status is not RunStatus.WAITING:
+        elif clear_event_wait:
             run_store.remove_event_wait(conn, run.id)
         run_store.save_run(conn, run)
         return contact

@@ -101,6 +101,7 @@ class StepType:
     schema: ClassVar[Object]
     branches: ClassVar[tuple[str, ...]] = ()
     waits: ClassVar[bool] = False
+    reads_scope: ClassVar[bool] = False   # evaluates conditions against the run's data
 
     def compile(self, config: dict[str, Any], path: str) -> Any:
         """Check and pre-compile `config` (already shape-checked by `schema`)."""

@@ -22,6 +22,7 @@ def _compile(cond: Any, path: str, issues: list[tuple[str, Problem]]) -> Conditi
 class ConditionStep(StepType):
     name = "condition"
     branches = ("yes", "no")
+    reads_scope = True
     schema = Object({"if": Json(object_only=True)}, required=("if",))
 
     def compile(self, config: dict[str, Any], path: str) -> Condition:
@@ -45,6 +46,7 @@ _BRANCH_NAME = String(min_len=1, max_len=64, pattern=r"[A-Za-z0-9_-]+",
 class SplitStep(StepType):
     name = "split"
     branches = ("default",)  # plus the names in its config: see branch_labels()
+    reads_scope = True
     schema = Object({
         "branches": Array(Object({"name": _BRANCH_NAME, "if": Json(object_only=True)},
                                  required=("name", "if")), min_items=1, max_items=50),

@@ -49,8 +49,6 @@ class Run:
     wait: dict[str, Any] | None = None
     wake: dict[str, Any] | None = None
     vars: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    visits: dict[str, int] = field(default_factory=dict)
     attempt: int = 1
     steps_executed: int = 0
     trace_len: int = 0
@@ -58,6 +56,10 @@ class Run:
     exit_reason: str | None = None
     parent_run_id: str | None = None
     completed_at: int | None = None
+    # Derived from the trace (see step_state), kept in memory while the engine drives the run:
+    # writing them with every step would rewrite a growing blob per step.
+    outputs: dict[str, Any] = field(default_factory=dict)   # step id -> latest output
+    visits: dict[str, int] = field(default_factory=dict)    # step id -> times entered
 
     def to_json(self) -> dict[str, Any]:
         wait = None
@@ -102,8 +104,9 @@ class TraceEntry:
 
 
 _COLUMNS = ("id, project_id, workflow_id, workflow_version, contact_id, status, current_step_id, "
-            "trigger, created_at, updated_at, due_at, wait, wake, vars, outputs, visits, attempt, "
+            "trigger, created_at, updated_at, due_at, wait, wake, vars, attempt, "
             "steps_executed, trace_len, error, exit_reason, parent_run_id, completed_at")
+_PLACEHOLDERS = ",".join("?" * 21)
 
 
 def _loads(text: str | None) -> Any:
@@ -112,16 +115,15 @@ def _loads(text: str | None) -> Any:
 
 def _run(r: tuple) -> Run:
     return Run(r[0], r[1], r[2], r[3], r[4], RunStatus(r[5]), r[6], json.loads(r[7]), r[8], r[9],
-               r[10], _loads(r[11]), _loads(r[12]), json.loads(r[13]), json.loads(r[14]),
-               json.loads(r[15]), r[16], r[17], r[18], _loads(r[19]), r[20], r[21], r[22])
+               r[10], _loads(r[11]), _loads(r[12]), json.loads(r[13]), r[14], r[15], r[16],
+               _loads(r[17]), r[18], r[19], r[20])
 
 
 def _row(run: Run) -> tuple:
     return (run.id, run.project_id, run.workflow_id, run.workflow_version, run.contact_id,
             run.status.value, run.current_step_id, _dumps(run.trigger), run.created_at,
             run.updated_at, run.due_at, _nullable(run.wait), _nullable(run.wake),
-            _dumps(run.vars), _dumps(run.outputs), _dumps(run.visits), run.attempt,
-            run.steps_executed, run.trace_len, _nullable(run.error), run.exit_reason,
+            _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len, _nullable(run.error), run.exit_reason,
             run.parent_run_id, run.completed_at)
 
 
@@ -130,11 +132,11 @@ def _nullable(value: Any) -> str | None:
 
 
 def insert_run(conn: sqlite3.Connection, run: Run) -> None:
-    conn.execute(f"INSERT INTO runs ({_COLUMNS}) VALUES ({','.join('?' * 23)})", _row(run))
+    conn.execute(f"INSERT INTO runs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", _row(run))
 
 
 def insert_runs(conn: sqlite3.Connection, runs: Iterable[Run]) -> None:
-    conn.executemany(f"INSERT INTO runs ({_COLUMNS}) VALUES ({','.join('?' * 23)})",
+    conn.executemany(f"INSERT INTO runs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                      (_row(run) for run in runs))
 
 
@@ -148,37 +150,57 @@ def get_run(conn: sqlite3.Connection, project_id: str | None, run_id: str) -> Ru
 
 
 def claim(conn: sqlite3.Connection, run_id: str, now: int) -> Run | None:
-    """Atomically take a due run for execution; None if someone else has it or it is not due."""
+    """Atomically take a due run for execution; None if someone else has it or it is not due.
+    The run comes with its outputs and visits, ready for the engine."""
     row = conn.execute(
         f"UPDATE runs SET status = 'running', due_at = NULL, updated_at = ? "
         f"WHERE id = ? AND status IN ('pending', 'waiting') AND due_at <= ? RETURNING {_COLUMNS}",
         (now, run_id, now)).fetchone()
-    return _run(row) if row else None
+    if row is None:
+        return None
+    run = _run(row)
+    if run.trace_len:
+        run.outputs, run.visits = step_state(conn, run_id)
+    return run
 
 
 def save_run(conn: sqlite3.Connection, run: Run, *, expect: RunStatus = RunStatus.RUNNING) -> None:
     """Write the run's mutable state; raises RunPreempted if it is no longer in `expect`."""
     cursor = conn.execute(
         "UPDATE runs SET status = ?, current_step_id = ?, due_at = ?, wait = ?, wake = ?, "
-        "vars = ?, outputs = ?, visits = ?, attempt = ?, steps_executed = ?, trace_len = ?, "
+        "vars = ?, attempt = ?, steps_executed = ?, trace_len = ?, "
         "error = ?, exit_reason = ?, updated_at = ?, completed_at = ? WHERE id = ? AND status = ?",
         (run.status.value, run.current_step_id, run.due_at, _nullable(run.wait),
-         _nullable(run.wake), _dumps(run.vars), _dumps(run.outputs), _dumps(run.visits),
-         run.attempt, run.steps_executed, run.trace_len, _nullable(run.error), run.exit_reason,
+         _nullable(run.wake), _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len, _nullable(run.error), run.exit_reason,
          run.updated_at, run.completed_at, run.id, expect.value))
     if cursor.rowcount != 1:
         raise RunPreempted(run.id)
 
 
-def write_trace(conn: sqlite3.Connection, run_id: str, entry: TraceEntry) -> None:
-    """Insert a trace entry, or replace the one with the same seq (a wait that ended)."""
+def write_trace(conn: sqlite3.Connection, run_id: str, entry: TraceEntry, *,
+                replace: bool = False) -> None:
+    """Insert a trace entry; `replace` overwrites the one with the same seq (a wait that ended)."""
     conn.execute(
-        "INSERT OR REPLACE INTO run_steps (run_id, seq, step_id, type, status, outcome, branch, "
+        f"INSERT {'OR REPLACE ' if replace else ''}INTO run_steps (run_id, seq, step_id, type, status, outcome, branch, "
         "attempt, visit, started_at, finished_at, input, output, error) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (run_id, entry.seq, entry.step_id, entry.type, entry.status, entry.outcome, entry.branch,
          entry.attempt, entry.visit, entry.started_at, entry.finished_at, _nullable(entry.input),
          _nullable(entry.output), _nullable(entry.error)))
+
+
+def step_state(conn: sqlite3.Connection, run_id: str) -> tuple[dict[str, Any], dict[str, int]]:
+    """(outputs, visits) of a run, rebuilt from its trace: each step's latest output, and how
+    many times each step was entered."""
+    outputs: dict[str, Any] = {}
+    visits: dict[str, int] = {}
+    for step_id, visit, status, output in conn.execute(
+            "SELECT step_id, visit, status, output FROM run_steps WHERE run_id = ? ORDER BY seq",
+            (run_id,)):
+        visits[step_id] = max(visits.get(step_id, 0), visit)
+        if status != "waiting":
+            outputs[step_id] = _loads(output)
+    return outputs, visits
 
 
 def trace(conn: sqlite3.Connection, run_id: str, limit: int = 20_000) -> list[TraceEntry]:

@@ -117,8 +117,6 @@ MIGRATIONS: list[Migration] = [
             wake             TEXT,              -- JSON: why a waiting step ended (event, timer)
             trigger          TEXT NOT NULL,
             vars             TEXT NOT NULL DEFAULT '{}',
-            outputs          TEXT NOT NULL DEFAULT '{}',   -- step id -> latest output
-            visits           TEXT NOT NULL DEFAULT '{}',   -- step id -> times entered
             attempt          INTEGER NOT NULL DEFAULT 1,   -- of the current step
             steps_executed   INTEGER NOT NULL DEFAULT 0,
             trace_len        INTEGER NOT NULL DEFAULT 0,
@@ -130,6 +128,7 @@ MIGRATIONS: list[Migration] = [
             completed_at     INTEGER
         );
         CREATE INDEX runs_due ON runs (due_at) WHERE due_at IS NOT NULL;
+        CREATE INDEX runs_running ON runs (status) WHERE status = 'running';  -- recovery at start
         CREATE INDEX runs_project ON runs (project_id, seq);
         CREATE INDEX runs_workflow ON runs (workflow_id, seq);
         CREATE INDEX runs_workflow_status ON runs (workflow_id, status, seq);
