@@ -335,12 +335,15 @@ def event_waits_for(conn: sqlite3.Connection, project_id: str, name: str,
                     contact_id: str | None) -> list[EventWait]:
     """Waits an event named `name` of `contact_id` may end: the contact's own, and contact-less
     runs' waits (which match by filter alone)."""
+    # Four index searches rather than one OR, which would read every wait for the name.
+    select = "SELECT run_id, event_name, filter, since FROM event_waits WHERE project_id = ? AND "
     rows = conn.execute(
-        "SELECT run_id, event_name, filter, since FROM event_waits "
-        "WHERE project_id = ? AND event_name = ? AND (contact_id = ? OR contact_id IS NULL) "
-        "UNION ALL SELECT run_id, event_name, filter, since FROM event_waits "
-        "WHERE project_id = ? AND wildcard = 1 AND (contact_id = ? OR contact_id IS NULL)",
-        (project_id, name, contact_id, project_id, contact_id)).fetchall()
+        f"{select} event_name = ? AND contact_id = ? UNION ALL "
+        f"{select} event_name = ? AND contact_id IS NULL UNION ALL "
+        f"{select} wildcard = 1 AND contact_id = ? UNION ALL "
+        f"{select} wildcard = 1 AND contact_id IS NULL",
+        (project_id, name, contact_id, project_id, name, project_id, contact_id,
+         project_id)).fetchall()
     return [EventWait(r[0], r[1], _loads(r[2]), r[3]) for r in rows]
 
 

@@ -132,7 +132,7 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX runs_project ON runs (project_id, seq);
         CREATE INDEX runs_workflow ON runs (workflow_id, seq);
         CREATE INDEX runs_workflow_status ON runs (workflow_id, status, seq);
-        CREATE INDEX runs_contact ON runs (project_id, contact_id, workflow_id, status);
+        CREATE INDEX runs_contact ON runs (project_id, contact_id, seq);  -- a contact's runs: reentry, exit_on, lists
         CREATE INDEX runs_status ON runs (project_id, status, seq);
 
         CREATE TABLE run_steps (
