@@ -18,8 +18,15 @@ from typing import Any, Callable
 from flowd.durations import parse_signed_duration
 from flowd.errors import Problem, ValidationError
 from flowd.schema import join, type_name
-from flowd.templates import (MISSING, Path, PathError, Scope, TemplateError, compile_path,
-                             compile_value)
+from flowd.templates import (
+    MISSING,
+    Path,
+    PathError,
+    Scope,
+    TemplateError,
+    compile_path,
+    compile_value,
+)
 from flowd.timeutil import parse_time
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "not_contains",

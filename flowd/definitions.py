@@ -13,11 +13,27 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowd.conditions import Condition, ConditionError, compile_condition, compile_name_pattern
+from flowd.conditions import (
+    Condition,
+    ConditionError,
+    compile_condition,
+    compile_name_pattern,
+)
 from flowd.durations import parse_duration
 from flowd.errors import Problem
-from flowd.schema import (INVALID, Array, Either, Enum, Integer, Json, MapOf, Nullable, Number,
-                          Object, String)
+from flowd.schema import (
+    INVALID,
+    Array,
+    Either,
+    Enum,
+    Integer,
+    Json,
+    MapOf,
+    Nullable,
+    Number,
+    Object,
+    String,
+)
 from flowd.steps import ALIASES, STEP_TYPES
 from flowd.steps.base import StepConfigError, StepType
 from flowd.templates import CompiledValue, TemplateError, compile_value

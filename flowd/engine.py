@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 from flowd.definitions import CompiledStep, CompiledWorkflow, analyze
 from flowd.errors import FlowdError
+from flowd.matching import event_json, name_pattern, wait_filter
+from flowd.steps.base import Effects, Outcome, StepContext, StepFailed, Wake
 from flowd.store import Database
 from flowd.store import contacts as contact_store
 from flowd.store import events as event_store
@@ -22,8 +24,6 @@ from flowd.store import runs as run_store
 from flowd.store import workflows as workflow_store
 from flowd.store.runs import Run, RunPreempted, RunStatus, TraceEntry
 from flowd.store.workflows import Workflow, WorkflowStatus
-from flowd.matching import event_json, _filter, _pattern
-from flowd.steps.base import Effects, Outcome, StepContext, StepFailed, Wake
 from flowd.templates import Scope, TemplateError
 
 EMPTY_SCOPE = Scope({})
@@ -49,6 +49,7 @@ class Engine:
         self.on_due = on_due or (lambda run_id, due_at: None)
         self.index = TriggerIndex([])
         self._status: dict[str, WorkflowStatus] = {}
+        self._current: dict[str, tuple[str, int]] = {}   # workflow id -> (project, version)
         self._versions: OrderedDict[tuple[str, int], CompiledWorkflow] = OrderedDict()
         self._executing: dict[str, asyncio.Task[None]] = {}
         self.capacity = asyncio.Event()
@@ -66,6 +67,7 @@ class Engine:
         """Call after any committed change to a workflow (None: deleted)."""
         if workflow is None:
             self._status.pop(workflow_id, None)
+            self._current.pop(workflow_id, None)
         else:
             self._remember(workflow)
         self._rebuild_index()
@@ -76,13 +78,12 @@ class Engine:
             compiled, _ = analyze(workflow.definition)
             if compiled is not None:
                 self._cache_version(workflow.id, workflow.version, compiled)
-        self._indexed = getattr(self, "_indexed", {})
-        self._indexed[workflow.id] = (workflow.project_id, workflow.version)
+        self._current[workflow.id] = (workflow.project_id, workflow.version)
 
     def _rebuild_index(self) -> None:
         entries = []
         for workflow_id, status in self._status.items():
-            project_id, version = self._indexed[workflow_id]
+            project_id, version = self._current[workflow_id]
             compiled = self._versions.get((workflow_id, version))
             if compiled is None:
                 continue
@@ -382,8 +383,8 @@ class Engine:
 
     def _lookback(self, conn: sqlite3.Connection, run: Run, wait: dict[str, Any],
                   contact: dict[str, Any] | None) -> dict[str, Any] | None:
-        matches_name = _pattern(wait["event"])
-        condition = _filter(wait["filter"]) if wait.get("filter") is not None else None
+        matches_name = name_pattern(wait["event"])
+        condition = wait_filter(wait["filter"]) if wait.get("filter") is not None else None
         for event in event_store.events_since(conn, run.project_id, run.contact_id, wait["since"],
                                               LOOKBACK_SCAN_LIMIT):
             if not matches_name(event.name):

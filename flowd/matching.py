@@ -18,20 +18,18 @@ from flowd.store.runs import Run, RunStatus
 from flowd.templates import Scope
 from flowd.triggers import IndexedWorkflow, TriggerIndex
 
-_dumps_key = repr
-
 
 @lru_cache(maxsize=4096)
-def _pattern(pattern: str) -> Callable[[str], bool]:
+def name_pattern(pattern: str) -> Callable[[str], bool]:
     return compile_name_pattern(pattern)
 
 
 _filters: dict[str, Condition] = {}
 
 
-def _filter(raw: Any) -> Condition:
-    # Wait filters are stored as JSON; compile each distinct one once (bounded cache).
-    key = _dumps_key(raw)
+def wait_filter(raw: Any) -> Condition:
+    """Wait filters are stored as JSON; each distinct one is compiled once (bounded cache)."""
+    key = repr(raw)
     condition = _filters.get(key)
     if condition is None:
         if len(_filters) > 4096:
@@ -99,9 +97,9 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, event: Event,
 
     # 2. wait_for_event: waits of this contact (and of contact-less runs) that the event ends.
     for wait in run_store.event_waits_for(conn, event.project_id, event.name, event.contact_id):
-        if event.received_at < wait.since or not _pattern(wait.pattern)(event.name):
+        if event.received_at < wait.since or not name_pattern(wait.pattern)(event.name):
             continue
-        if wait.filter is not None and not passes(_filter(wait.filter)):
+        if wait.filter is not None and not passes(wait_filter(wait.filter)):
             continue
         if run_store.wake(conn, wait.run_id, {"reason": "event", "event": event_data}, now):
             result.resumed.append(wait.run_id)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from flowd.errors import Problem, ValidationError

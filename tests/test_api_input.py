@@ -75,8 +75,10 @@ async def test_ingest_key_may_send_events_and_upsert_contacts(api: Api):
 
 async def test_another_projects_contact_is_404(api: Api, tmp_path, config):
     # A key of project "other", made the way an operator would: with the CLI.
+    import contextlib
+    import io
+
     from flowd.cli import main
-    import contextlib, io
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         assert main(["keys", "create", "--role", "admin", "--project", "other",

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from flowd.conditions import (MAX_CONDITION_DEPTH, MAX_CONDITION_PARTS, OPS, ConditionError,
-                              compile_condition, compile_name_pattern, is_wildcard,
-                              validate_condition)
+from flowd.conditions import (
+    MAX_CONDITION_DEPTH,
+    MAX_CONDITION_PARTS,
+    OPS,
+    ConditionError,
+    compile_condition,
+    compile_name_pattern,
+    is_wildcard,
+    validate_condition,
+)
 from flowd.errors import Problem, ValidationError
 from flowd.templates import Scope
 from flowd.timeutil import parse_time

@@ -182,7 +182,9 @@ async def test_lifecycle_transitions_and_delete(api: Api):
 
 
 async def test_another_projects_workflow_is_404(api: Api, config):
-    import contextlib, io
+    import contextlib
+    import io
+
     from flowd.cli import main
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from flowd.durations import (MAX_DURATION_MS, MS_PER_DAY, MS_PER_HOUR, format_duration,
-                             parse_duration, parse_signed_duration)
+from flowd.durations import (
+    MAX_DURATION_MS,
+    MS_PER_DAY,
+    MS_PER_HOUR,
+    format_duration,
+    parse_duration,
+    parse_signed_duration,
+)
 
 
 @pytest.mark.parametrize("text,ms", [

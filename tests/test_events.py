@@ -68,7 +68,9 @@ async def test_duplicates_inside_one_batch_and_across_concurrent_requests(api: A
 
 
 async def test_message_ids_are_scoped_per_project(api: Api, config):
-    import contextlib, io
+    import contextlib
+    import io
+
     from flowd.cli import main
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):

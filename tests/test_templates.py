@@ -5,9 +5,20 @@ from __future__ import annotations
 import pytest
 
 from flowd.errors import Problem, ValidationError
-from flowd.templates import (MAX_EXPRESSIONS, MAX_FILTERS, MAX_PATH_SEGMENTS, MISSING, PathError,
-                             Scope, TemplateError, compile_path, compile_template, compile_value,
-                             has_templates, to_text)
+from flowd.templates import (
+    MAX_EXPRESSIONS,
+    MAX_FILTERS,
+    MAX_PATH_SEGMENTS,
+    MISSING,
+    PathError,
+    Scope,
+    TemplateError,
+    compile_path,
+    compile_template,
+    compile_value,
+    has_templates,
+    to_text,
+)
 
 CONTACT = {
     "id": "u_1", "email": "ann@example.com", "phone": None,

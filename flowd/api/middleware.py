@@ -17,8 +17,16 @@ from aiohttp import web
 
 from flowd.api.routes import Call, Route, json_response, parse_query
 from flowd.auth import Access, require
-from flowd.errors import (BadRequest, FlowdError, Internal, MethodNotAllowed, NotFound,
-                          PayloadTooLarge, Problem, ValidationError)
+from flowd.errors import (
+    BadRequest,
+    FlowdError,
+    Internal,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Problem,
+    ValidationError,
+)
 from flowd.schema import INVALID
 
 log = logging.getLogger("flowd.api")

@@ -6,7 +6,12 @@ from aiohttp import web
 
 from flowd.api.routes import Call, Param, json_response, page_response, route
 from flowd.auth import Access
-from flowd.definitions import DEFINITION_FIELDS, NEW_WORKFLOW, READ_ONLY, REPLACE_WORKFLOW
+from flowd.definitions import (
+    DEFINITION_FIELDS,
+    NEW_WORKFLOW,
+    READ_ONLY,
+    REPLACE_WORKFLOW,
+)
 from flowd.errors import NotFound
 from flowd.schema import Array, Enum, Json, Object, String
 from flowd.store import workflows as workflow_store

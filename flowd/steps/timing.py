@@ -8,7 +8,15 @@ from flowd.conditions import ConditionError, compile_condition
 from flowd.durations import parse_duration
 from flowd.errors import Problem
 from flowd.schema import Json, Object, String
-from flowd.steps.base import Outcome, StepConfigError, StepContext, StepFailed, StepType, Wait, Wake
+from flowd.steps.base import (
+    Outcome,
+    StepConfigError,
+    StepContext,
+    StepFailed,
+    StepType,
+    Wait,
+    Wake,
+)
 from flowd.templates import has_templates
 from flowd.timeutil import format_ms, parse_time
 

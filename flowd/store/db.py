@@ -19,8 +19,8 @@ import itertools
 import logging
 import os
 import sqlite3
-from dataclasses import dataclass
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
 
 import aiosqlite
