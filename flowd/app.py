@@ -73,7 +73,8 @@ def build_services(config: Config, clock: Clock) -> Services:
     return Services(
         config=config, clock=clock, db=db,
         auth=Authenticator(db, clock, config.auth.key_cache_seconds),
-        ingest=Ingest(db, clock, index=lambda: engine.index, on_runs_due=scheduler.notify_now),
+        ingest=Ingest(db, clock, index=lambda: engine.index, on_started=scheduler.start_new,
+                      on_runs_due=scheduler.notify_now),
         engine=engine, scheduler=scheduler,
         workflows=WorkflowService(db, clock, engine.workflow_changed, scheduler.notify_now),
         runs=RunControl(db, clock, lambda wf_id: engine.index.by_id.get(wf_id),

@@ -115,18 +115,33 @@ class Engine:
     def has_capacity(self) -> bool:
         return len(self._executing) < self.max_concurrent
 
+    @property
+    def executing(self) -> int:
+        return len(self._executing)
+
     def is_executing(self, run_id: str) -> bool:
         return run_id in self._executing
 
-    def start(self, run_id: str) -> None:
-        """Execute a due run in the background (the scheduler calls this)."""
-        if run_id in self._executing:
-            return
-        task = asyncio.create_task(self._execute(run_id), name=f"run {run_id}")
-        self._executing[run_id] = task
+    def start(self, run: Run, contact: dict[str, Any] | None = None, *,
+              contact_loaded: bool = False) -> bool:
+        """Execute `run` in the background. The run is either claimed (stored as `running`) or
+        was just created by this process and is still `pending`: then its first commit is
+        the claim. False when it is already executing here or there is no capacity."""
+        if run.id in self._executing or not self.has_capacity():
+            return False
+        if run.stored_status is None:
+            run.stored_status = run.status
+        run.status = RunStatus.RUNNING
+        task = asyncio.create_task(self._execute(run, contact, contact_loaded),
+                                   name=f"run {run.id}")
+        self._executing[run.id] = task
         if not self.has_capacity():
             self.capacity.clear()
-        task.add_done_callback(lambda _: self._finished(run_id))
+        task.add_done_callback(lambda _: self._finished(run.id))
+        return True
+
+    async def claim(self, run_ids: list[str]) -> list[Run]:
+        return await self._db.write(run_store.claim, run_ids, self._clock.now_ms())
 
     def _finished(self, run_id: str) -> None:
         self._executing.pop(run_id, None)
@@ -140,18 +155,16 @@ class Engine:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _execute(self, run_id: str) -> None:
-        run = await self._db.write(run_store.claim, run_id, self._clock.now_ms())
-        if run is None:
-            return
+    async def _execute(self, run: Run, contact: dict[str, Any] | None,
+                       contact_loaded: bool) -> None:
         try:
-            await self._drive(run)
+            await self._drive(run, contact, contact_loaded)
         except RunPreempted:
             pass  # cancelled or exited while a step ran; that step's result is dropped
         except asyncio.CancelledError:
             raise  # shutdown: the run stays `running` and is recovered at next start
         except Exception:
-            log.exception("run %s failed inside the engine", run_id)
+            log.exception("run %s failed inside the engine", run.id)
             await self._fail_internal(run)
 
     async def _fail_internal(self, run: Run) -> None:
@@ -161,18 +174,17 @@ class Engine:
         run.error = {"code": "internal", "message": "the engine hit an unexpected error; see the "
                      "server log", "step_id": run.current_step_id}
         try:
-            await self._db.write(run_store.save_run, run)
+            await self._db.write(run_store.save_run, run, expect=run.stored_status)
         except Exception:
             log.exception("could not record the failure of run %s", run.id)
 
     # ------------------------------------------------------------ the step loop
 
-    async def _drive(self, run: Run) -> None:
+    async def _drive(self, run: Run, contact: dict[str, Any] | None, contact_loaded: bool) -> None:
         workflow = await self.compiled(run.workflow_id, run.workflow_version)
         if workflow is None:
             raise RuntimeError(f"version {run.workflow_version} of {run.workflow_id} cannot run")
-        contact = None
-        if run.contact_id is not None:
+        if run.contact_id is not None and not contact_loaded:
             found = await self._db.read(contact_store.get_contact, run.project_id, run.contact_id)
             contact = found.to_json() if found else None
         while run.status is RunStatus.RUNNING:
@@ -191,12 +203,13 @@ class Engine:
             # Claimed because its timer came due: it fires on resume.
             run.wake = {"reason": "timer"}
         run.status, run.due_at, run.updated_at = RunStatus.PAUSED, None, now
-        await self._db.write(self._save_paused, run)
+        await self._db.write(self._save_paused, run, run.stored_status)
+        run.stored_status = run.status
 
     @staticmethod
-    def _save_paused(conn: sqlite3.Connection, run: Run) -> None:
+    def _save_paused(conn: sqlite3.Connection, run: Run, expect: RunStatus) -> None:
         run_store.remove_event_wait(conn, run.id)
-        run_store.save_run(conn, run)
+        run_store.save_run(conn, run, expect=expect)
 
     def _scope(self, run: Run, contact: dict[str, Any] | None, now: int) -> Scope:
         return Scope({"contact": contact or {}, "event": run.trigger.get("event") or {},
@@ -352,7 +365,9 @@ class Engine:
             self._end(run, RunStatus.FAILED)
             run.error = {"code": fail[0], "message": fail[1], "step_id": run.current_step_id}
         new_contact = await self._db.write(self._commit_unit, run, entry, contact_patch,
-                                           event_wait, now, replace, clear_event_wait)
+                                           event_wait, now, replace, clear_event_wait,
+                                           run.stored_status)
+        run.stored_status = run.status
         self.steps_committed += 1
         if run.status is RunStatus.WAITING and run.due_at is not None:
             self.on_due(run.id, run.due_at)
@@ -360,7 +375,8 @@ class Engine:
 
     def _commit_unit(self, conn: sqlite3.Connection, run: Run, entry: TraceEntry | None,
                      contact_patch: dict[str, Any] | None, event_wait: dict[str, Any] | None,
-                     now: int, replace: bool, clear_event_wait: bool) -> dict[str, Any] | None:
+                     now: int, replace: bool, clear_event_wait: bool,
+                     expect: RunStatus) -> dict[str, Any] | None:
         if entry is not None:
             run_store.write_trace(conn, run.id, entry, replace=replace)
         contact = None
@@ -378,7 +394,7 @@ class Engine:
                                          event_wait["since"])
         elif clear_event_wait:
             run_store.remove_event_wait(conn, run.id)
-        run_store.save_run(conn, run)
+        run_store.save_run(conn, run, expect=expect)
         return contact
 
     def _lookback(self, conn: sqlite3.Connection, run: Run, wait: dict[str, Any],

@@ -19,6 +19,7 @@ from flowd.store import Database
 from flowd.store import contacts as contact_store
 from flowd.store import events as event_store
 from flowd.store.records import Event
+from flowd.store.runs import Run
 from flowd.timeutil import Clock
 from flowd.triggers import EMPTY_INDEX, TriggerIndex
 
@@ -48,26 +49,35 @@ class IngestResult:
 class Ingest:
     def __init__(self, db: Database, clock: Clock, *,
                  index: Callable[[], TriggerIndex] = lambda: EMPTY_INDEX,
+                 on_started: Callable[[list[tuple[Run, dict[str, Any] | None]]], None]
+                 = lambda runs: None,
                  on_runs_due: Callable[[list[str]], None] = lambda run_ids: None) -> None:
         self._db = db
         self._clock = clock
         self._index = index
+        self._on_started = on_started
         self._on_runs_due = on_runs_due
 
     async def ingest(self, project_id: str, events: list[IncomingEvent]) -> list[IngestResult]:
         """Store `events` (all or none); returns once they and their runs are committed."""
         now = self._clock.now_ms()
-        results, due = await self._db.write(self._store_events, project_id, events, now)
-        if due:
-            self._on_runs_due(due)  # started and resumed runs continue in-process at once
+        results, started, resumed = await self._db.write(self._store_events, project_id, events,
+                                                         now)
+        # Started and resumed runs continue in-process at once, without waiting for a poll.
+        if started:
+            self._on_started(started)
+        if resumed:
+            self._on_runs_due(resumed)
         return results
 
     def _store_events(self, conn: sqlite3.Connection, project_id: str,
                       events: list[IncomingEvent], now: int
-                      ) -> tuple[list[IngestResult], list[str]]:
+                      ) -> tuple[list[IngestResult], list[tuple[Run, dict[str, Any] | None]],
+                                 list[str]]:
         index = self._index()
         results: list[IngestResult] = []
-        due: list[str] = []
+        started: list[tuple[Run, dict[str, Any] | None]] = []
+        resumed: list[str] = []
         for incoming in events:
             if incoming.message_id is not None:
                 first = event_store.find_by_message_id(conn, project_id, incoming.message_id)
@@ -87,11 +97,12 @@ class Ingest:
                 timestamp=incoming.timestamp if incoming.timestamp is not None else now,
                 received_at=now, message_id=incoming.message_id)
             matched = match_event(conn, index, event, _contact_loader(conn, event), now)
-            due += [run.id for run in matched.started if run.due_at is not None]
-            due += matched.resumed
+            started += [(run, matched.contact) for run in matched.started
+                        if run.due_at is not None]  # paused runs wait for resume
+            resumed += matched.resumed
             event_store.insert_event(conn, event)
             results.append(IngestResult(event.id, False, event.runs_started, event.runs_resumed))
-        return results, due
+        return results, started, resumed
 
 
 def _contact_loader(conn: sqlite3.Connection, event: Event) -> Callable[[], dict[str, Any] | None]:

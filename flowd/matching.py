@@ -46,6 +46,7 @@ def event_json(event: Event) -> dict[str, Any]:
 @dataclass
 class MatchResult:
     started: list[Run] = field(default_factory=list)
+    contact: dict[str, Any] | None = None       # the event's contact, if anything loaded it
     resumed: list[str] = field(default_factory=list)
     exited: list[str] = field(default_factory=list)
 
@@ -72,14 +73,20 @@ def may_enter(conn: sqlite3.Connection, workflow: IndexedWorkflow, contact_id: s
 
 def match_event(conn: sqlite3.Connection, index: TriggerIndex, event: Event,
                 contact: Callable[[], dict[str, Any] | None], now: int) -> MatchResult:
-    """`contact` loads the event's contact (as JSON) only if a filter needs it."""
+    """`contact` loads the event's contact (as JSON) at most once, when something needs it."""
     result = MatchResult()
     event_data = event_json(event)
     scope_cache: list[Scope] = []
+    loaded: list[dict[str, Any] | None] = []
+
+    def load_contact() -> dict[str, Any] | None:
+        if not loaded:
+            loaded.append(contact())
+        return loaded[0]
 
     def scope() -> Scope:
         if not scope_cache:
-            scope_cache.append(Scope({"event": event_data, "contact": contact() or {}}))
+            scope_cache.append(Scope({"event": event_data, "contact": load_contact() or {}}))
         return scope_cache[0]
 
     def passes(condition: Condition | None) -> bool:
@@ -114,4 +121,6 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, event: Event,
         result.started.append(run)
     event.runs_started = [run.id for run in result.started]
     event.runs_resumed = list(result.resumed)
+    if result.started and event.contact_id is not None:
+        result.contact = load_contact()  # the engine starts the runs with it, sparing a read
     return result

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+from typing import Any
 
 from flowd.engine import Engine
 from flowd.store import Database
 from flowd.store import runs as run_store
+from flowd.store.runs import Run
 from flowd.timeutil import Clock
 
 log = logging.getLogger("flowd.scheduler")
@@ -63,6 +65,13 @@ class Scheduler:
             if self._heap[0] == (due_at, run_id):
                 self._wakeup.set()
 
+    def start_new(self, runs: list[tuple[Run, dict[str, Any] | None]]) -> None:
+        """Runs this process just created (still `pending`): the engine takes them straight
+        away while it has room; the rest go through the heap and a claim like any due run."""
+        for run, contact in runs:
+            if not self._engine.start(run, contact, contact_loaded=True):
+                self.notify(run.id, run.due_at or self._clock.now_ms())
+
     def notify_now(self, run_ids: list[str]) -> None:
         now = self._clock.now_ms()
         for run_id in run_ids:
@@ -101,9 +110,17 @@ class Scheduler:
                 await self._engine.capacity.wait()
                 now = self._clock.now_ms()
                 continue
-            item = heapq.heappop(self._heap)
-            self._queued.discard(item)
-            self._engine.start(item[1])
+            # Claim every due run there is room for in one transaction.
+            room = self._engine.max_concurrent - self._engine.executing
+            due: list[str] = []
+            while self._heap and self._heap[0][0] <= now and len(due) < room:
+                item = heapq.heappop(self._heap)
+                self._queued.discard(item)
+                if not self._engine.is_executing(item[1]):
+                    due.append(item[1])
+            for run in await self._engine.claim(due) if due else ():
+                self._engine.start(run)
+            now = self._clock.now_ms()
         next_due = self._heap[0][0] if self._heap else None
         refill_at = self._loaded_until - self._horizon // 2
         wake_at = refill_at if next_due is None else min(next_due, refill_at)

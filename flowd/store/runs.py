@@ -60,6 +60,8 @@ class Run:
     # writing them with every step would rewrite a growing blob per step.
     outputs: dict[str, Any] = field(default_factory=dict)   # step id -> latest output
     visits: dict[str, int] = field(default_factory=dict)    # step id -> times entered
+    # The status the stored row has, which the next save expects (None: as `status`).
+    stored_status: RunStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         wait = None
@@ -149,29 +151,34 @@ def get_run(conn: sqlite3.Connection, project_id: str | None, run_id: str) -> Ru
     return _run(row) if row else None
 
 
-def claim(conn: sqlite3.Connection, run_id: str, now: int) -> Run | None:
-    """Atomically take a due run for execution; None if someone else has it or it is not due.
-    The run comes with its outputs and visits, ready for the engine."""
-    row = conn.execute(
-        f"UPDATE runs SET status = 'running', due_at = NULL, updated_at = ? "
-        f"WHERE id = ? AND status IN ('pending', 'waiting') AND due_at <= ? RETURNING {_COLUMNS}",
-        (now, run_id, now)).fetchone()
-    if row is None:
-        return None
-    run = _run(row)
-    if run.trace_len:
-        run.outputs, run.visits = step_state(conn, run_id)
-    return run
+def claim(conn: sqlite3.Connection, run_ids: list[str], now: int) -> list[Run]:
+    """Atomically take due runs for execution; those someone else has, or that are not due,
+    are left out. Each run comes with its outputs and visits, ready for the engine."""
+    claimed = []
+    for start in range(0, len(run_ids), 500):  # bounded statement size
+        chunk = run_ids[start:start + 500]
+        rows = conn.execute(
+            f"UPDATE runs SET status = 'running', due_at = NULL, updated_at = ? "
+            f"WHERE id IN ({','.join('?' * len(chunk))}) AND status IN ('pending', 'waiting') "
+            f"AND due_at <= ? RETURNING {_COLUMNS}", (now, *chunk, now)).fetchall()
+        for row in rows:
+            run = _run(row)
+            if run.trace_len:
+                run.outputs, run.visits = step_state(conn, run.id)
+            claimed.append(run)
+    return claimed
 
 
-def save_run(conn: sqlite3.Connection, run: Run, *, expect: RunStatus = RunStatus.RUNNING) -> None:
-    """Write the run's mutable state; raises RunPreempted if it is no longer in `expect`."""
+def save_run(conn: sqlite3.Connection, run: Run, *, expect: RunStatus) -> None:
+    """Write the run's mutable state; raises RunPreempted if the stored row is no longer in
+    `expect` (someone cancelled or ended it meanwhile)."""
     cursor = conn.execute(
         "UPDATE runs SET status = ?, current_step_id = ?, due_at = ?, wait = ?, wake = ?, "
         "vars = ?, attempt = ?, steps_executed = ?, trace_len = ?, "
         "error = ?, exit_reason = ?, updated_at = ?, completed_at = ? WHERE id = ? AND status = ?",
         (run.status.value, run.current_step_id, run.due_at, _nullable(run.wait),
-         _nullable(run.wake), _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len, _nullable(run.error), run.exit_reason,
+         _nullable(run.wake), _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len,
+         _nullable(run.error), run.exit_reason,
          run.updated_at, run.completed_at, run.id, expect.value))
     if cursor.rowcount != 1:
         raise RunPreempted(run.id)
