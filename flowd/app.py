@@ -18,6 +18,7 @@ from flowd.effects.http import HttpClient
 from flowd.effects.signing import WebhookSigner, new_secret
 from flowd.engine import Engine
 from flowd.ingest import Ingest
+from flowd.matching import WaitedNames
 from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
 from flowd.steps.base import Effects
@@ -65,7 +66,8 @@ def build_services(config: Config, clock: Clock) -> Services:
         return await db.read(secret_store.valid_secrets, project_id, now)
 
     signer = WebhookSigner(load_secrets)
-    engine = Engine(db, clock, Effects(http=http, signer=signer),
+    waited = WaitedNames()
+    engine = Engine(db, clock, Effects(http=http, signer=signer), waited=waited,
                     max_concurrent=config.engine.max_concurrent_runs,
                     max_steps_per_run=config.engine.max_steps_per_run)
     scheduler = Scheduler(db, clock, engine, horizon_ms=int(config.engine.horizon_seconds * 1000))
@@ -73,7 +75,8 @@ def build_services(config: Config, clock: Clock) -> Services:
     return Services(
         config=config, clock=clock, db=db,
         auth=Authenticator(db, clock, config.auth.key_cache_seconds),
-        ingest=Ingest(db, clock, index=lambda: engine.index, on_started=scheduler.start_new,
+        ingest=Ingest(db, clock, index=lambda: engine.index, waited=waited,
+                      on_started=scheduler.start_new,
                       on_runs_due=scheduler.notify_now),
         engine=engine, scheduler=scheduler,
         workflows=WorkflowService(db, clock, engine.workflow_changed, scheduler.notify_now),

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from flowd.definitions import CompiledStep, CompiledWorkflow, analyze
 from flowd.errors import FlowdError
-from flowd.matching import event_json, name_pattern, wait_filter
+from flowd.matching import WaitedNames, event_json, name_pattern, wait_filter
 from flowd.steps.base import Effects, Outcome, StepContext, StepFailed, Wake
 from flowd.store import Database
 from flowd.store import contacts as contact_store
@@ -38,10 +38,11 @@ _VERSION_CACHE_SIZE = 1024
 
 class Engine:
     def __init__(self, db: Database, clock: Clock, effects: Effects, *, max_concurrent: int,
-                 max_steps_per_run: int = 10_000,
+                 waited: WaitedNames, max_steps_per_run: int = 10_000,
                  on_due: Callable[[str, int], None] | None = None) -> None:
         self._db = db
         self._step_limit = max_steps_per_run
+        self._waited = waited
         self._clock = clock
         self._effects = effects
         self.max_concurrent = max_concurrent
@@ -59,6 +60,8 @@ class Engine:
     # ------------------------------------------------------------ workflows
 
     async def load_workflows(self) -> None:
+        for project_id, pattern in await self._db.read(run_store.waited_event_names):
+            self._waited.add(project_id, pattern)
         for workflow in await self._db.read(workflow_store.all_current):
             self._remember(workflow)
         self._rebuild_index()
@@ -392,6 +395,7 @@ class Engine:
             else:
                 run_store.add_event_wait(conn, run, event_wait["event"], event_wait.get("filter"),
                                          event_wait["since"])
+                self._waited.add(run.project_id, event_wait["event"])
         elif clear_event_wait:
             run_store.remove_event_wait(conn, run.id)
         run_store.save_run(conn, run, expect=expect)

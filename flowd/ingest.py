@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from flowd.ids import new_id
-from flowd.matching import match_event
+from flowd.matching import WaitedNames, match_event
 from flowd.store import Database
 from flowd.store import contacts as contact_store
 from flowd.store import events as event_store
@@ -49,12 +49,14 @@ class IngestResult:
 class Ingest:
     def __init__(self, db: Database, clock: Clock, *,
                  index: Callable[[], TriggerIndex] = lambda: EMPTY_INDEX,
+                 waited: WaitedNames | None = None,
                  on_started: Callable[[list[tuple[Run, dict[str, Any] | None]]], None]
                  = lambda runs: None,
                  on_runs_due: Callable[[list[str]], None] = lambda run_ids: None) -> None:
         self._db = db
         self._clock = clock
         self._index = index
+        self._waited = waited or WaitedNames()
         self._on_started = on_started
         self._on_runs_due = on_runs_due
 
@@ -96,7 +98,8 @@ class Ingest:
                 contact_id=incoming.contact_id, properties=incoming.properties or {},
                 timestamp=incoming.timestamp if incoming.timestamp is not None else now,
                 received_at=now, message_id=incoming.message_id)
-            matched = match_event(conn, index, event, _contact_loader(conn, event), now)
+            matched = match_event(conn, index, self._waited, event, _contact_loader(conn, event),
+                                  now)
             started += [(run, matched.contact) for run in matched.started
                         if run.due_at is not None]  # paused runs wait for resume
             resumed += matched.resumed

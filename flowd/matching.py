@@ -19,6 +19,31 @@ from flowd.templates import Scope
 from flowd.triggers import IndexedWorkflow, TriggerIndex
 
 
+class WaitedNames:
+    """Event names that some run may be waiting for, per project: a superset (names are never
+    removed), so an event nobody waits for costs no query. Touched only in the writer thread,
+    where waits are registered and events matched, so it is always in step with the database."""
+
+    _LIMIT = 10_000  # past this many distinct names (templated waits), just always look
+
+    def __init__(self) -> None:
+        self._exact: set[tuple[str, str]] = set()
+        self._wildcard: set[str] = set()
+        self._everything = False
+
+    def add(self, project_id: str, pattern: str) -> None:
+        if "*" in pattern:
+            self._wildcard.add(project_id)
+        elif len(self._exact) < self._LIMIT:
+            self._exact.add((project_id, pattern))
+        else:
+            self._everything = True
+
+    def may_match(self, project_id: str, name: str) -> bool:
+        return (self._everything or project_id in self._wildcard
+                or (project_id, name) in self._exact)
+
+
 @lru_cache(maxsize=4096)
 def name_pattern(pattern: str) -> Callable[[str], bool]:
     return compile_name_pattern(pattern)
@@ -71,13 +96,19 @@ def may_enter(conn: sqlite3.Connection, workflow: IndexedWorkflow, contact_id: s
     return run_store.active_run_id(conn, workflow.project_id, workflow.workflow_id, contact_id)
 
 
-def match_event(conn: sqlite3.Connection, index: TriggerIndex, event: Event,
+def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNames, event: Event,
                 contact: Callable[[], dict[str, Any] | None], now: int) -> MatchResult:
     """`contact` loads the event's contact (as JSON) at most once, when something needs it."""
     result = MatchResult()
-    event_data = event_json(event)
+    data_cache: list[dict[str, Any]] = []
     scope_cache: list[Scope] = []
     loaded: list[dict[str, Any] | None] = []
+
+    # Built only when something matches: most events start and end nothing.
+    def event_data() -> dict[str, Any]:
+        if not data_cache:
+            data_cache.append(event_json(event))
+        return data_cache[0]
 
     def load_contact() -> dict[str, Any] | None:
         if not loaded:
@@ -86,7 +117,7 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, event: Event,
 
     def scope() -> Scope:
         if not scope_cache:
-            scope_cache.append(Scope({"event": event_data, "contact": load_contact() or {}}))
+            scope_cache.append(Scope({"event": event_data(), "contact": load_contact() or {}}))
         return scope_cache[0]
 
     def passes(condition: Condition | None) -> bool:
@@ -103,20 +134,21 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, event: Event,
                     result.exited.append(run_id)
 
     # 2. wait_for_event: waits of this contact (and of contact-less runs) that the event ends.
-    for wait in run_store.event_waits_for(conn, event.project_id, event.name, event.contact_id):
+    waits = (run_store.event_waits_for(conn, event.project_id, event.name, event.contact_id)
+             if waited.may_match(event.project_id, event.name) else ())
+    for wait in waits:
         if event.received_at < wait.since or not name_pattern(wait.pattern)(event.name):
             continue
         if wait.filter is not None and not passes(wait_filter(wait.filter)):
             continue
-        if run_store.wake(conn, wait.run_id, {"reason": "event", "event": event_data}, now):
+        if run_store.wake(conn, wait.run_id, {"reason": "event", "event": event_data()}, now):
             result.resumed.append(wait.run_id)
 
     # 3. Triggers: start a run of each matching workflow the contact may enter.
-    trigger = {"type": "event", "event": event_data}
     for workflow, rule in index.triggered(event.project_id, event.name):
         if not passes(rule.filter) or may_enter(conn, workflow, event.contact_id) is not None:
             continue
-        run = new_run(workflow, event.contact_id, trigger, now)
+        run = new_run(workflow, event.contact_id, {"type": "event", "event": event_data()}, now)
         run_store.insert_run(conn, run)
         result.started.append(run)
     event.runs_started = [run.id for run in result.started]

@@ -29,6 +29,20 @@ def join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+class _Child:
+    """A JSON path rendered only if a problem needs it: validating a valid 1000-event batch
+    should not format thousands of path strings."""
+
+    __slots__ = ("parent", "key")
+
+    def __init__(self, parent: "str | _Child", key: str | int) -> None:
+        self.parent = parent
+        self.key = key
+
+    def __str__(self) -> str:
+        return join(str(self.parent), self.key)
+
+
 def type_name(value: Any) -> str:
     if value is None:
         return "null"
@@ -74,22 +88,22 @@ class String(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, str):
-            problems.append(Problem(path, f"must be a string, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be a string, not {type_name(value)}"))
             return INVALID
         if len(value) < self.min_len:
-            problems.append(Problem(path, "must not be empty" if self.min_len == 1
+            problems.append(Problem(str(path), "must not be empty" if self.min_len == 1
                                     else f"must be at least {self.min_len} characters"))
             return INVALID
         if self.max_len is not None and len(value) > self.max_len:
-            problems.append(Problem(path, f"must be at most {self.max_len} characters"))
+            problems.append(Problem(str(path), f"must be at most {self.max_len} characters"))
             return INVALID
         if self._regex and not self._regex.fullmatch(value):
-            problems.append(Problem(path, self.pattern_message or f"must match {self.pattern}"))
+            problems.append(Problem(str(path), self.pattern_message or f"must match {self.pattern}"))
             return INVALID
         if self.check:
             message = self.check(value)
             if message:
-                problems.append(Problem(path, message))
+                problems.append(Problem(str(path), message))
                 return INVALID
         return value
 
@@ -113,7 +127,7 @@ class Enum(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if value not in self.values or not isinstance(value, str):
-            problems.append(Problem(path, f"must be one of: {', '.join(self.values)}"))
+            problems.append(Problem(str(path), f"must be one of: {', '.join(self.values)}"))
             return INVALID
         return value
 
@@ -131,13 +145,13 @@ class Integer(Schema):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
-            problems.append(Problem(path, f"must be an integer, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be an integer, not {type_name(value)}"))
             return INVALID
         if self.min is not None and value < self.min:
-            problems.append(Problem(path, f"must be at least {self.min}"))
+            problems.append(Problem(str(path), f"must be at least {self.min}"))
             return INVALID
         if self.max is not None and value > self.max:
-            problems.append(Problem(path, f"must be at most {self.max}"))
+            problems.append(Problem(str(path), f"must be at most {self.max}"))
             return INVALID
         return value
 
@@ -159,13 +173,13 @@ class Number(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            problems.append(Problem(path, f"must be a number, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be a number, not {type_name(value)}"))
             return INVALID
         if self.min is not None and (value <= self.min if self.exclusive_min else value < self.min):
-            problems.append(Problem(path, f"must be {'greater than' if self.exclusive_min else 'at least'} {self.min}"))
+            problems.append(Problem(str(path), f"must be {'greater than' if self.exclusive_min else 'at least'} {self.min}"))
             return INVALID
         if self.max is not None and value > self.max:
-            problems.append(Problem(path, f"must be at most {self.max}"))
+            problems.append(Problem(str(path), f"must be at most {self.max}"))
             return INVALID
         return value
 
@@ -184,7 +198,7 @@ class Boolean(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, bool):
-            problems.append(Problem(path, f"must be true or false, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be true or false, not {type_name(value)}"))
             return INVALID
         return value
 
@@ -231,10 +245,10 @@ class Json(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if self.object_only and not isinstance(value, dict):
-            problems.append(Problem(path, f"must be an object, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be an object, not {type_name(value)}"))
             return INVALID
         if not _depth_ok(value, MAX_JSON_DEPTH):
-            problems.append(Problem(path, f"must not nest deeper than {MAX_JSON_DEPTH} levels"))
+            problems.append(Problem(str(path), f"must not nest deeper than {MAX_JSON_DEPTH} levels"))
             return INVALID
         return value
 
@@ -251,15 +265,15 @@ class Array(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, list):
-            problems.append(Problem(path, f"must be an array, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be an array, not {type_name(value)}"))
             return INVALID
         if len(value) < self.min_items:
-            problems.append(Problem(path, f"must have at least {self.min_items} items"))
+            problems.append(Problem(str(path), f"must have at least {self.min_items} items"))
             return INVALID
         if self.max_items is not None and len(value) > self.max_items:
-            problems.append(Problem(path, f"must have at most {self.max_items} items"))
+            problems.append(Problem(str(path), f"must have at most {self.max_items} items"))
             return INVALID
-        out = [self.items.validate(item, join(path, i), problems) for i, item in enumerate(value)]
+        out = [self.items.validate(item, _Child(path, i), problems) for i, item in enumerate(value)]
         return INVALID if any(v is INVALID for v in out) else out
 
     def json_schema(self) -> dict[str, Any]:
@@ -281,12 +295,12 @@ class MapOf(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, dict):
-            problems.append(Problem(path, f"must be an object, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be an object, not {type_name(value)}"))
             return INVALID
         if self.max_keys is not None and len(value) > self.max_keys:
-            problems.append(Problem(path, f"must have at most {self.max_keys} keys"))
+            problems.append(Problem(str(path), f"must have at most {self.max_keys} keys"))
             return INVALID
-        out = {k: self.values.validate(v, join(path, k), problems) for k, v in value.items()}
+        out = {k: self.values.validate(v, _Child(path, k), problems) for k, v in value.items()}
         return INVALID if any(v is INVALID for v in out.values()) else out
 
     def json_schema(self) -> dict[str, Any]:
@@ -311,7 +325,7 @@ class Object(Schema):
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, dict):
-            problems.append(Problem(path, f"must be an object, not {type_name(value)}"))
+            problems.append(Problem(str(path), f"must be an object, not {type_name(value)}"))
             return INVALID
         before = len(problems)
         out: dict[str, Any] = {}
@@ -319,12 +333,12 @@ class Object(Schema):
             schema = self.fields.get(key)
             if schema is None:
                 if key not in self.read_only:
-                    problems.append(Problem(join(path, key), "unknown field"))
+                    problems.append(Problem(str(_Child(path, key)), "unknown field"))
                 continue
-            out[key] = schema.validate(item, join(path, key), problems)
+            out[key] = schema.validate(item, _Child(path, key), problems)
         for key in self.required:
             if key not in value:
-                problems.append(Problem(join(path, key), "is required"))
+                problems.append(Problem(str(_Child(path, key)), "is required"))
         for key, default in self.defaults.items():
             out.setdefault(key, default)
         return INVALID if len(problems) > before else out

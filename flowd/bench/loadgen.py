@@ -31,9 +31,6 @@ import json
 import math
 import os
 import random
-import secrets
-import signal
-import socket
 import sys
 import tempfile
 import time
@@ -46,8 +43,6 @@ import aiohttp
 
 REQUEST_TIMEOUT_S = 30.0    # one request's limit: a stalled server ends the run, never hangs it
 BODY_POOL = 512             # distinct pre-serialised bodies the workers cycle through
-HEALTH_TIMEOUT_S = 30.0     # how long --spawn waits for the server's /healthz
-STOP_TIMEOUT_S = 30.0       # how long --spawn waits for the server to exit after SIGTERM
 EVENT_NAME = "bench.event"
 
 
@@ -62,7 +57,7 @@ class _Tally:
     latencies_ms: list[float] = field(default_factory=list)
 
 
-def _check_loopback(url: str) -> None:
+def check_loopback(url: str) -> None:
     host = urlsplit(url).hostname or ""
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -73,7 +68,7 @@ def _check_loopback(url: str) -> None:
                          "addresses such as 127.0.0.1")
 
 
-def _bodies(batch: int, contacts: int, seed: int = 1) -> list[bytes]:
+def bodies(batch: int, contacts: int, seed: int = 1) -> list[bytes]:
     """Request bodies, serialised once so the client spends its CPU on HTTP, not on JSON."""
     rng = random.Random(seed)
 
@@ -86,7 +81,7 @@ def _bodies(batch: int, contacts: int, seed: int = 1) -> list[bytes]:
             for _ in range(BODY_POOL)]
 
 
-def _percentile(ordered: list[float], p: float) -> float:
+def percentile(ordered: list[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted list (0.0 when empty)."""
     if not ordered:
         return 0.0
@@ -105,13 +100,13 @@ def _proc_cpu_s(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-async def _worker(session: aiohttp.ClientSession, url: str, bodies: list[bytes], first: int,
+async def _worker(session: aiohttp.ClientSession, url: str, pool: list[bytes], first: int,
                   window: tuple[float, float], tally: _Tally, events_per_request: int) -> None:
     """One connection's closed loop: post, await the answer, record it, repeat until the end."""
     start, end = window
     i = first
     while time.perf_counter() < end:
-        body = bodies[i % len(bodies)]
+        body = pool[i % len(pool)]
         i += 1
         t0 = time.perf_counter()
         try:
@@ -156,10 +151,10 @@ async def run_load(url: str, key: str, connections: int = 50, batch: int = 1,
 
     `server_pid`, when the server runs on this machine, adds its CPU use to the result.
     """
-    _check_loopback(url)
+    check_loopback(url)
     if connections < 1 or batch < 1 or contacts < 1 or duration <= 0 or warmup < 0:
         raise ValueError("connections, batch and contacts must be >= 1, duration > 0, warmup >= 0")
-    bodies = _bodies(batch, contacts)
+    pool = bodies(batch, contacts)
     tally = _Tally()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=connections)
@@ -172,7 +167,7 @@ async def run_load(url: str, key: str, connections: int = 50, batch: int = 1,
         cpu_task = asyncio.create_task(_cpu_in_window(window, server_pid))
         # Each worker starts at a different place in the body pool, to spread contacts.
         await asyncio.gather(*(
-            _worker(session, target, bodies, n * BODY_POOL // connections, window, tally, batch)
+            _worker(session, target, pool, n * BODY_POOL // connections, window, tally, batch)
             for n in range(connections)))
         cpu = await cpu_task
     ordered = sorted(tally.latencies_ms)
@@ -182,46 +177,11 @@ async def run_load(url: str, key: str, connections: int = 50, batch: int = 1,
         "requests": tally.requests, "events": tally.events, "errors": tally.errors,
         "events_per_s": round(tally.events / duration, 1),
         "requests_per_s": round(tally.requests / duration, 1),
-        "latency_ms": {name: round(_percentile(ordered, p), 2)
+        "latency_ms": {name: round(percentile(ordered, p), 2)
                        for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))},
         "first_error": tally.first_error,
         "cpu": cpu,
     }
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
-    deadline = time.perf_counter() + HEALTH_TIMEOUT_S
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while time.perf_counter() < deadline:
-            if proc.returncode is not None:
-                raise RuntimeError(f"the server exited with status {proc.returncode} at start-up")
-            try:
-                async with session.get(url + "/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError(f"the server did not answer /healthz within {HEALTH_TIMEOUT_S:.0f} s")
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> int:
-    """SIGTERM the server and wait for it; SIGKILL if it does not exit in time."""
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-        except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode
 
 
 async def run_spawned(synchronous: str = "normal", connections: int = 50, batch: int = 1,
@@ -232,32 +192,27 @@ async def run_spawned(synchronous: str = "normal", connections: int = 50, batch:
     The result gains a "server" entry: pid, exit code, and the tail of its log when anything
     went wrong (errors, a non-zero exit). `server_log` keeps the whole log at that path.
     """
-    key = "bench_" + secrets.token_urlsafe(24)
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    from flowd.bench.server import FlowdServer
+
     with tempfile.TemporaryDirectory(prefix="flowd-bench-") as tmp:
-        log_path = Path(server_log) if server_log else Path(tmp) / "server.log"
-        env = {**os.environ, "FLOWD_ADMIN_KEY": key, "FLOWD_STORAGE_SYNCHRONOUS": synchronous}
-        with open(log_path, "wb") as log:
-            # cwd=tmp: no stray ./flowd.toml changes the server under test.
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "flowd", "--host", "127.0.0.1", "--port", str(port),
-                "--db", str(Path(tmp) / "bench.db"), cwd=tmp, env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log)
+        server = FlowdServer(Path(tmp), synchronous=synchronous)
         result: dict[str, Any] = {}
+        exit_code = None
         try:
-            await _wait_healthy(url, proc)
-            print(f"loadgen: server pid {proc.pid} on {url} (synchronous={synchronous})",
+            await server.start()
+            print(f"loadgen: server pid {server.pid} on {server.url} (synchronous={synchronous})",
                   file=sys.stderr, flush=True)
-            result = await run_load(url, key, connections, batch, duration, warmup, contacts,
-                                    server_pid=proc.pid)
+            result = await run_load(server.url, server.key, connections, batch, duration, warmup,
+                                    contacts, server_pid=server.pid)
         finally:
-            exit_code = await _stop(proc)
-            text = log_path.read_text(errors="replace")
+            exit_code = await server.stop()
+            text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+            if server_log:
+                Path(server_log).write_text(text)
             if not result or result["errors"] or exit_code != 0:
                 print(f"loadgen: server log (exit status {exit_code}):\n{text[-8000:]}",
                       file=sys.stderr, flush=True)
-    result["server"] = {"pid": proc.pid, "synchronous": synchronous, "exit_code": exit_code}
+    result["server"] = {"pid": server.pid, "synchronous": synchronous, "exit_code": exit_code}
     return result
 
 
@@ -322,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                              server_log=args.server_log, **load))
         else:
             result = asyncio.run(run_load(args.url, args.key, **load))
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError) as exc:  # BenchError is a RuntimeError
         print(f"loadgen: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result) if args.json else _report(result))

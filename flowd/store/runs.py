@@ -326,6 +326,10 @@ def add_event_wait(conn: sqlite3.Connection, run: Run, pattern: str, filter_: An
                   _nullable(filter_), since))
 
 
+def waited_event_names(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return conn.execute("SELECT DISTINCT project_id, event_name FROM event_waits").fetchall()
+
+
 def remove_event_wait(conn: sqlite3.Connection, run_id: str) -> None:
     conn.execute("DELETE FROM event_waits WHERE run_id = ?", (run_id,))
 

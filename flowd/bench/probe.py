@@ -1,0 +1,89 @@
+"""Reading the server's database from the bench process, read-only, to learn what happened and
+when — without asking the server (whose event loop is what is being measured).
+
+The connection is `file:PATH?mode=ro` with `query_only`; in WAL mode a reader never blocks the
+server's writer. Times in the database are the server's wall clock (epoch ms); the server runs
+on this machine, so they compare directly with this process's `time.time()`.
+
+Store verbs are used where one fits (`runs.status_counts`, `runs.get_run`); the rest are
+aggregate reads the store has no verb for, kept here so the server's store stays the server's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+from flowd.store import runs as run_store
+from flowd.store.runs import ACTIVE_STATUSES, Run
+
+PROJECT = "default"
+
+
+class Probe:
+    def __init__(self, db_path: Path) -> None:
+        self._conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._conn.execute("PRAGMA query_only = ON")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Probe":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- through the store's verbs
+
+    def status_counts(self) -> dict[str, int]:
+        return run_store.status_counts(self._conn, PROJECT)
+
+    def active(self) -> int:
+        counts = self.status_counts()
+        return sum(counts[s] for s in ACTIVE_STATUSES)
+
+    def get_run(self, run_id: str) -> Run | None:
+        return run_store.get_run(self._conn, PROJECT, run_id)
+
+    # --- aggregates
+
+    def run_window(self, workflow_id: str) -> tuple[int, int | None, int | None, int]:
+        """(runs, first created_at, last completed_at, completed runs) of one workflow."""
+        runs, first, last, done = self._conn.execute(
+            "SELECT COUNT(*), MIN(created_at), MAX(completed_at), "
+            "COUNT(*) FILTER (WHERE status = 'completed') FROM runs WHERE workflow_id = ?",
+            (workflow_id,)).fetchone()
+        return runs, first, last, done
+
+    def committed_steps(self, workflow_id: str) -> int:
+        """Trace entries (one per executed step) of the workflow's runs."""
+        return self._conn.execute(
+            "SELECT COUNT(*) FROM run_steps WHERE run_id IN "
+            "(SELECT id FROM runs WHERE workflow_id = ?)", (workflow_id,)).fetchone()[0]
+
+    def step_finished_at(self, workflow_id: str, step_id: str) -> list[int]:
+        """When each run's `step_id` finished (its trace entry's finished_at), where it did."""
+        return [r[0] for r in self._conn.execute(
+            "SELECT s.finished_at FROM runs r JOIN run_steps s ON s.run_id = r.id "
+            "WHERE r.workflow_id = ? AND s.step_id = ? AND s.status = 'ok'",
+            (workflow_id, step_id))]
+
+    def first_step_started_since(self, since_ms: float) -> int | None:
+        """The earliest trace entry started at or after `since_ms` (a step dispatched then)."""
+        return self._conn.execute("SELECT MIN(started_at) FROM run_steps WHERE started_at >= ?",
+                                  (int(since_ms),)).fetchone()[0]
+
+    def missing_ids(self, table: str, ids: Iterable[str]) -> list[str]:
+        """Which of `ids` have no row in `table` ("events" or "runs")."""
+        assert table in ("events", "runs")
+        wanted = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            found.update(r[0] for r in self._conn.execute(
+                f"SELECT id FROM {table} WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return [i for i in wanted if i not in found]
