@@ -81,7 +81,7 @@ def build_services(config: Config, clock: Clock) -> Services:
         engine=engine, scheduler=scheduler,
         workflows=WorkflowService(db, clock, engine.workflow_changed, scheduler.notify_now),
         runs=RunControl(db, clock, lambda wf_id: engine.index.by_id.get(wf_id),
-                        scheduler.notify_now),
+                        on_runs_due=scheduler.notify_now, on_started=scheduler.start_new),
         signer=signer, http=http, openapi=build_openapi(ROUTES))
 
 

@@ -3,6 +3,7 @@ Each is one unit of the group commit; runs that become due are handed to the sch
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from typing import Any, Callable
 
@@ -23,11 +24,13 @@ TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 class RunControl:
     def __init__(self, db: Database, clock: Clock,
                  indexed: Callable[[str], IndexedWorkflow | None],
-                 on_runs_due: Callable[[list[str]], None]) -> None:
+                 on_runs_due: Callable[[list[str]], None],
+                 on_started: Callable[[list[tuple[Run, dict[str, Any] | None]]], None]) -> None:
         self._db = db
         self._clock = clock
         self._indexed = indexed
         self._on_runs_due = on_runs_due
+        self._on_started = on_started
 
     async def get(self, project_id: str, run_id: str) -> Run:
         run = await self._db.read(run_store.get_run, project_id, run_id)
@@ -40,7 +43,7 @@ class RunControl:
         """Start a run for one contact; (run, created). Follows the workflow's reentry rule."""
         now = self._clock.now_ms()
 
-        def unit(conn: sqlite3.Connection) -> tuple[Run, bool]:
+        def unit(conn: sqlite3.Connection) -> tuple[Run, bool, dict[str, Any] | None]:
             workflow = workflow_store.get_workflow(conn, project_id, workflow_id)
             if workflow is None:
                 raise NotFound("no such workflow")
@@ -56,18 +59,21 @@ class RunControl:
             if blocking is not None:
                 existing = run_store.get_run(conn, project_id, blocking)
                 assert existing is not None
-                return existing, False
+                return existing, False, None
             event = {"id": None, "name": "api.fire", "contact_id": contact_id,
                      "properties": payload, "timestamp": format_ms(now),
                      "received_at": format_ms(now), "message_id": None}
             run = new_run(indexed, contact_id, {"type": "api", "event": event}, now)
             run_store.insert_run(conn, run)
-            return run, True
+            contact = (contact_store.get_contact(conn, project_id, contact_id)
+                       if contact_id is not None else None)
+            return run, True, contact.to_json() if contact else None
 
-        run, created = await self._db.write(unit)
+        run, created, contact = await self._db.write(unit)
+        reply = dataclasses.replace(run)  # the engine takes `run` itself and changes it
         if created and run.status is RunStatus.PENDING:
-            self._on_runs_due([run.id])
-        return run, created
+            self._on_started([(run, contact)])
+        return reply, created
 
     async def cancel(self, project_id: str, run_id: str) -> Run:
         now = self._clock.now_ms()
