@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any, Callable
 
 from flowd.definitions import CompiledStep, CompiledWorkflow, analyze
@@ -53,6 +53,8 @@ class Engine:
         self._current: dict[str, tuple[str, int]] = {}   # workflow id -> (project, version)
         self._versions: OrderedDict[tuple[str, int], CompiledWorkflow] = OrderedDict()
         self._executing: dict[str, asyncio.Task[None]] = {}
+        # Claimed runs waiting for a free slot (a burst of due timers can exceed the slots).
+        self._ready: deque[Run] = deque()
         self.capacity = asyncio.Event()
         self.capacity.set()
         self.steps_committed = 0
@@ -122,6 +124,16 @@ class Engine:
     def executing(self) -> int:
         return len(self._executing)
 
+    @property
+    def backlog(self) -> int:
+        """Claimed runs not yet executing."""
+        return len(self._ready)
+
+    def enqueue(self, run: Run) -> None:
+        """Execute a claimed run now if there is a free slot, else as soon as one frees."""
+        if not self.start(run) and run.id not in self._executing:
+            self._ready.append(run)
+
     def is_executing(self, run_id: str) -> bool:
         return run_id in self._executing
 
@@ -144,15 +156,19 @@ class Engine:
         return True
 
     async def claim(self, run_ids: list[str]) -> list[Run]:
-        return await self._db.write(run_store.claim, run_ids, self._clock.now_ms())
+        return await self._db.write(self.claim_unit, run_ids, self._clock.now_ms())
 
     def _finished(self, run_id: str) -> None:
         self._executing.pop(run_id, None)
+        while self._ready and self.has_capacity():
+            self.start(self._ready.popleft())
         if self.has_capacity():
             self.capacity.set()
 
     async def stop(self) -> None:
-        """Let in-flight steps finish their current commit; cancel what remains."""
+        """Cancel what is executing; claimed runs (executing or not) are recovered at the
+        next start like any run a crash left `running`."""
+        self._ready.clear()
         tasks = list(self._executing.values())
         for task in tasks:
             task.cancel()
@@ -230,17 +246,7 @@ class Engine:
         scope = self._scope(run, contact, now) if step.needs_scope else EMPTY_SCOPE
         waiting = run.wait is not None and not run.wait.get("retry")
         if waiting:
-            entry_seq = run.trace_len
-            wake = Wake(**run.wake) if run.wake else Wake("timer")
-            visit = run.visits.get(step.id, 1)
-            ctx = self._context(run, step, visit, now, {}, scope)
-            outcome = step.type.resume(ctx, wake)
-            entry = TraceEntry(entry_seq, step.id, step.type.name, "ok", run.attempt, visit,
-                               started_at=run.wait.get("started_at", now), finished_at=now,
-                               outcome=outcome.outcome, branch=outcome.branch,
-                               input=run.wait.get("input"), output=outcome.output)
-            ended_event_wait = run.wait.get("kind") == "event"
-            run.wait, run.wake = None, None
+            entry, outcome, ended_event_wait = self._end_wait(run, step, now)
             return await self._settle(run, step, entry, outcome, contact, replace=True,
                                       clear_event_wait=ended_event_wait)
 
@@ -290,21 +296,67 @@ class Engine:
                       contact: dict[str, Any] | None, *, replace: bool,
                       clear_event_wait: bool = False) -> dict[str, Any] | None:
         """A step ended well: record its output and move to the next step (or end the run)."""
+        self._move_on(run, step, outcome)
+        return await self._commit(run, entry, contact=contact, contact_patch=outcome.contact_patch,
+                                  replace=replace, clear_event_wait=clear_event_wait)
+
+    def _end_wait(self, run: Run, step: CompiledStep, now: int
+                  ) -> tuple[TraceEntry, Outcome, bool]:
+        """A waiting step ends (its event came, or its timer): its trace entry becomes `ok`.
+        Returns the entry, the outcome, and whether it was an event wait."""
+        assert run.wait is not None
+        wake = Wake(**run.wake) if run.wake else Wake("timer")
+        visit = run.visits.get(step.id, 1)
+        outcome = step.type.resume(self._context(run, step, visit, now, {}, EMPTY_SCOPE), wake)
+        entry = TraceEntry(run.trace_len, step.id, step.type.name, "ok", run.attempt, visit,
+                           started_at=run.wait.get("started_at", now), finished_at=now,
+                           outcome=outcome.outcome, branch=outcome.branch,
+                           input=run.wait.get("input"), output=outcome.output)
+        ended_event_wait = run.wait.get("kind") == "event"
+        run.wait, run.wake = None, None
+        return entry, outcome, ended_event_wait
+
+    def _move_on(self, run: Run, step: CompiledStep, outcome: Outcome) -> None:
+        """Record a good outcome and point the run at its next step, or end it."""
         run.outputs[step.id] = outcome.output
         if outcome.vars_patch:
             run.vars.update(outcome.vars_patch)
         run.attempt = 1
         if outcome.exit_reason is not None:
             self._end(run, RunStatus.COMPLETED, exit_reason=outcome.exit_reason)
+            return
+        target = step.target(outcome.branch)
+        if target is None:
+            self._end(run, RunStatus.COMPLETED)
         else:
-            target = step.target(outcome.branch)
-            if target is None:
-                self._end(run, RunStatus.COMPLETED)
-            else:
-                run.current_step_id = target
-                run.status = RunStatus.RUNNING
-        return await self._commit(run, entry, contact=contact, contact_patch=outcome.contact_patch,
-                                  replace=replace, clear_event_wait=clear_event_wait)
+            run.current_step_id = target
+            run.status = RunStatus.RUNNING
+
+    # ------------------------------------------------------------ timers, in bulk
+
+    def claim_unit(self, conn: sqlite3.Connection, run_ids: list[str], now: int) -> list[Run]:
+        """Runs in the writer thread. Claims due runs and, for those whose timer ended a wait,
+        ends the wait right here: its trace entry and the run's move to the next step commit
+        with the claim. Ten thousand timers due in the same second are then all on time in
+        one transaction, instead of each waiting its turn for the engine. Returns the claimed
+        runs that have work left."""
+        runs = run_store.claim(conn, run_ids, now)
+        for run in runs:
+            if run.wait is None or run.wait.get("retry") or run.wake is not None:
+                continue  # not a timer that ended a wait: the engine handles it
+            workflow = self._versions.get((run.workflow_id, run.workflow_version))
+            step = workflow.steps.get(run.current_step_id or "") if workflow else None
+            if step is None or self._status.get(run.workflow_id) is WorkflowStatus.PAUSED:
+                continue
+            entry, outcome, ended_event_wait = self._end_wait(run, step, now)
+            self._move_on(run, step, outcome)
+            run.updated_at = now
+            run_store.write_trace(conn, run.id, entry, replace=True)
+            if ended_event_wait:
+                run_store.remove_event_wait(conn, run.id)
+            run_store.save_run(conn, run, expect=RunStatus.RUNNING)
+            run.stored_status = run.status
+        return [run for run in runs if run.status is RunStatus.RUNNING]
 
     async def _failed(self, run: Run, step: CompiledStep, entry: TraceEntry, failure: StepFailed,
                       contact: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -23,6 +23,9 @@ from flowd.timeutil import Clock
 
 log = logging.getLogger("flowd.scheduler")
 
+_CLAIM_BATCH = 2000     # due runs claimed per transaction
+_MAX_BACKLOG = 10_000   # claimed runs waiting for a slot before the scheduler stops claiming
+
 
 class Scheduler:
     def __init__(self, db: Database, clock: Clock, engine: Engine, *, horizon_ms: int = 60_000,
@@ -106,20 +109,20 @@ class Scheduler:
         if now + self._horizon // 2 > self._loaded_until:
             await self._refill(now)
         while self._heap and self._heap[0][0] <= now and not self._stopping:
-            if not self._engine.has_capacity():
+            if self._engine.backlog >= _MAX_BACKLOG:
                 await self._engine.capacity.wait()
                 now = self._clock.now_ms()
                 continue
-            # Claim every due run there is room for in one transaction.
-            room = self._engine.max_concurrent - self._engine.executing
+            # Claim due runs in large batches: one transaction claims them, and ends the waits
+            # of those whose timer came due; the engine executes them as slots free.
             due: list[str] = []
-            while self._heap and self._heap[0][0] <= now and len(due) < room:
+            while self._heap and self._heap[0][0] <= now and len(due) < _CLAIM_BATCH:
                 item = heapq.heappop(self._heap)
                 self._queued.discard(item)
                 if not self._engine.is_executing(item[1]):
                     due.append(item[1])
             for run in await self._engine.claim(due) if due else ():
-                self._engine.start(run)
+                self._engine.enqueue(run)
             now = self._clock.now_ms()
         next_due = self._heap[0][0] if self._heap else None
         refill_at = self._loaded_until - self._horizon // 2
