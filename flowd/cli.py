@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", parents=[common], help="list active keys of every project")
     revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
     revoke.add_argument("id")
+    from flowd.bench.cli import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser("bench", help="measure this machine against flowd's performance "
+                                         "targets (starts its own servers)")
+    add_bench_arguments(bench)
     return parser
 
 
@@ -72,6 +77,10 @@ def _config(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from flowd.bench.cli import run as run_bench
+
+        return run_bench(args)
     try:
         config = _config(args)
         logging.basicConfig(level=config.server.log_level.upper(), stream=sys.stderr,

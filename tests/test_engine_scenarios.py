@@ -389,3 +389,25 @@ async def test_webhook_secret_rotation_signs_with_both_secrets(api: Api, sink: S
         Webhook(secret).verify(sink.requests[0]["body"], headers)
     viewer = await api.new_key("viewer")
     assert (await api.get("/v1/settings/webhook-secret", key=viewer))[0] == 403
+
+
+async def test_more_runs_due_at_once_than_the_engine_has_slots(tmp_path, aiohttp_client):
+    # With two slots, a burst of timers claims more runs than can execute: the rest must wait
+    # their turn, not stay `running` forever.
+    from flowd.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    config = make_config(tmp_path)
+    config = dataclasses.replace(config, engine=dataclasses.replace(config.engine,
+                                                                     max_concurrent_runs=2))
+    api = Api(await aiohttp_client(create_app(config, admin_key=ADMIN_KEY)))
+    await api.workflow({"trigger": {"type": "event", "event": "go"},
+                        "steps": [{"id": "wait", "type": "wait", "config": {"duration": "PT0.3S"}},
+                                  {"id": "after", "type": "set", "config": {"vars": {"ok": True}}}]})
+    _, body = await api.post("/v1/events", json={"batch": [
+        {"name": "go", "contact_id": f"c{i}"} for i in range(30)]})
+
+    async def all_completed() -> bool:
+        _, stats = await api.get("/v1/stats")
+        return stats["runs"]["completed"] == 30
+    await eventually(all_completed, timeout=20)

@@ -175,6 +175,44 @@ async def _warm_then_measure(DBOS: Any, workflow: Any, workflows: int, steps: in
     return await _measure_async(DBOS, workflow, workflows, steps, chain_steps, repeats)
 
 
+# ------------------------------------------------------------------ the bench's side
+
+
+async def measure(directory: str, *, workflows: int, steps: int, chain_steps: int, repeats: int,
+                  synchronous: str, timeout_s: float) -> dict[str, Any]:
+    """Run this module in a subprocess and return its result; raises BenchError on failure.
+    The subprocess is killed whatever happens."""
+    from flowd.bench.server import BenchError
+
+    log_path = os.path.join(directory, "peer.log")
+    with open(log_path, "wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "flowd.bench.peer", "--dir", directory,
+            "--workflows", str(workflows), "--steps", str(steps), "--chain-steps",
+            str(chain_steps), "--repeats", str(repeats), "--synchronous", synchronous,
+            cwd=directory, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=log)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+        except asyncio.TimeoutError:
+            raise BenchError(f"the DBOS peer did not finish within {timeout_s:.0f} s") from None
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    lines = out.decode(errors="replace").strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        result = {}
+    if proc.returncode != 0 or "steps" not in result:
+        with open(log_path, errors="replace") as f:
+            tail = f.read()[-3000:]
+        raise BenchError(f"the DBOS peer failed (exit status {proc.returncode}): "
+                         f"{result.get('error') or tail}")
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flowd.bench.peer",
                                      description="DBOS Transact doing flowd's steps/chain work.")

@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import sqlite3
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,35 @@ def _finite(value: float | None, digits: int = 3) -> float | None:
     return round(value, digits)
 
 
+def cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine has been busy, CPU seconds of this process and its
+    reaped children: the servers and the peer). Their difference over a scenario is what other
+    processes took from the machine meanwhile. None when /proc/stat cannot be read."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    except (OSError, ValueError, IndexError):
+        return None
+    busy = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _revision() -> str | None:
+    """The git commit of the flowd source being measured (+dirty for local changes), if any."""
+    source = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--", "flowd"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def machine_info(*, synchronous: str, quick: bool, dbos: str | None,
                  server_env: dict[str, str]) -> dict[str, Any]:
     model = ""
@@ -82,7 +112,7 @@ def machine_info(*, synchronous: str, quick: bool, dbos: str | None,
         pass
     return {"cores": os.cpu_count(), "cpu": model, "memory_mb": mem_mb,
             "platform": platform.platform(), "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "flowd": __version__,
+            "sqlite": sqlite3.sqlite_version, "flowd": __version__, "revision": _revision(),
             "synchronous": synchronous, "size": "quick" if quick else "full",
             "dbos": dbos, "server_env": server_env}
 
@@ -111,14 +141,23 @@ def _ratio(row: Row) -> str:
         return ""
     ratio = row.ratio
     shown = "inf" if ratio is None else f"{ratio:.2f}"
+    if shown == "1.00" and not met:
+        shown = f"{ratio:.3f}"
     return f"{shown} {'met' if met else 'MISSED'}"
 
 
 def table(rows: list[Row], machine: dict[str, Any]) -> str:
-    head = (f"flowd bench ({machine['size']} size): {machine['cores']} cores"
+    revision = f" at {machine['revision']}" if machine.get("revision") else ""
+    head = (f"flowd {machine['flowd']}{revision}, bench ({machine['size']} size): "
+            f"{machine['cores']} cores"
             f"{' (' + machine['cpu'] + ')' if machine['cpu'] else ''}, "
             f"{machine['memory_mb']} MB, Python {machine['python']}, SQLite {machine['sqlite']}, "
             f"synchronous={machine['synchronous']}, DBOS {machine['dbos'] or 'not installed'}")
+    others = {k: v for k, v in (machine.get("other_load_cores") or {}).items() if v >= 0.25}
+    if others:
+        head += ("\nwarning: other processes were busy on this machine during "
+                 + ", ".join(f"{k} ({v:.1f} cores)" for k, v in others.items())
+                 + "; those figures may be low")
     if machine["server_env"]:
         head += "\nserver settings from the environment: " + ", ".join(
             f"{k}={v}" for k, v in sorted(machine["server_env"].items()))

@@ -1,0 +1,632 @@
+"""One function per scenario: each starts its own flowd server on a fresh database, drives it
+from this process, and returns its figures as report rows.
+
+Where the time of a figure comes from is part of the figure:
+  * "server clock" figures come from the run records and their trace (epoch ms written by the
+    server): `runs.created_at`, `runs.completed_at`, `run_steps.started_at/finished_at`, read
+    from the database file read-only (see probe.py).
+  * "bench clock" figures are taken in this process (`time.perf_counter`, or `time.time` where
+    they are compared with the server's epoch ms; both processes share the machine's clock).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import shutil
+import statistics
+import sys
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from flowd.bench import seed
+from flowd.bench.client import Api
+from flowd.bench.loadgen import bodies, percentile, run_load
+from flowd.bench.probe import Probe
+from flowd.bench.report import Row
+from flowd.bench.server import BenchError, FlowdServer, free_port
+from flowd.store.runs import Run
+from flowd.timeutil import format_ms
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ingest_s: float            # closed-loop measured seconds (ingest and ingest-batch)
+    ingest_warmup_s: float
+    open_loop_s: float         # seconds of sends at 1,000/s
+    fanout_runs: int
+    steps_runs: int
+    chain_repeats: int
+    timer_runs: int
+    wait_runs: int
+    wait_queries: int
+    recovery_load_s: float     # fanout load before the kill -9
+    webhook_runs: int
+    peer_workflows: int
+    peer_repeats: int
+    settle_s: float            # the longest any wait for runs to finish may take
+    scenario_s: float          # the longest one scenario may take, all in
+
+
+QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=1000,
+              steps_runs=100, chain_repeats=3, timer_runs=1000, wait_runs=20_000,
+              wait_queries=50, recovery_load_s=1.0, webhook_runs=500, peer_workflows=50,
+              peer_repeats=3, settle_s=30.0, scenario_s=90.0)
+FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
+             steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
+             wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, peer_workflows=1000,
+             peer_repeats=5, settle_s=180.0, scenario_s=1200.0)
+
+INGEST_CONNECTIONS = 64
+BATCH_CONNECTIONS = 16
+OPEN_LOOP_RATE = 1000          # events/s offered by the open-loop latency run
+STEPS_PER_RUN = 20
+CHAIN_STEPS = 40
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class Context:
+    sizes: Sizes
+    synchronous: str
+    tmp: Path
+    shared: dict[str, Any] = field(default_factory=dict)   # figures one scenario gives another
+    other_load: dict[str, float] = field(default_factory=dict)   # cores others used, by scenario
+
+    def say(self, text: str) -> None:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+@asynccontextmanager
+async def flowd(ctx: Context, name: str) -> AsyncIterator[FlowdServer]:
+    """A fresh server for one scenario, always stopped (and its files removed) afterwards."""
+    workdir = ctx.tmp / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = FlowdServer(workdir, synchronous=ctx.synchronous)
+    try:
+        await server.start()
+        yield server
+        code = await server.stop()
+        if code != 0:
+            raise BenchError(f"the flowd server exited with status {code} on SIGTERM; its log "
+                             f"ends:\n{server.log_tail()}")
+    except BaseException:
+        text = server.log_tail(8000)
+        if "Traceback" in text or " ERROR " in text:
+            ctx.say(f"{name}: the server logged errors; its log ends:\n{text}")
+        raise
+    finally:
+        await server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def wait_for(condition: Callable[[], T], what: str, timeout_s: float,
+                   server: FlowdServer | None = None, interval_s: float = 0.02) -> T:
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if server is not None:
+            server.check_alive()
+        if time.perf_counter() > deadline:
+            raise BenchError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        await asyncio.sleep(interval_s)
+
+
+async def settle(probe: Probe, server: FlowdServer, expected: int, timeout_s: float,
+                 interval_s: float = 0.1) -> dict[str, int]:
+    """Wait until no run is active (all `expected` runs, already stored, have ended); returns
+    the status counts. Failed runs raise. The poll interval does not change any figure (their
+    times come from the database), only how soon the bench notices."""
+    try:
+        await wait_for(lambda: probe.active() == 0, f"{expected} runs to end", timeout_s,
+                       server, interval_s)
+    except BenchError as exc:
+        raise BenchError(f"{exc}; runs by status: {probe.status_counts()}") from None
+    counts = probe.status_counts()
+    if sum(counts[s] for s in TERMINAL) < expected:
+        raise BenchError(f"{expected} runs should have ended; runs by status: {counts}")
+    if counts["failed"] or counts["cancelled"]:
+        raise BenchError(f"runs did not complete: {counts} (see GET /v1/runs?status=failed)")
+    return counts
+
+
+def started_runs(results: list[dict[str, Any]], expected: int) -> list[str]:
+    runs = [run_id for result in results for run_id in result["runs_started"]]
+    if len(runs) != expected:
+        raise BenchError(f"{expected} events should have started {expected} runs; "
+                         f"they started {len(runs)}")
+    return runs
+
+
+def events(name: str, count: int, prefix: str) -> list[dict[str, Any]]:
+    return [{"name": name, "contact_id": f"{prefix}-{i}", "properties": {"n": i}}
+            for i in range(count)]
+
+
+def set_steps(count: int) -> list[dict[str, Any]]:
+    return [{"id": f"s{i}", "type": "set", "config": {"vars": {f"v{i}": i}}} for i in range(count)]
+
+
+FANOUT_STEPS = [
+    {"id": "profile", "type": "update_contact",
+     "config": {"traits": {"last_n": "{{ event.properties.n }}"}, "add_tags": ["bench"]}},
+    {"id": "mark", "type": "set", "config": {"vars": {"seen": True}}},
+    {"id": "check", "type": "condition",
+     "config": {"if": {"field": "vars.seen", "op": "eq", "value": True}}},
+]
+
+
+def ended_run(probe: Probe, run_id: str) -> Run | None:
+    run = probe.get_run(run_id)
+    return run if run is not None and run.status.value in TERMINAL else None
+
+
+def pct(values: list[float], p: float) -> float:
+    return percentile(sorted(values), p)
+
+
+# ------------------------------------------------------------------ ingest
+
+
+async def open_loop(url: str, key: str, rate: float, duration_s: float,
+                    connections: int) -> dict[str, Any]:
+    """Sends on a fixed grid of intended times, whatever the answers do; each latency runs from
+    the INTENDED send time to the answer, so a stall counts for every send it delayed."""
+    pool = bodies(1, 1000, seed=7)
+    count = int(rate * duration_s)
+    latencies: list[float] = []
+    failures: list[str] = []
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections), headers=headers,
+            timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def send(i: int, intended: float) -> None:
+            try:
+                async with session.post(url + "/v1/events", data=pool[i % len(pool)]) as resp:
+                    raw = await resp.read()
+                    if resp.status != 202:
+                        failures.append(f"HTTP {resp.status}: {raw[:500].decode(errors='replace')}")
+                        return
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return
+            latencies.append((time.perf_counter() - intended) * 1000)
+
+        tasks = []
+        start = time.perf_counter() + 0.05
+        for i in range(count):
+            intended = start + i / rate
+            delay = intended - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(i, intended)))
+        sent_s = time.perf_counter() - start
+        await asyncio.gather(*tasks)
+    if failures:
+        raise BenchError(f"open-loop ingest: {len(failures)} of {count} requests failed; "
+                         f"first: {failures[0]}")
+    return {"sent": count, "offered_per_s": count / max(sent_s, 1e-9),
+            "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies)}
+
+
+async def ingest(ctx: Context) -> list[Row]:
+    s = ctx.sizes
+    async with flowd(ctx, "ingest") as server:
+        closed = await run_load(server.url, server.key, connections=INGEST_CONNECTIONS, batch=1,
+                                duration=s.ingest_s, warmup=s.ingest_warmup_s,
+                                server_pid=server.pid)
+        if closed["errors"]:
+            raise BenchError(f"ingest: {closed['errors']} requests failed; first: "
+                             f"{closed['first_error']}")
+        await asyncio.sleep(0.5)
+        opened = await open_loop(server.url, server.key, OPEN_LOOP_RATE, s.open_loop_s,
+                                 INGEST_CONNECTIONS)
+    cpu = closed["cpu"]
+    return [
+        Row("ingest", f"events/s, single-event POSTs, {INGEST_CONNECTIONS} connections",
+            closed["events_per_s"], "events/s", ">=", 3000,
+            note=f"closed loop, {s.ingest_s:g} s after {s.ingest_warmup_s:g} s warm-up; CPU: "
+                 f"server {cpu.get('server_cores', '?')} cores, bench {cpu['client_cores']} cores"),
+        Row("ingest", "closed-loop latency p99", closed["latency_ms"]["p99"], "ms"),
+        Row("ingest", f"open-loop p99 at {OPEN_LOOP_RATE:,}/s offered", opened["p99"], "ms",
+            "<=", 25,
+            note=f"{opened['sent']} sends on a fixed grid over {s.open_loop_s:g} s "
+                 f"({opened['offered_per_s']:.0f}/s achieved); latency from the intended send "
+                 f"time; p50 {opened['p50']:.2f} ms, max {opened['max']:.1f} ms"),
+    ]
+
+
+async def ingest_batch(ctx: Context) -> list[Row]:
+    s = ctx.sizes
+    async with flowd(ctx, "ingest-batch") as server:
+        result = await run_load(server.url, server.key, connections=BATCH_CONNECTIONS, batch=100,
+                                duration=s.ingest_s, warmup=s.ingest_warmup_s,
+                                server_pid=server.pid)
+    if result["errors"]:
+        raise BenchError(f"ingest-batch: {result['errors']} requests failed; first: "
+                         f"{result['first_error']}")
+    return [
+        Row("ingest-batch", f"events/s, batches of 100, {BATCH_CONNECTIONS} connections",
+            result["events_per_s"], "events/s", ">=", 25_000,
+            note=f"request p99 {result['latency_ms']['p99']:.1f} ms; server CPU "
+                 f"{result['cpu'].get('server_cores', '?')} cores"),
+    ]
+
+
+# ------------------------------------------------------------------ runs
+
+
+async def fanout(ctx: Context) -> list[Row]:
+    n = ctx.sizes.fanout_runs
+    async with flowd(ctx, "fanout") as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow(
+            "bench fanout", {"type": "event", "event": "bench.fanout"}, FANOUT_STEPS)
+        with Probe(server.db_path) as probe:
+            t0_ms = time.time() * 1000
+            results = await api.post_events(events("bench.fanout", n, "fan"), batch=100,
+                                            concurrency=4)
+            posted_s = (time.time() * 1000 - t0_ms) / 1000
+            started_runs(results, n)
+            await settle(probe, server, n, ctx.sizes.settle_s)
+            runs, _, last_completed, completed = probe.run_window(workflow["id"])
+    window_s = (last_completed - t0_ms) / 1000
+    return [
+        Row("fanout", "runs/s started and completed (3 steps each)", n / window_s, "runs/s",
+            ">=", 2000,
+            note=f"{n:,} events in batches of 100, 4 at a time; from the first POST (bench clock) "
+                 f"to the last run's completed_at (server clock): {window_s:.2f} s; the events "
+                 f"were all acknowledged after {posted_s:.2f} s"),
+    ]
+
+
+async def steps(ctx: Context) -> list[Row]:
+    n = ctx.sizes.steps_runs
+    async with flowd(ctx, "steps") as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow(
+            "bench steps", {"type": "event", "event": "bench.steps"}, set_steps(STEPS_PER_RUN))
+        with Probe(server.db_path) as probe:
+            t0 = time.perf_counter()
+            results = await api.post_events(events("bench.steps", n, "steps"), batch=100,
+                                            concurrency=10)
+            started_runs(results, n)
+            await settle(probe, server, n, ctx.sizes.settle_s, interval_s=0.01)
+            client_s = time.perf_counter() - t0
+            runs, first_created, last_completed, completed = probe.run_window(workflow["id"])
+            committed = probe.committed_steps(workflow["id"])
+    if committed != n * STEPS_PER_RUN:
+        raise BenchError(f"expected {n * STEPS_PER_RUN} committed steps, the trace has {committed}")
+    window_s = (last_completed - first_created) / 1000
+    rate = committed / window_s
+    ctx.shared["steps_per_s"] = rate
+    return [
+        Row("steps", f"steps/s, {n:,} concurrent runs × {STEPS_PER_RUN} set steps", rate,
+            "steps/s", ">=", 10_000,
+            note=f"{committed:,} committed trace entries over first created_at → last "
+                 f"completed_at (server clock) = {window_s:.3f} s; bench clock, first POST → "
+                 f"all seen completed: {committed / client_s:,.0f} steps/s"),
+    ]
+
+
+async def chain(ctx: Context) -> list[Row]:
+    repeats = ctx.sizes.chain_repeats
+    server_ms: list[float] = []
+    client_ms: list[float] = []
+    async with flowd(ctx, "chain") as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow("bench chain", {"type": "manual"},
+                                             set_steps(CHAIN_STEPS))
+        with Probe(server.db_path) as probe:
+            for i in range(repeats + 1):   # the first is a cold start, reported apart
+                t0 = time.perf_counter()
+                run = await api.call("POST", f"/v1/workflows/{workflow['id']}/runs",
+                                     {"contact_id": f"chain-{i}"}, expect=(201,))
+                done = await wait_for(partial(ended_run, probe, run["id"]),
+                                      "the chain run to end", 30, server, interval_s=0.0005)
+                client_ms.append((time.perf_counter() - t0) * 1000)
+                if done.status.value != "completed" or done.completed_at is None:
+                    raise BenchError(f"the chain run ended {done.status.value}: {done.error}")
+                server_ms.append(done.completed_at - done.created_at)
+    median = statistics.median(server_ms[1:])
+    ctx.shared["chain_ms"] = median
+    ctx.shared["chain_client_ms"] = statistics.median(client_ms[1:])
+    return [
+        Row("chain", f"one run of {CHAIN_STEPS} set steps, wall (server clock)", median, "ms",
+            "<=", 40,
+            note=f"median of {repeats} runs fired with POST /v1/workflows/{{id}}/runs, "
+                 f"created_at → completed_at; min {min(server_ms[1:]):.0f} ms; the first (cold) "
+                 f"run {server_ms[0]:.0f} ms"),
+        Row("chain", "same, client-observed (POST → seen completed)",
+            ctx.shared["chain_client_ms"], "ms"),
+    ]
+
+
+async def timers(ctx: Context) -> list[Row]:
+    n = ctx.sizes.timer_runs
+    # Due far enough ahead that every run is waiting before it (at ≥ 1,000 runs/s of setup).
+    due_ms = int(time.time() * 1000 + 2000 + n)
+    async with flowd(ctx, "timers") as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow(
+            "bench timers", {"type": "event", "event": "bench.timer"},
+            [{"id": "wait", "type": "wait", "config": {"until": format_ms(due_ms)}},
+             {"id": "done", "type": "set", "config": {"vars": {"done": True}}}])
+        with Probe(server.db_path) as probe:
+            results = await api.post_events(events("bench.timer", n, "timer"), batch=100,
+                                            concurrency=4)
+            started_runs(results, n)
+            margin_s = (due_ms - time.time() * 1000) / 1000 - 0.05
+            if margin_s <= 0:
+                raise BenchError("setup too slow: the runs were not all started before they "
+                                 "came due")
+            await wait_for(lambda: probe.status_counts()["waiting"] >= n,
+                           f"{n} runs to be waiting", margin_s, server)
+            ahead_ms = due_ms - time.time() * 1000
+            if ahead_ms <= 0:
+                raise BenchError("setup too slow: the runs were not all waiting before they "
+                                 "came due")
+            # Stay off the machine while they fire.
+            await asyncio.sleep(ahead_ms / 1000 + 0.5)
+            await settle(probe, server, n, ctx.sizes.settle_s)
+            lateness = [f - due_ms for f in probe.step_finished_at(workflow["id"], "wait")]
+            _, _, last_completed, _ = probe.run_window(workflow["id"])
+    if len(lateness) != n:
+        raise BenchError(f"{n} waits should have ended; the trace has {len(lateness)}")
+    return [
+        Row("timers", f"lateness p50, {n:,} runs due in the same ms", pct(lateness, 50), "ms",
+            "<=", 5,
+            note=f"lateness = the wait step's finished_at (trace) − the due time; all runs were "
+                 f"waiting {ahead_ms / 1000:.1f} s before it; min {min(lateness):,.0f} ms, "
+                 f"max {max(lateness):,.0f} ms"),
+        Row("timers", "lateness p99", pct(lateness, 99), "ms", "<=", 50),
+        Row("timers", "last run completed after the due time", (last_completed - due_ms) / 1000,
+            "s", "<=", 1.5),
+    ]
+
+
+async def wait_scale(ctx: Context) -> list[Row]:
+    s = ctx.sizes
+    n = s.wait_runs
+    wait_config = {"duration": "P1D"}
+    async with flowd(ctx, "wait-scale") as server:
+        async with Api(server.url, server.key) as api:
+            workflow = await api.create_workflow(
+                "bench wait-scale", {"type": "event", "event": "bench.never"},
+                [{"id": "wait", "type": "wait", "config": wait_config},
+                 {"id": "done", "type": "set", "config": {"vars": {"done": True}}}])
+        code = await server.stop()
+        if code != 0:
+            raise BenchError(f"the server exited with status {code} on SIGTERM")
+        ctx.say(f"wait-scale: inserting {n:,} waiting runs through the store's bulk path")
+        insert_s = await asyncio.to_thread(
+            seed.waiting_runs, server.db_path, workflow_id=workflow["id"],
+            version=workflow["version"], wait_step="wait", wait_config=wait_config, count=n,
+            due_in_ms=86_400_000, synchronous=ctx.synchronous)
+        serving_s = await server.start()
+        rss_serving = server.rss_mb()
+        latencies: list[float] = []
+        async with Api(server.url, server.key) as api:
+            cursor = None
+            base = f"/v1/runs?workflow_id={workflow['id']}&limit=50"
+            for i in range(s.wait_queries):
+                if i % 10 == 0:
+                    cursor = None   # walk ten pages from the newest, then start again
+                path = base + (f"&cursor={cursor}" if cursor else "")
+                ms, page = await api.timed("GET", path, expect=(200,))
+                if len(page["data"]) != 50:
+                    raise BenchError(f"GET {path} returned {len(page['data'])} runs, not 50")
+                latencies.append(ms)
+                cursor = page["next_cursor"]
+        rss_after = server.rss_mb()
+        peak = server.peak_rss_mb()
+        with Probe(server.db_path) as probe:
+            waiting = probe.status_counts()["waiting"]
+    if waiting != n:
+        raise BenchError(f"{n} runs should be waiting; {waiting} are")
+    rss_note = (f"VmHWM (peak) of the restarted server; VmRSS {rss_serving:.0f} MB when serving, "
+                f"{rss_after:.0f} MB after the list queries" if rss_serving and rss_after else "")
+    return [
+        Row("wait-scale", f"server RSS (peak) with {n:,} runs waiting", peak, "MB", "<=", 300,
+            note=rss_note),
+        Row("wait-scale", "restart to serving (spawn → first 200 /healthz)", serving_s, "s",
+            "<=", 2, note=f"seeding {n:,} runs + trace rows took {insert_s:.1f} s (not counted)"),
+        Row("wait-scale", "GET /v1/runs?workflow_id=…&limit=50 p99", pct(latencies, 99), "ms",
+            "<=", 50, note=f"{len(latencies)} sequential requests, ten cursor pages per walk; "
+                           f"p50 {pct(latencies, 50):.1f} ms"),
+    ]
+
+
+async def recovery(ctx: Context) -> list[Row]:
+    s = ctx.sizes
+    acked_events: list[str] = []
+    acked_runs: list[str] = []
+    killing = False
+    async with flowd(ctx, "recovery") as server:
+        async with Api(server.url, server.key) as api:
+            await api.create_workflow("bench recovery", {"type": "event", "event": "bench.fanout"},
+                                      FANOUT_STEPS)
+            deadline = time.perf_counter() + s.recovery_load_s + 30
+
+            async def load(worker: int) -> None:
+                for i in range(1_000_000):
+                    if killing or time.perf_counter() > deadline:
+                        return
+                    batch = [{"name": "bench.fanout", "contact_id": f"rec-{worker}-{i}-{k}"}
+                             for k in range(100)]
+                    try:
+                        answer = await api.call("POST", "/v1/events", {"batch": batch},
+                                                expect=(202,))
+                    except BenchError:
+                        if killing:
+                            return   # the kill cut it off: it was never acknowledged
+                        raise
+                    for result in answer["data"]:   # a 202: acknowledged, must survive
+                        acked_events.append(result["id"])
+                        acked_runs.extend(result["runs_started"])
+
+            loaders = [asyncio.create_task(load(w)) for w in range(4)]
+            try:
+                await asyncio.sleep(s.recovery_load_s)
+                for task in loaders:
+                    if task.done():
+                        task.result()   # a loader that failed before the kill
+                killing = True
+                await server.kill9()
+                await asyncio.gather(*loaders)
+            finally:
+                killing = True
+                for task in loaders:
+                    task.cancel()
+                await asyncio.gather(*loaders, return_exceptions=True)
+        with Probe(server.db_path) as probe:
+            in_flight = probe.active()
+        ctx.say(f"recovery: killed with {len(acked_events):,} events acknowledged and "
+                f"{in_flight:,} runs in flight; restarting")
+        serving_s = await server.start()
+        with Probe(server.db_path) as probe:
+            first_ms = None
+            if in_flight:
+                first = await wait_for(lambda: probe.first_step_started_since(server.spawned_at_ms),
+                                       "a step after the restart", 30, server, interval_s=0.005)
+                first_ms = first - server.spawned_at_ms
+            stuck_deadline = time.perf_counter() + s.settle_s
+            while probe.active() and time.perf_counter() < stuck_deadline:
+                server.check_alive()
+                await asyncio.sleep(0.1)
+            stuck = probe.active()
+            counts = probe.status_counts()
+            lost_events = probe.missing_ids("events", acked_events)
+            lost_runs = probe.missing_ids("runs", acked_runs)
+    if first_ms is None:
+        raise BenchError("no run was in flight at the kill: the load was too light to measure "
+                         "recovery")
+    failed = counts["failed"]
+    return [
+        Row("recovery", "first step dispatched after restart (from spawn)", first_ms, "ms",
+            "<=", 1000,
+            note=f"kill -9 after {s.recovery_load_s:g} s of fanout load with {in_flight:,} runs "
+                 f"in flight; spawn → serving {serving_s * 1000:.0f} ms; first run_steps."
+                 f"started_at after the spawn (both wall clock)"),
+        Row("recovery", "acknowledged events lost", len(lost_events), "events", "<=", 0,
+            note=f"of {len(acked_events):,} acknowledged (202); acknowledged runs missing: "
+                 f"{len(lost_runs)}; runs failed: {failed}"),
+        Row("recovery", "runs stuck (not ended within the settle time)", stuck, "runs", "<=", 0,
+            note=f"after up to {s.settle_s:g} s; final counts {counts}"),
+    ]
+
+
+# ------------------------------------------------------------------ webhooks
+
+
+class Sink:
+    """A keep-alive HTTP receiver on 127.0.0.1 that checks every delivery's Standard Webhooks
+    signature and counts distinct webhook-ids."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.ids: set[str] = set()
+        self.deliveries = 0
+        self.bad: list[str] = []
+        self.last_at = 0.0
+        self.all_in = asyncio.Event()
+        self.secrets: list[bytes] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _verify(self, request: web.Request, body: bytes) -> bool:
+        msg_id = request.headers.get("webhook-id", "")
+        stamp = request.headers.get("webhook-timestamp", "")
+        given = {part.split(",", 1)[1] for part in
+                 request.headers.get("webhook-signature", "").split() if part.startswith("v1,")}
+        signed = f"{msg_id}.{stamp}.".encode() + body
+        return any(base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+                   in given for key in self.secrets)
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.deliveries += 1
+        if not self._verify(request, body):
+            self.bad.append(request.headers.get("webhook-id", "?"))
+        self.ids.add(request.headers.get("webhook-id", ""))
+        self.last_at = time.perf_counter()
+        if len(self.ids) >= self.expected:
+            self.all_in.set()
+        return web.json_response({"ok": True})
+
+
+async def webhooks(ctx: Context) -> list[Row]:
+    n = ctx.sizes.webhook_runs
+    sink = Sink(n)
+    try:
+        url = await sink.start()
+        async with flowd(ctx, "webhooks") as server, Api(server.url, server.key) as api:
+            secret = (await api.call("GET", "/v1/settings/webhook-secret"))["secret"]
+            sink.secrets = [base64.b64decode(s.removeprefix("whsec_")) for s in secret.split()]
+            await api.create_workflow(
+                "bench webhooks", {"type": "event", "event": "bench.hook"},
+                [{"id": "hook", "type": "webhook",
+                  "config": {"url": url, "body": {"run": "{{ run.id }}", "n": "{{ event.properties.n }}"}}}])
+            with Probe(server.db_path) as probe:
+                t0 = time.perf_counter()
+                results = await api.post_events(events("bench.hook", n, "hook"), batch=100,
+                                                concurrency=4)
+                started_runs(results, n)
+                try:
+                    await asyncio.wait_for(sink.all_in.wait(), ctx.sizes.settle_s)
+                except asyncio.TimeoutError:
+                    raise BenchError(f"only {len(sink.ids)} of {n} webhooks arrived within "
+                                     f"{ctx.sizes.settle_s:g} s") from None
+                window_s = sink.last_at - t0
+                await settle(probe, server, n, ctx.sizes.settle_s)
+    finally:
+        await sink.close()
+    if sink.bad:
+        raise BenchError(f"{len(sink.bad)} webhook deliveries had no valid signature, e.g. "
+                         f"{sink.bad[0]}")
+    return [
+        Row("webhooks", "signed webhook deliveries/s to a keep-alive sink", len(sink.ids) / window_s,
+            "deliveries/s", ">=", 1500,
+            note=f"{n:,} runs of one webhook step; first event POST → last delivery (bench "
+                 f"clock) {window_s:.2f} s; every signature verified; {sink.deliveries - len(sink.ids)} "
+                 f"repeated deliveries"),
+    ]
+
+
+SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
+    "ingest": ingest,
+    "ingest-batch": ingest_batch,
+    "fanout": fanout,
+    "steps": steps,
+    "chain": chain,
+    "timers": timers,
+    "wait-scale": wait_scale,
+    "recovery": recovery,
+    "webhooks": webhooks,
+}
