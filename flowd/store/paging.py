@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from flowd.store.records import Page
 
@@ -21,3 +21,13 @@ def fetch_page(conn: sqlite3.Connection, *, table: str, columns: str, where: lis
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([convert(row) for row in rows], rows[-1][-1] if more else None)
+
+
+def count_by_status(conn: sqlite3.Connection, table: str, project_id: str,
+                    statuses: Iterable[str]) -> dict[str, int]:
+    """Rows of a project by status, every status listed (zeros included)."""
+    counts = dict.fromkeys(statuses, 0)
+    for status, n in conn.execute(f"SELECT status, COUNT(*) FROM {table} WHERE project_id = ? "
+                                  "GROUP BY status", (project_id,)):
+        counts[status] = n
+    return counts

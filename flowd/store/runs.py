@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable
 
-from flowd.store.paging import fetch_page
+from flowd.store.paging import count_by_status, fetch_page
 from flowd.store.records import Page
 from flowd.timeutil import format_ms
 
@@ -359,8 +359,4 @@ def event_waits_for(conn: sqlite3.Connection, project_id: str, name: str,
 
 
 def status_counts(conn: sqlite3.Connection, project_id: str) -> dict[str, int]:
-    counts = {s.value: 0 for s in RunStatus}
-    for status, n in conn.execute("SELECT status, COUNT(*) FROM runs WHERE project_id = ? "
-                                  "GROUP BY status", (project_id,)):
-        counts[status] = n
-    return counts
+    return count_by_status(conn, "runs", project_id, (s.value for s in RunStatus))

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any
 
 from flowd.ids import new_id
-from flowd.store.paging import fetch_page
+from flowd.store.paging import count_by_status, fetch_page
 from flowd.store.records import Page
 from flowd.timeutil import format_ms
 
@@ -140,8 +140,4 @@ def all_current(conn: sqlite3.Connection) -> list[Workflow]:
 
 
 def status_counts(conn: sqlite3.Connection, project_id: str) -> dict[str, int]:
-    counts = {s.value: 0 for s in WorkflowStatus}
-    for status, n in conn.execute("SELECT status, COUNT(*) FROM workflows WHERE project_id = ? "
-                                  "GROUP BY status", (project_id,)):
-        counts[status] = n
-    return counts
+    return count_by_status(conn, "workflows", project_id, (s.value for s in WorkflowStatus))
