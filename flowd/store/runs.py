@@ -161,10 +161,11 @@ def claim(conn: sqlite3.Connection, run_ids: list[str], now: int) -> list[Run]:
             f"UPDATE runs SET status = 'running', due_at = NULL, updated_at = ? "
             f"WHERE id IN ({','.join('?' * len(chunk))}) AND status IN ('pending', 'waiting') "
             f"AND due_at <= ? RETURNING {_COLUMNS}", (now, *chunk, now)).fetchall()
-        for row in rows:
-            run = _run(row)
-            if run.trace_len:
-                run.outputs, run.visits = step_state(conn, run.id)
+        chunk_runs = [_run(row) for row in rows]
+        with_trace = [run.id for run in chunk_runs if run.trace_len]
+        states = _step_states(conn, with_trace) if with_trace else {}
+        for run in chunk_runs:
+            run.outputs, run.visits = states.get(run.id, ({}, {}))
             claimed.append(run)
     return claimed
 
@@ -199,15 +200,22 @@ def write_trace(conn: sqlite3.Connection, run_id: str, entry: TraceEntry, *,
 def step_state(conn: sqlite3.Connection, run_id: str) -> tuple[dict[str, Any], dict[str, int]]:
     """(outputs, visits) of a run, rebuilt from its trace: each step's latest output, and how
     many times each step was entered."""
-    outputs: dict[str, Any] = {}
-    visits: dict[str, int] = {}
-    for step_id, visit, status, output in conn.execute(
-            "SELECT step_id, visit, status, output FROM run_steps WHERE run_id = ? ORDER BY seq",
-            (run_id,)):
+    return _step_states(conn, [run_id]).get(run_id, ({}, {}))
+
+
+def _step_states(conn: sqlite3.Connection, run_ids: list[str]
+                 ) -> dict[str, tuple[dict[str, Any], dict[str, int]]]:
+    """step_state() of many runs in one query."""
+    states: dict[str, tuple[dict[str, Any], dict[str, int]]] = {}
+    rows = conn.execute(
+        f"SELECT run_id, step_id, visit, status, output FROM run_steps "
+        f"WHERE run_id IN ({','.join('?' * len(run_ids))}) ORDER BY run_id, seq", run_ids)
+    for run_id, step_id, visit, status, output in rows:
+        outputs, visits = states.setdefault(run_id, ({}, {}))
         visits[step_id] = max(visits.get(step_id, 0), visit)
         if status != "waiting":
             outputs[step_id] = _loads(output)
-    return outputs, visits
+    return states
 
 
 def trace(conn: sqlite3.Connection, run_id: str, limit: int = 20_000) -> list[TraceEntry]:
