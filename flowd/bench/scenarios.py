@@ -226,15 +226,22 @@ async def open_loop(url: str, key: str, rate: float, duration_s: float,
             "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies)}
 
 
+async def closed_loop(ctx: Context, server: Any, scenario: str, *, connections: int,
+                      batch: int) -> dict[str, Any]:
+    """The load generator against `server`; any failed request stops the scenario."""
+    result = await run_load(server.url, server.key, connections=connections, batch=batch,
+                            duration=ctx.sizes.ingest_s, warmup=ctx.sizes.ingest_warmup_s,
+                            server_pid=server.pid)
+    if result["errors"]:
+        raise BenchError(f"{scenario}: {result['errors']} requests failed; first: "
+                         f"{result['first_error']}")
+    return result
+
+
 async def ingest(ctx: Context) -> list[Row]:
     s = ctx.sizes
     async with flowd(ctx, "ingest") as server:
-        closed = await run_load(server.url, server.key, connections=INGEST_CONNECTIONS, batch=1,
-                                duration=s.ingest_s, warmup=s.ingest_warmup_s,
-                                server_pid=server.pid)
-        if closed["errors"]:
-            raise BenchError(f"ingest: {closed['errors']} requests failed; first: "
-                             f"{closed['first_error']}")
+        closed = await closed_loop(ctx, server, "ingest", connections=INGEST_CONNECTIONS, batch=1)
         await asyncio.sleep(0.5)
         opened = await open_loop(server.url, server.key, OPEN_LOOP_RATE, s.open_loop_s,
                                  INGEST_CONNECTIONS)
@@ -254,14 +261,9 @@ async def ingest(ctx: Context) -> list[Row]:
 
 
 async def ingest_batch(ctx: Context) -> list[Row]:
-    s = ctx.sizes
     async with flowd(ctx, "ingest-batch") as server:
-        result = await run_load(server.url, server.key, connections=BATCH_CONNECTIONS, batch=100,
-                                duration=s.ingest_s, warmup=s.ingest_warmup_s,
-                                server_pid=server.pid)
-    if result["errors"]:
-        raise BenchError(f"ingest-batch: {result['errors']} requests failed; first: "
-                         f"{result['first_error']}")
+        result = await closed_loop(ctx, server, "ingest-batch", connections=BATCH_CONNECTIONS,
+                                   batch=100)
     return [
         Row("ingest-batch", f"events/s, batches of 100, {BATCH_CONNECTIONS} connections",
             result["events_per_s"], "events/s", ">=", 25_000,
