@@ -173,16 +173,25 @@ def claim(conn: sqlite3.Connection, run_ids: list[str], now: int) -> list[Run]:
 def save_run(conn: sqlite3.Connection, run: Run, *, expect: RunStatus) -> None:
     """Write the run's mutable state; raises RunPreempted if the stored row is no longer in
     `expect` (someone cancelled or ended it meanwhile)."""
-    cursor = conn.execute(
-        "UPDATE runs SET status = ?, current_step_id = ?, due_at = ?, wait = ?, wake = ?, "
-        "vars = ?, attempt = ?, steps_executed = ?, trace_len = ?, "
-        "error = ?, exit_reason = ?, updated_at = ?, completed_at = ? WHERE id = ? AND status = ?",
-        (run.status.value, run.current_step_id, run.due_at, _nullable(run.wait),
-         _nullable(run.wake), _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len,
-         _nullable(run.error), run.exit_reason,
-         run.updated_at, run.completed_at, run.id, expect.value))
+    values = (run.current_step_id, run.due_at, _nullable(run.wait), _nullable(run.wake),
+              _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len,
+              _nullable(run.error), run.exit_reason, run.updated_at, run.completed_at)
+    if run.status is expect:
+        # Most saves are a step moving on inside a running run. Naming `status` in the SET
+        # list, even unchanged, makes SQLite rewrite the three indexes on it: a third of a
+        # step's cost.
+        cursor = conn.execute(f"UPDATE runs SET {_MUTABLE} WHERE id = ? AND status = ?",
+                              (*values, run.id, expect.value))
+    else:
+        cursor = conn.execute(f"UPDATE runs SET status = ?, {_MUTABLE} WHERE id = ? AND status = ?",
+                              (run.status.value, *values, run.id, expect.value))
     if cursor.rowcount != 1:
         raise RunPreempted(run.id)
+
+
+_MUTABLE = ", ".join(f"{column} = ?" for column in (
+    "current_step_id", "due_at", "wait", "wake", "vars", "attempt", "steps_executed", "trace_len",
+    "error", "exit_reason", "updated_at", "completed_at"))
 
 
 def write_trace(conn: sqlite3.Connection, run_id: str, entry: TraceEntry, *,
