@@ -53,8 +53,11 @@ class Engine:
         self._current: dict[str, tuple[str, int]] = {}   # workflow id -> (project, version)
         self._versions: OrderedDict[tuple[str, int], CompiledWorkflow] = OrderedDict()
         self._executing: dict[str, asyncio.Task[None]] = {}
-        # Claimed runs waiting for a free slot (a burst of due timers can exceed the slots).
-        self._ready: deque[Run] = deque()
+        # Runs waiting for a free slot (a burst of due timers or events can exceed the slots),
+        # with their contact when it is already loaded: claimed runs, and runs this process
+        # created that are still `pending`. `_waiting_ids` mirrors it for is_executing().
+        self._ready: deque[tuple[Run, dict[str, Any] | None, bool]] = deque()
+        self._waiting_ids: set[str] = set()
         self.capacity = asyncio.Event()
         self.capacity.set()
         self.steps_committed = 0
@@ -126,16 +129,21 @@ class Engine:
 
     @property
     def backlog(self) -> int:
-        """Claimed runs not yet executing."""
+        """Runs queued for a slot."""
         return len(self._ready)
 
-    def enqueue(self, run: Run) -> None:
-        """Execute a claimed run now if there is a free slot, else as soon as one frees."""
-        if not self.start(run) and run.id not in self._executing:
-            self._ready.append(run)
+    def enqueue(self, run: Run, contact: dict[str, Any] | None = None, *,
+                contact_loaded: bool = False) -> None:
+        """Execute `run` (see start()) now if there is a free slot, else as soon as one frees."""
+        if run.id in self._waiting_ids or run.id in self._executing:
+            return
+        if not self.start(run, contact, contact_loaded=contact_loaded):
+            self._ready.append((run, contact, contact_loaded))
+            self._waiting_ids.add(run.id)
 
     def is_executing(self, run_id: str) -> bool:
-        return run_id in self._executing
+        """True while this process holds the run: executing it, or queued for a slot."""
+        return run_id in self._executing or run_id in self._waiting_ids
 
     def start(self, run: Run, contact: dict[str, Any] | None = None, *,
               contact_loaded: bool = False) -> bool:
@@ -155,13 +163,16 @@ class Engine:
         task.add_done_callback(lambda _: self._finished(run.id))
         return True
 
-    async def claim(self, run_ids: list[str]) -> list[Run]:
+    async def claim(self, run_ids: list[str]) -> list[tuple[Run, dict[str, Any] | None]]:
+        """Claim due runs; returns those with work left, each with its contact."""
         return await self._db.write(self.claim_unit, run_ids, self._clock.now_ms())
 
     def _finished(self, run_id: str) -> None:
         self._executing.pop(run_id, None)
         while self._ready and self.has_capacity():
-            self.start(self._ready.popleft())
+            run, contact, contact_loaded = self._ready.popleft()
+            self._waiting_ids.discard(run.id)
+            self.start(run, contact, contact_loaded=contact_loaded)
         if self.has_capacity():
             self.capacity.set()
 
@@ -169,6 +180,7 @@ class Engine:
         """Cancel what is executing; claimed runs (executing or not) are recovered at the
         next start like any run a crash left `running`."""
         self._ready.clear()
+        self._waiting_ids.clear()
         tasks = list(self._executing.values())
         for task in tasks:
             task.cancel()
@@ -334,12 +346,14 @@ class Engine:
 
     # ------------------------------------------------------------ timers, in bulk
 
-    def claim_unit(self, conn: sqlite3.Connection, run_ids: list[str], now: int) -> list[Run]:
+    def claim_unit(self, conn: sqlite3.Connection, run_ids: list[str], now: int
+                   ) -> list[tuple[Run, dict[str, Any] | None]]:
         """Runs in the writer thread. Claims due runs and, for those whose timer ended a wait,
         ends the wait right here: its trace entry and the run's move to the next step commit
         with the claim. Ten thousand timers due in the same second are then all on time in
         one transaction, instead of each waiting its turn for the engine. Returns the claimed
-        runs that have work left."""
+        runs that have work left, each with its contact (loaded here in bulk, rather than
+        one read per run when it starts)."""
         runs = run_store.claim(conn, run_ids, now)
         for run in runs:
             if run.wait is None or run.wait.get("retry") or run.wake is not None:
@@ -356,7 +370,10 @@ class Engine:
                 run_store.remove_event_wait(conn, run.id)
             run_store.save_run(conn, run, expect=RunStatus.RUNNING)
             run.stored_status = run.status
-        return [run for run in runs if run.status is RunStatus.RUNNING]
+        running = [run for run in runs if run.status is RunStatus.RUNNING]
+        contacts = contact_store.contacts_json(
+            conn, [(run.project_id, run.contact_id) for run in running if run.contact_id])
+        return [(run, contacts.get((run.project_id, run.contact_id))) for run in running]
 
     async def _failed(self, run: Run, step: CompiledStep, entry: TraceEntry, failure: StepFailed,
                       contact: dict[str, Any] | None) -> dict[str, Any] | None:

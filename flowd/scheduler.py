@@ -70,9 +70,12 @@ class Scheduler:
 
     def start_new(self, runs: list[tuple[Run, dict[str, Any] | None]]) -> None:
         """Runs this process just created (still `pending`): the engine takes them straight
-        away while it has room; the rest go through the heap and a claim like any due run."""
+        away, or queues them for a slot with their contact; their first commit claims them.
+        Beyond the backlog bound they go through the heap and a claim like any due run."""
         for run, contact in runs:
-            if not self._engine.start(run, contact, contact_loaded=True):
+            if self._engine.backlog < _MAX_BACKLOG:
+                self._engine.enqueue(run, contact, contact_loaded=True)
+            else:
                 self.notify(run.id, run.due_at or self._clock.now_ms())
 
     def notify_now(self, run_ids: list[str]) -> None:
@@ -121,8 +124,8 @@ class Scheduler:
                 self._queued.discard(item)
                 if not self._engine.is_executing(item[1]):
                     due.append(item[1])
-            for run in await self._engine.claim(due) if due else ():
-                self._engine.enqueue(run)
+            for run, contact in await self._engine.claim(due) if due else ():
+                self._engine.enqueue(run, contact, contact_loaded=True)
             now = self._clock.now_ms()
         next_due = self._heap[0][0] if self._heap else None
         refill_at = self._loaded_until - self._horizon // 2

@@ -27,6 +27,25 @@ def get_contact(conn: sqlite3.Connection, project_id: str, contact_id: str) -> C
     return _contact(row) if row else None
 
 
+def contacts_json(conn: sqlite3.Connection, keys: list[tuple[str, str]]
+                  ) -> dict[tuple[str, str], dict[str, Any]]:
+    """Many contacts by (project id, contact id), as JSON, in a few queries; missing ones are
+    left out."""
+    by_project: dict[str, set[str]] = {}
+    for project_id, contact_id in keys:
+        by_project.setdefault(project_id, set()).add(contact_id)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for project_id, ids in by_project.items():
+        ordered = list(ids)
+        for start in range(0, len(ordered), 500):  # bounded statement size
+            chunk = ordered[start:start + 500]
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM contacts WHERE project_id = ? "
+                                f"AND id IN ({','.join('?' * len(chunk))})", (project_id, *chunk))
+            for row in rows:
+                found[(project_id, row[0])] = _contact(row).to_json()
+    return found
+
+
 def apply_patch(contact: Contact, patch: dict[str, Any]) -> None:
     """The contract's upsert rules: traits merge shallowly (null deletes a trait), `subscribed`
     merges per channel, `add_tags`/`remove_tags` edit the tag list, every other given field
