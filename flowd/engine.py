@@ -163,9 +163,9 @@ class Engine:
         task.add_done_callback(lambda _: self._finished(run.id))
         return True
 
-    async def claim(self, run_ids: list[str]) -> list[tuple[Run, dict[str, Any] | None]]:
-        """Claim due runs; returns those with work left, each with its contact."""
-        return await self._db.write(self.claim_unit, run_ids, self._clock.now_ms())
+    async def claim(self, run_ids: list[str]) -> list[tuple[Run, dict[str, Any] | None, bool]]:
+        """Claim due runs; see claim_unit()."""
+        return await self._db.write(self.claim_unit, run_ids)
 
     def _finished(self, run_id: str) -> None:
         self._executing.pop(run_id, None)
@@ -215,9 +215,9 @@ class Engine:
         workflow = await self.compiled(run.workflow_id, run.workflow_version)
         if workflow is None:
             raise RuntimeError(f"version {run.workflow_version} of {run.workflow_id} cannot run")
-        if run.contact_id is not None and not contact_loaded:
-            found = await self._db.read(contact_store.get_contact, run.project_id, run.contact_id)
-            contact = found.to_json() if found else None
+        # The contact is read only once a step's templates or condition need it: many runs
+        # (timers, plain steps) never do.
+        contact_loaded = contact_loaded or run.contact_id is None
         while run.status is RunStatus.RUNNING:
             if self._status.get(run.workflow_id) is WorkflowStatus.PAUSED:
                 await self._pause(run)
@@ -226,7 +226,13 @@ class Engine:
             if step is None:
                 await self._commit(run, None, fail=("unknown_step", f"no step '{run.current_step_id}'"))
                 return
-            contact = await self._advance(run, step, contact)
+            if step.needs_scope and not contact_loaded:
+                found = await self._db.read(contact_store.get_contact, run.project_id,
+                                            run.contact_id)
+                contact, contact_loaded = (found.to_json() if found else None), True
+            updated = await self._advance(run, step, contact)
+            if updated is not contact:  # the step changed the contact: this is it now
+                contact, contact_loaded = updated, True
 
     async def _pause(self, run: Run) -> None:
         now = self._clock.now_ms()
@@ -346,16 +352,22 @@ class Engine:
 
     # ------------------------------------------------------------ timers, in bulk
 
-    def claim_unit(self, conn: sqlite3.Connection, run_ids: list[str], now: int
-                   ) -> list[tuple[Run, dict[str, Any] | None]]:
+    def claim_unit(self, conn: sqlite3.Connection, run_ids: list[str]
+                   ) -> list[tuple[Run, dict[str, Any] | None, bool]]:
         """Runs in the writer thread. Claims due runs and, for those whose timer ended a wait,
         ends the wait right here: its trace entry and the run's move to the next step commit
-        with the claim. Ten thousand timers due in the same second are then all on time in
-        one transaction, instead of each waiting its turn for the engine. Returns the claimed
-        runs that have work left, each with its contact (loaded here in bulk, rather than
-        one read per run when it starts)."""
-        runs = run_store.claim(conn, run_ids, now)
+        with the claim. Ten thousand timers due in the same second are then ended in a few
+        statements per transaction, instead of each waiting its turn for the engine. Returns
+        the claimed runs that have work left as (run, contact, contact loaded). Contacts are
+        loaded here in bulk, rather than one read per run, for runs whose next step needs
+        them."""
+        now = self._clock.now_ms()  # when the writer gets to it: what the trace records
+        runs = run_store.claimable(conn, run_ids, now)
+        expected = [run.status for run in runs]
+        ended: list[tuple[str, TraceEntry]] = []
+        ended_event_waits: list[str] = []
         for run in runs:
+            run.status, run.due_at, run.updated_at = RunStatus.RUNNING, None, now
             if run.wait is None or run.wait.get("retry") or run.wake is not None:
                 continue  # not a timer that ended a wait: the engine handles it
             workflow = self._versions.get((run.workflow_id, run.workflow_version))
@@ -364,16 +376,25 @@ class Engine:
                 continue
             entry, outcome, ended_event_wait = self._end_wait(run, step, now)
             self._move_on(run, step, outcome)
-            run.updated_at = now
-            run_store.write_trace(conn, run.id, entry, replace=True)
+            ended.append((run.id, entry))
             if ended_event_wait:
-                run_store.remove_event_wait(conn, run.id)
-            run_store.save_run(conn, run, expect=RunStatus.RUNNING)
+                ended_event_waits.append(run.id)
+        run_store.save_runs(conn, runs, expected)
+        run_store.replace_traces(conn, ended)
+        run_store.remove_event_waits(conn, ended_event_waits)
+        for run in runs:
             run.stored_status = run.status
         running = [run for run in runs if run.status is RunStatus.RUNNING]
+        wanted = {run.id for run in running if run.contact_id and self._needs_scope(run)}
         contacts = contact_store.contacts_json(
-            conn, [(run.project_id, run.contact_id) for run in running if run.contact_id])
-        return [(run, contacts.get((run.project_id, run.contact_id))) for run in running]
+            conn, [(run.project_id, run.contact_id) for run in running if run.id in wanted])
+        return [(run, contacts.get((run.project_id, run.contact_id)), run.id in wanted)
+                for run in running]
+
+    def _needs_scope(self, run: Run) -> bool:
+        workflow = self._versions.get((run.workflow_id, run.workflow_version))
+        step = workflow.steps.get(run.current_step_id or "") if workflow else None
+        return step is None or step.needs_scope
 
     async def _failed(self, run: Run, step: CompiledStep, entry: TraceEntry, failure: StepFailed,
                       contact: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -124,8 +124,8 @@ class Scheduler:
                 self._queued.discard(item)
                 if not self._engine.is_executing(item[1]):
                     due.append(item[1])
-            for run, contact in await self._engine.claim(due) if due else ():
-                self._engine.enqueue(run, contact, contact_loaded=True)
+            for run, contact, loaded in await self._engine.claim(due) if due else ():
+                self._engine.enqueue(run, contact, contact_loaded=loaded)
             now = self._clock.now_ms()
         next_due = self._heap[0][0] if self._heap else None
         refill_at = self._loaded_until - self._horizon // 2

@@ -20,11 +20,22 @@ class Clock:
         return int(time.time() * 1000)
 
 
+# strftime costs microseconds and a burst of records shares a handful of seconds: remember
+# each second's text (bounded; a plain dict is safe to share between threads under the GIL).
+_SECOND_TEXT: dict[int, str] = {}
+_SECOND_TEXT_MAX = 4096
+
+
 def format_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    text = _SECOND_TEXT.get(seconds)
+    if text is None:
+        if len(_SECOND_TEXT) >= _SECOND_TEXT_MAX:
+            _SECOND_TEXT.clear()
+        text = _SECOND_TEXT[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{millis:03d}Z"
 
 
 def parse_time(text: str) -> int:

@@ -11,9 +11,10 @@ aggregate reads the store has no verb for, kept here so the server's store stays
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from flowd.store import runs as run_store
 from flowd.store.runs import ACTIVE_STATUSES, Run
@@ -67,10 +68,10 @@ class Probe:
             "SELECT COUNT(*) FROM run_steps WHERE run_id IN "
             "(SELECT id FROM runs WHERE workflow_id = ?)", (workflow_id,)).fetchone()[0]
 
-    def step_finished_at(self, workflow_id: str, step_id: str) -> list[int]:
-        """When each run's `step_id` finished (its trace entry's finished_at), where it did."""
-        return [r[0] for r in self._conn.execute(
-            "SELECT s.finished_at FROM runs r JOIN run_steps s ON s.run_id = r.id "
+    def step_ends(self, workflow_id: str, step_id: str) -> list[tuple[int, Any]]:
+        """(finished_at, input) of each run's `step_id` trace entry, where it finished."""
+        return [(r[0], json.loads(r[1])) for r in self._conn.execute(
+            "SELECT s.finished_at, s.input FROM runs r JOIN run_steps s ON s.run_id = r.id "
             "WHERE r.workflow_id = ? AND s.step_id = ? AND s.status = 'ok'",
             (workflow_id, step_id))]
 

@@ -151,31 +151,40 @@ def get_run(conn: sqlite3.Connection, project_id: str | None, run_id: str) -> Ru
     return _run(row) if row else None
 
 
-def claim(conn: sqlite3.Connection, run_ids: list[str], now: int) -> list[Run]:
-    """Atomically take due runs for execution; those someone else has, or that are not due,
-    are left out. Each run comes with its outputs and visits, ready for the engine."""
-    claimed = []
+def claimable(conn: sqlite3.Connection, run_ids: list[str], now: int) -> list[Run]:
+    """The runs among `run_ids` that are due and not taken (pending or waiting), each with its
+    outputs and visits, ready for the engine. Call inside the write transaction that then
+    claims them with save_runs(), so nothing can take them in between."""
+    found = []
     for start in range(0, len(run_ids), 500):  # bounded statement size
         chunk = run_ids[start:start + 500]
         rows = conn.execute(
-            f"UPDATE runs SET status = 'running', due_at = NULL, updated_at = ? "
-            f"WHERE id IN ({','.join('?' * len(chunk))}) AND status IN ('pending', 'waiting') "
-            f"AND due_at <= ? RETURNING {_COLUMNS}", (now, *chunk, now)).fetchall()
+            f"SELECT {_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(chunk))}) "
+            f"AND status IN ('pending', 'waiting') AND due_at <= ?", (*chunk, now)).fetchall()
         chunk_runs = [_run(row) for row in rows]
         with_trace = [run.id for run in chunk_runs if run.trace_len]
         states = _step_states(conn, with_trace) if with_trace else {}
         for run in chunk_runs:
             run.outputs, run.visits = states.get(run.id, ({}, {}))
-            claimed.append(run)
-    return claimed
+            found.append(run)
+    return found
+
+
+def save_runs(conn: sqlite3.Connection, runs: list[Run], expect: list[RunStatus]) -> None:
+    """save_run() of many runs in one statement; RunPreempted (for the unit as a whole) when
+    any stored row is no longer in its expected status."""
+    cursor = conn.executemany(
+        f"UPDATE runs SET status = ?, {_MUTABLE} WHERE id = ? AND status = ?",
+        ((run.status.value, *_mutable_values(run), run.id, expected.value)
+         for run, expected in zip(runs, expect)))
+    if cursor.rowcount != len(runs):
+        raise RunPreempted(f"{len(runs) - cursor.rowcount} of {len(runs)} runs")
 
 
 def save_run(conn: sqlite3.Connection, run: Run, *, expect: RunStatus) -> None:
     """Write the run's mutable state; raises RunPreempted if the stored row is no longer in
     `expect` (someone cancelled or ended it meanwhile)."""
-    values = (run.current_step_id, run.due_at, _nullable(run.wait), _nullable(run.wake),
-              _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len,
-              _nullable(run.error), run.exit_reason, run.updated_at, run.completed_at)
+    values = _mutable_values(run)
     if run.status is expect:
         # Most saves are a step moving on inside a running run. Naming `status` in the SET
         # list, even unchanged, makes SQLite rewrite the three indexes on it: a third of a
@@ -189,21 +198,39 @@ def save_run(conn: sqlite3.Connection, run: Run, *, expect: RunStatus) -> None:
         raise RunPreempted(run.id)
 
 
+def _mutable_values(run: Run) -> tuple:
+    return (run.current_step_id, run.due_at, _nullable(run.wait), _nullable(run.wake),
+            _dumps(run.vars), run.attempt, run.steps_executed, run.trace_len,
+            _nullable(run.error), run.exit_reason, run.updated_at, run.completed_at)
+
+
 _MUTABLE = ", ".join(f"{column} = ?" for column in (
     "current_step_id", "due_at", "wait", "wake", "vars", "attempt", "steps_executed", "trace_len",
     "error", "exit_reason", "updated_at", "completed_at"))
 
 
+_INSERT_TRACE = ("INTO run_steps (run_id, seq, step_id, type, status, outcome, branch, attempt, "
+                 "visit, started_at, finished_at, input, output, error) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
 def write_trace(conn: sqlite3.Connection, run_id: str, entry: TraceEntry, *,
                 replace: bool = False) -> None:
     """Insert a trace entry; `replace` overwrites the one with the same seq (a wait that ended)."""
-    conn.execute(
-        f"INSERT {'OR REPLACE ' if replace else ''}INTO run_steps (run_id, seq, step_id, type, status, outcome, branch, "
-        "attempt, visit, started_at, finished_at, input, output, error) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (run_id, entry.seq, entry.step_id, entry.type, entry.status, entry.outcome, entry.branch,
-         entry.attempt, entry.visit, entry.started_at, entry.finished_at, _nullable(entry.input),
-         _nullable(entry.output), _nullable(entry.error)))
+    conn.execute(f"INSERT {'OR REPLACE ' if replace else ''}{_INSERT_TRACE}",
+                 _trace_row(run_id, entry))
+
+
+def replace_traces(conn: sqlite3.Connection, entries: list[tuple[str, TraceEntry]]) -> None:
+    """write_trace(replace=True) of many (run id, entry) pairs in one statement."""
+    conn.executemany(f"INSERT OR REPLACE {_INSERT_TRACE}",
+                     (_trace_row(run_id, entry) for run_id, entry in entries))
+
+
+def _trace_row(run_id: str, entry: TraceEntry) -> tuple:
+    return (run_id, entry.seq, entry.step_id, entry.type, entry.status, entry.outcome,
+            entry.branch, entry.attempt, entry.visit, entry.started_at, entry.finished_at,
+            _nullable(entry.input), _nullable(entry.output), _nullable(entry.error))
 
 
 def step_state(conn: sqlite3.Connection, run_id: str) -> tuple[dict[str, Any], dict[str, int]]:
@@ -349,6 +376,10 @@ def waited_event_names(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 
 def remove_event_wait(conn: sqlite3.Connection, run_id: str) -> None:
     conn.execute("DELETE FROM event_waits WHERE run_id = ?", (run_id,))
+
+
+def remove_event_waits(conn: sqlite3.Connection, run_ids: list[str]) -> None:
+    conn.executemany("DELETE FROM event_waits WHERE run_id = ?", ((run_id,) for run_id in run_ids))
 
 
 @dataclass(frozen=True)
