@@ -80,6 +80,7 @@ class Ingest:
         results: list[IngestResult] = []
         started: list[tuple[Run, dict[str, Any] | None]] = []
         resumed: list[str] = []
+        ensured: set[str] = set()   # contacts this unit already created or found
         for incoming in events:
             if incoming.message_id is not None:
                 first = event_store.find_by_message_id(conn, project_id, incoming.message_id)
@@ -91,8 +92,9 @@ class Ingest:
                 if incoming.contact:
                     contact_store.upsert_contact(conn, project_id, incoming.contact_id,
                                                  incoming.contact, now)
-                else:
+                elif incoming.contact_id not in ensured:
                     contact_store.ensure_contact(conn, project_id, incoming.contact_id, now)
+                ensured.add(incoming.contact_id)
             event = Event(
                 id=new_id("evt", now), project_id=project_id, name=incoming.name,
                 contact_id=incoming.contact_id, properties=incoming.properties or {},

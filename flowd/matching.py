@@ -100,6 +100,12 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
                 contact: Callable[[], dict[str, Any] | None], now: int) -> MatchResult:
     """`contact` loads the event's contact (as JSON) at most once, when something needs it."""
     result = MatchResult()
+    exits = index.exits(event.project_id, event.name) if event.contact_id is not None else ()
+    may_wake = waited.may_match(event.project_id, event.name)
+    triggered = index.triggered(event.project_id, event.name)
+    if not (exits or may_wake or triggered):  # most events: nothing to match, nothing to build
+        event.runs_started, event.runs_resumed = [], []
+        return result
     data_cache: list[dict[str, Any]] = []
     scope_cache: list[Scope] = []
     loaded: list[dict[str, Any] | None] = []
@@ -124,9 +130,8 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
         return condition is None or condition.evaluate(scope(), now)
 
     # 1. exit_on: this contact's active runs of workflows whose exit rule matches end now.
-    if event.contact_id is not None:
-        exiting = {wf.workflow_id for wf, rule in index.exits(event.project_id, event.name)
-                   if passes(rule.filter)}
+    if exits:
+        exiting = {wf.workflow_id for wf, rule in exits if passes(rule.filter)}
         if exiting:
             for run_id in run_store.active_runs_of(conn, event.project_id, event.contact_id, exiting):
                 if run_store.finish(conn, run_id, RunStatus.COMPLETED, now,
@@ -135,7 +140,7 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
 
     # 2. wait_for_event: waits of this contact (and of contact-less runs) that the event ends.
     waits = (run_store.event_waits_for(conn, event.project_id, event.name, event.contact_id)
-             if waited.may_match(event.project_id, event.name) else ())
+             if may_wake else ())
     for wait in waits:
         if event.received_at < wait.since or not name_pattern(wait.pattern)(event.name):
             continue
@@ -145,7 +150,7 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
             result.resumed.append(wait.run_id)
 
     # 3. Triggers: start a run of each matching workflow the contact may enter.
-    for workflow, rule in index.triggered(event.project_id, event.name):
+    for workflow, rule in triggered:
         if not passes(rule.filter) or may_enter(conn, workflow, event.contact_id) is not None:
             continue
         run = new_run(workflow, event.contact_id, {"type": "event", "event": event_data()}, now)

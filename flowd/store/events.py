@@ -27,12 +27,19 @@ def find_by_message_id(conn: sqlite3.Connection, project_id: str, message_id: st
     return _event(row) if row else None
 
 
+_NO_RUNS = _dumps({"runs_started": [], "runs_resumed": []})
+
+
 def insert_event(conn: sqlite3.Connection, event: Event) -> None:
-    result = {"runs_started": event.runs_started, "runs_resumed": event.runs_resumed}
+    if event.runs_started or event.runs_resumed:
+        result = _dumps({"runs_started": event.runs_started, "runs_resumed": event.runs_resumed})
+    else:
+        result = _NO_RUNS  # most events
     conn.execute(
         f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-        (event.id, event.project_id, event.name, event.contact_id, _dumps(event.properties),
-         event.timestamp, event.received_at, event.message_id, _dumps(result)))
+        (event.id, event.project_id, event.name, event.contact_id,
+         _dumps(event.properties) if event.properties else "{}",
+         event.timestamp, event.received_at, event.message_id, result))
 
 
 def list_events(conn: sqlite3.Connection, project_id: str, *, name: str | None,

@@ -285,7 +285,8 @@ def due_runs(conn: sqlite3.Connection, until: int, limit: int) -> list[tuple[int
 def recover_running(conn: sqlite3.Connection, now: int) -> int:
     """At start: runs a crash left `running` become due again, to go through the claim path."""
     return conn.execute("UPDATE runs SET status = 'pending', due_at = ?, updated_at = ? "
-                        "WHERE status = 'running'", (now, now)).rowcount
+                        "WHERE project_id IN (SELECT id FROM projects) AND status = 'running'",
+                        (now, now)).rowcount
 
 
 def active_run_id(conn: sqlite3.Connection, project_id: str, workflow_id: str,

@@ -173,6 +173,11 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (project_id, secret)
         ) WITHOUT ROWID;
     """),
+    # Every run entered and left runs_running once more than it needed: recovery at start
+    # finds `running` runs through runs_status (project_id, status, seq) just as fast.
+    Migration(3, "recovery uses runs_status", """
+        DROP INDEX runs_running;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
