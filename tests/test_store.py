@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 
 import pytest
 
 from flowd.errors import Conflict
 from flowd.store import Database, DbSettings, connect_sync
+from flowd.store.db import BACKGROUND_CHECKPOINT_BYTES
 from flowd.store.schema import LATEST_VERSION, MIGRATIONS, SchemaTooNew, migrate
 from tests.conftest import Api
 
@@ -116,10 +118,34 @@ async def test_wal_is_truncated_when_it_grows_past_the_bound(tmp_path):
         for i in range(40):  # ~4 MB written in total, in separate transactions
             await database.write(insert, i)
         assert database.writer.stats.checkpoints >= 1
-        import os
         assert os.path.getsize(path + "-wal") < 2 * 1024 * 1024
     finally:
         await database.close()
+
+
+async def test_wal_is_checkpointed_beside_the_writer(tmp_path):
+    """The writer does not checkpoint inside its commits; a separate connection does, once
+    the WAL passes BACKGROUND_CHECKPOINT_BYTES, and the WAL then starts over from its head."""
+    path = str(tmp_path / "background.db")
+    database = Database(DbSettings(path=path))
+    await database.open()
+    blob = "x" * 100_000
+
+    def insert(conn: sqlite3.Connection, i: int) -> None:
+        conn.execute("INSERT INTO projects (id, created_at) VALUES (?, 0)", (f"{i}{blob}",))
+
+    try:
+        for i in range(200):  # ~20 MB in separate transactions, well under wal_max_bytes
+            await database.write(insert, i)
+            if database.writer.stats.background_checkpoints >= 2:
+                break
+        assert database.writer.stats.background_checkpoints >= 2
+        assert database.writer.stats.checkpoints == 0   # no truncation was needed
+        assert os.path.getsize(path + "-wal") < 4 * BACKGROUND_CHECKPOINT_BYTES
+    finally:
+        await database.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT COUNT(*) FROM projects").fetchone()[0] == 1 + i + 1
 
 
 async def test_200_concurrent_event_posts_share_transactions(api: Api):

@@ -7,6 +7,12 @@ each unit (so one failing unit does not sink the others), and resolves each call
 after the commit. That turns SQLite's per-commit fsync cost into a per-batch cost: throughput
 grows with concurrency while every acknowledged write is on disk.
 
+The writer never copies WAL pages back into the database file itself: SQLite's automatic
+checkpoint would do that inside a COMMIT, on the writer's thread. A separate connection runs a
+PASSIVE checkpoint in its own thread whenever the WAL passes a few megabytes; it runs beside the
+writer (SQLite's C code does not hold the GIL) and never blocks it. Only a WAL that still grows
+past `wal_max_bytes` is truncated by the writer, between transactions.
+
 A whole unit (or a whole read) runs in the connection's thread in one hop. aiosqlite exposes
 that as `Connection._execute(fn)`, which is what its own public methods are built on; we use it
 rather than paying one thread round-trip per statement.
@@ -39,7 +45,13 @@ class WriterStats:
     transactions: int = 0   # committed group transactions
     units: int = 0          # units of work committed (or rolled back to their savepoint)
     checkpoints: int = 0    # WAL truncations
+    background_checkpoints: int = 0
     largest_batch: int = 0
+
+
+# A background checkpoint starts once the WAL is this large (SQLite's own automatic checkpoint
+# starts at 1,000 pages, about the same).
+BACKGROUND_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -71,8 +83,11 @@ def is_busy(exc: BaseException) -> bool:
 class Writer:
     """The only connection that writes. See the module docstring."""
 
-    def __init__(self, conn: aiosqlite.Connection, settings: DbSettings) -> None:
+    def __init__(self, conn: aiosqlite.Connection, settings: DbSettings,
+                 checkpointer: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._checkpointer = checkpointer
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self._settings = settings
         self._wal_path = settings.path + "-wal"
         self._pending: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
@@ -99,6 +114,8 @@ class Writer:
         self._wakeup.set()
         if self._task:
             await self._task
+        if self._checkpoint_task:
+            await self._checkpoint_task
 
     async def _run(self) -> None:
         while True:
@@ -128,6 +145,7 @@ class Writer:
         self.stats.transactions += 1
         self.stats.units += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self._checkpoint_in_background()
         for (_, future), (ok, value) in zip(batch, outcomes):
             if future.done():  # the caller went away; its work is committed regardless
                 continue
@@ -158,6 +176,24 @@ class Writer:
         self._checkpoint_if_large(conn)
         return outcomes
 
+    def _checkpoint_in_background(self) -> None:
+        if self._checkpoint_task is not None and not self._checkpoint_task.done():
+            return
+        try:
+            size = os.path.getsize(self._wal_path)
+        except OSError:
+            return
+        if size >= BACKGROUND_CHECKPOINT_BYTES:
+            self._checkpoint_task = asyncio.create_task(self._checkpoint(),
+                                                        name="flowd-checkpoint")
+
+    async def _checkpoint(self) -> None:
+        try:
+            await self._checkpointer._execute(_passive_checkpoint, self._checkpointer._conn)
+            self.stats.background_checkpoints += 1
+        except Exception:  # harmless: the next one, or the writer's truncation, catches up
+            log.warning("background WAL checkpoint failed", exc_info=True)
+
     def _checkpoint_if_large(self, conn: sqlite3.Connection) -> None:
         try:
             size = os.path.getsize(self._wal_path)
@@ -169,12 +205,17 @@ class Writer:
                 self.stats.checkpoints += 1
 
 
+def _passive_checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+
 class Database:
     """One writer connection with group commit, and a few read connections."""
 
     def __init__(self, settings: DbSettings) -> None:
         self.settings = settings
         self._writer_conn: aiosqlite.Connection | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
         self._reader_cycle: Any = None
         self.writer: Writer | None = None
@@ -192,6 +233,11 @@ class Database:
         self._writer_conn = await aiosqlite.connect(
             settings.path, isolation_level=None, check_same_thread=False)
         await self._writer_conn._execute(configure, self._writer_conn._conn, settings, readonly=False)
+        await self._writer_conn._execute(_no_automatic_checkpoint, self._writer_conn._conn)
+        self._checkpointer = await aiosqlite.connect(
+            settings.path, isolation_level=None, check_same_thread=False)
+        await self._checkpointer._execute(configure, self._checkpointer._conn, settings,
+                                          readonly=False)
         for _ in range(settings.read_connections):
             reader = await aiosqlite.connect(
                 settings.path, isolation_level=None, check_same_thread=False)
@@ -199,7 +245,7 @@ class Database:
             self._readers.append(reader)
         self._reader_cycle = itertools.cycle(self._readers)
         await self._writer_conn._execute(migrate, self._writer_conn._conn)
-        self.writer = Writer(self._writer_conn, settings)
+        self.writer = Writer(self._writer_conn, settings, self._checkpointer)
         self.writer.start()
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -215,11 +261,15 @@ class Database:
     async def close(self) -> None:
         if self.writer:
             await self.writer.close()
-        for conn in [*self._readers, self._writer_conn]:
+        for conn in [*self._readers, self._checkpointer, self._writer_conn]:
             if conn is not None:
                 await conn.close()
         self._readers = []
-        self._writer_conn = None
+        self._writer_conn = self._checkpointer = None
+
+
+def _no_automatic_checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
 
 
 def connect_sync(settings: DbSettings) -> sqlite3.Connection:
