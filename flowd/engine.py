@@ -380,7 +380,7 @@ class Engine:
             if ended_event_wait:
                 ended_event_waits.append(run.id)
         run_store.save_runs(conn, runs, expected)
-        run_store.replace_traces(conn, ended)
+        run_store.end_waits(conn, ended)
         run_store.remove_event_waits(conn, ended_event_waits)
         for run in runs:
             run.stored_status = run.status

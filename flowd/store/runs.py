@@ -216,15 +216,25 @@ _INSERT_TRACE = ("INTO run_steps (run_id, seq, step_id, type, status, outcome, b
 
 def write_trace(conn: sqlite3.Connection, run_id: str, entry: TraceEntry, *,
                 replace: bool = False) -> None:
-    """Insert a trace entry; `replace` overwrites the one with the same seq (a wait that ended)."""
-    conn.execute(f"INSERT {'OR REPLACE ' if replace else ''}{_INSERT_TRACE}",
-                 _trace_row(run_id, entry))
+    """Insert a trace entry; `replace`: it ends the `waiting` entry with the same seq."""
+    if replace:
+        end_waits(conn, [(run_id, entry)])
+    else:
+        conn.execute(f"INSERT {_INSERT_TRACE}", _trace_row(run_id, entry))
 
 
-def replace_traces(conn: sqlite3.Connection, entries: list[tuple[str, TraceEntry]]) -> None:
-    """write_trace(replace=True) of many (run id, entry) pairs in one statement."""
-    conn.executemany(f"INSERT OR REPLACE {_INSERT_TRACE}",
-                     (_trace_row(run_id, entry) for run_id, entry in entries))
+def end_waits(conn: sqlite3.Connection, entries: list[tuple[str, TraceEntry]]) -> None:
+    """Waiting trace entries end: each (run id, entry) overwrites the entry of its seq."""
+    # An UPDATE of the columns that change costs less than INSERT OR REPLACE, which deletes
+    # the row and inserts it again (checking the run it refers to).
+    cursor = conn.executemany(
+        "UPDATE run_steps SET status = ?, outcome = ?, branch = ?, finished_at = ?, output = ?, "
+        "error = ? WHERE run_id = ? AND seq = ?",
+        ((entry.status, entry.outcome, entry.branch, entry.finished_at, _nullable(entry.output),
+          _nullable(entry.error), run_id, entry.seq) for run_id, entry in entries))
+    if cursor.rowcount != len(entries):  # an entry was missing: write them whole
+        conn.executemany(f"INSERT OR REPLACE {_INSERT_TRACE}",
+                         (_trace_row(run_id, entry) for run_id, entry in entries))
 
 
 def _trace_row(run_id: str, entry: TraceEntry) -> tuple:
