@@ -105,18 +105,17 @@ async def test_queued_writes_are_committed_on_close(tmp_path):
     assert conn.execute("SELECT COUNT(*) FROM projects").fetchone()[0] == 51
 
 
+def _insert_100kb(conn: sqlite3.Connection, i: int) -> None:
+    conn.execute("INSERT INTO projects (id, created_at) VALUES (?, 0)", (f"{i}{'x' * 100_000}",))
+
+
 async def test_wal_is_truncated_when_it_grows_past_the_bound(tmp_path):
     path = str(tmp_path / "wal.db")
     database = Database(DbSettings(path=path, wal_max_bytes=1024 * 1024))
     await database.open()
-    blob = "x" * 100_000
-
-    def insert(conn: sqlite3.Connection, i: int) -> None:
-        conn.execute("INSERT INTO projects (id, created_at) VALUES (?, 0)", (f"{i}{blob}",))
-
     try:
         for i in range(40):  # ~4 MB written in total, in separate transactions
-            await database.write(insert, i)
+            await database.write(_insert_100kb, i)
         assert database.writer.stats.checkpoints >= 1
         assert os.path.getsize(path + "-wal") < 2 * 1024 * 1024
     finally:
@@ -129,14 +128,9 @@ async def test_wal_is_checkpointed_beside_the_writer(tmp_path):
     path = str(tmp_path / "background.db")
     database = Database(DbSettings(path=path))
     await database.open()
-    blob = "x" * 100_000
-
-    def insert(conn: sqlite3.Connection, i: int) -> None:
-        conn.execute("INSERT INTO projects (id, created_at) VALUES (?, 0)", (f"{i}{blob}",))
-
     try:
         for i in range(200):  # ~20 MB in separate transactions, well under wal_max_bytes
-            await database.write(insert, i)
+            await database.write(_insert_100kb, i)
             if database.writer.stats.background_checkpoints >= 2:
                 break
         assert database.writer.stats.background_checkpoints >= 2
