@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from flowd.conditions import (
@@ -36,7 +37,7 @@ from flowd.schema import (
 )
 from flowd.steps import ALIASES, STEP_TYPES
 from flowd.steps.base import StepConfigError, StepType
-from flowd.templates import CompiledValue, TemplateError, compile_value
+from flowd.templates import CONTACT_ROOTS, CompiledValue, TemplateError, compile_value
 
 MAX_STEPS = 500
 STEP_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
@@ -141,6 +142,7 @@ class CompiledStep:
     retry: RetryPolicy
     on_error: str
     needs_scope: bool = True     # False: no templates and the type never reads the scope
+    reads_contact: bool = True   # False: nothing in it can read the run's contact
 
     def target(self, branch: str | None) -> str | None:
         """The step after this one for `branch` (None = the default path); None ends the run."""
@@ -188,6 +190,11 @@ class CompiledWorkflow:
     exit_on: list[EventRule]
     steps: dict[str, CompiledStep] = field(default_factory=dict)
     first_step: str | None = None
+
+    @cached_property
+    def reads_contact(self) -> bool:
+        """Whether any step can read the run's contact (else runs never need it loaded)."""
+        return any(step.reads_contact for step in self.steps.values())
 
 
 # ---------------------------------------------------------------- analysis
@@ -307,7 +314,9 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
             next_raw=step.get("next"), has_next=has_next,
             retry=_retry(step.get("retry"), f"{path}.retry", step_id, issues),
             on_error=step.get("on_error", "fail"),
-            needs_scope=template.has_templates or step_type.reads_scope)
+            needs_scope=template.has_templates or step_type.reads_scope,
+            reads_contact=step_type.reads_scope or any(
+                path.root in CONTACT_ROOTS for path in template.paths))
 
     if not any(issue.severity == "error" for issue in issues.issues):
         _check_graph(raw_steps, steps, issues)

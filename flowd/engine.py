@@ -215,8 +215,8 @@ class Engine:
         workflow = await self.compiled(run.workflow_id, run.workflow_version)
         if workflow is None:
             raise RuntimeError(f"version {run.workflow_version} of {run.workflow_id} cannot run")
-        # The contact is read only once a step's templates or condition need it: many runs
-        # (timers, plain steps) never do.
+        # The contact is read only once a step's templates or condition may read it: many runs
+        # (timers, webhooks that do not mention it) never do.
         contact_loaded = contact_loaded or run.contact_id is None
         while run.status is RunStatus.RUNNING:
             if self._status.get(run.workflow_id) is WorkflowStatus.PAUSED:
@@ -226,7 +226,7 @@ class Engine:
             if step is None:
                 await self._commit(run, None, fail=("unknown_step", f"no step '{run.current_step_id}'"))
                 return
-            if step.needs_scope and not contact_loaded:
+            if step.reads_contact and not contact_loaded:
                 found = await self._db.read(contact_store.get_contact, run.project_id,
                                             run.contact_id)
                 contact, contact_loaded = (found.to_json() if found else None), True
@@ -385,16 +385,16 @@ class Engine:
         for run in runs:
             run.stored_status = run.status
         running = [run for run in runs if run.status is RunStatus.RUNNING]
-        wanted = {run.id for run in running if run.contact_id and self._needs_scope(run)}
+        wanted = {run.id for run in running if run.contact_id and self._reads_contact(run)}
         contacts = contact_store.contacts_json(
             conn, [(run.project_id, run.contact_id) for run in running if run.id in wanted])
         return [(run, contacts.get((run.project_id, run.contact_id)), run.id in wanted)
                 for run in running]
 
-    def _needs_scope(self, run: Run) -> bool:
+    def _reads_contact(self, run: Run) -> bool:
         workflow = self._versions.get((run.workflow_id, run.workflow_version))
         step = workflow.steps.get(run.current_step_id or "") if workflow else None
-        return step is None or step.needs_scope
+        return step is None or step.reads_contact
 
     async def _failed(self, run: Run, step: CompiledStep, entry: TraceEntry, failure: StepFailed,
                       contact: dict[str, Any] | None) -> dict[str, Any] | None:

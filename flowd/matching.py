@@ -150,14 +150,16 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
             result.resumed.append(wait.run_id)
 
     # 3. Triggers: start a run of each matching workflow the contact may enter.
+    reads_contact = False   # whether a started run's workflow may read its contact
     for workflow, rule in triggered:
         if not passes(rule.filter) or may_enter(conn, workflow, event.contact_id) is not None:
             continue
         run = new_run(workflow, event.contact_id, {"type": "event", "event": event_data()}, now)
         run_store.insert_run(conn, run)
         result.started.append(run)
+        reads_contact = reads_contact or workflow.compiled.reads_contact
     event.runs_started = [run.id for run in result.started]
     event.runs_resumed = list(result.resumed)
-    if result.started and event.contact_id is not None:
+    if event.contact_id is not None and reads_contact:
         result.contact = load_contact()  # the engine starts the runs with it, sparing a read
     return result

@@ -74,7 +74,8 @@ class Scheduler:
         Beyond the backlog bound they go through the heap and a claim like any due run."""
         for run, contact in runs:
             if self._engine.backlog < _MAX_BACKLOG:
-                self._engine.enqueue(run, contact, contact_loaded=True)
+                # Ingest loads the contact when the workflow may read it (it always exists).
+                self._engine.enqueue(run, contact, contact_loaded=contact is not None)
             else:
                 self.notify(run.id, run.due_at or self._clock.now_ms())
 

@@ -22,6 +22,7 @@ from flowd.schema import MAX_JSON_DEPTH, join
 
 ROOTS = ("contact", "event", "vars", "steps", "run", "now", "loop", "user", "profile", "trait")
 _CONTACT_ALIASES = frozenset({"user", "profile", "trait"})
+CONTACT_ROOTS = _CONTACT_ALIASES | {"contact"}   # the roots that read the run's contact
 
 # Bounds on user-written text: each loop below over it is limited by one of these.
 MAX_PATH_CHARS = 256

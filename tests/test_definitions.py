@@ -66,6 +66,25 @@ def test_a_cycle_through_a_wait_is_fine():
     assert found == {}
 
 
+def test_which_steps_may_read_the_contact():
+    """The engine loads a run's contact only for steps that may read it."""
+    compiled, _ = analyze(normalize(steps(
+        {"id": "plain", "type": "set", "config": {"vars": {"a": "{{ event.properties.n }}"}}},
+        {"id": "direct", "type": "set", "config": {"vars": {"a": "x {{ contact.email }}"}}},
+        {"id": "alias", "type": "set", "config": {"vars": {"a": {"b": ["{{ user.plan }}"]}}}},
+        {"id": "branch", "type": "condition",
+         "config": {"if": {"field": "vars.a", "op": "exists"}}},
+        {"id": "literal", "type": "update_contact", "config": {"traits": {"a": 1}}})))
+    assert compiled is not None
+    assert {step_id: step.reads_contact for step_id, step in compiled.steps.items()} == {
+        "plain": False, "direct": True, "alias": True, "branch": True, "literal": False}
+    assert compiled.reads_contact
+    only_plain, _ = analyze(normalize(steps(
+        {"id": "plain", "type": "webhook", "config": {"url": "https://example.com/hook",
+                                                     "body": {"run": "{{ run.id }}"}}})))
+    assert only_plain is not None and not only_plain.reads_contact
+
+
 def test_aliases_are_normalized():
     definition = normalize(steps({"id": "a", "type": "delay", "config": {"duration": "PT1S"}},
                                  {"id": "b", "type": "branch", "config": {"if": {"field": "x.y", "op": "exists"}}},

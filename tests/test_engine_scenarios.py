@@ -47,6 +47,26 @@ async def test_welcome_series_signed_webhook_with_templated_body(api: Api, sink:
     assert contact["tags"] == ["new"]
 
 
+async def test_a_step_reads_the_contact_as_it_is_when_the_run_gets_there(api: Api):
+    """Contacts are loaded only for steps that may read them: after the wait the next step does
+    not, so the engine reads the contact when it reaches the one that does, and sees a change
+    made while the run waited."""
+    await api.workflow({
+        "trigger": {"type": "event", "event": "plan.chosen"},
+        "steps": [
+            {"id": "pause", "type": "wait", "config": {"duration": "PT0.3S"}},
+            {"id": "plain", "type": "set", "config": {"vars": {"step": "{{ run.workflow_version }}"}}},
+            {"id": "reads", "type": "set", "config": {"vars": {"plan": "{{ user.plan }}"}}},
+        ]})
+    [run_id] = (await api.send("plan.chosen", "p1", contact={"traits": {"plan": "free"}}))[
+        "runs_started"]
+    await api.run_until(run_id, "waiting")
+    status, _ = await api.put("/v1/contacts/p1", json={"traits": {"plan": "gold"}})
+    assert status == 200
+    run = await api.run_until(run_id, "completed", "failed")
+    assert run["vars"] == {"step": 1, "plan": "gold"}, run
+
+
 async def test_cart_abandonment_waits_for_the_right_contacts_event(api: Api, sink: Sink):
     await api.workflow({
         "trigger": {"type": "event", "event": "cart.updated"},
