@@ -7,11 +7,13 @@ each unit (so one failing unit does not sink the others), and resolves each call
 after the commit. That turns SQLite's per-commit fsync cost into a per-batch cost: throughput
 grows with concurrency while every acknowledged write is on disk.
 
-The writer never copies WAL pages back into the database file itself: SQLite's automatic
+The writer does not copy WAL pages back into the database file itself: SQLite's automatic
 checkpoint would do that inside a COMMIT, on the writer's thread. A separate connection runs a
 PASSIVE checkpoint in its own thread whenever the WAL passes a few megabytes; it runs beside the
-writer (SQLite's C code does not hold the GIL) and never blocks it. Only a WAL that still grows
-past `wal_max_bytes` is truncated by the writer, between transactions.
+writer (SQLite's C code does not hold the GIL) and never blocks it. Under steady writes that
+checkpoint always ends a little behind, and SQLite only starts the WAL over once every frame is
+back in the database, so the writer then copies the few frames written meanwhile, between two
+transactions. A WAL that still grows past `wal_max_bytes` is truncated by the writer.
 
 A whole unit (or a whole read) runs in the connection's thread in one hop. aiosqlite exposes
 that as `Connection._execute(fn)`, which is what its own public methods are built on; we use it
@@ -88,6 +90,7 @@ class Writer:
         self._conn = conn
         self._checkpointer = checkpointer
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self._catch_up = False   # a background checkpoint ended: the writer finishes its work
         self._settings = settings
         self._wal_path = settings.path + "-wal"
         self._pending: list[tuple[Unit[Any], asyncio.Future[Any]]] = []
@@ -173,6 +176,9 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if self._catch_up:
+            self._catch_up = False
+            _passive_checkpoint(conn)
         self._checkpoint_if_large(conn)
         return outcomes
 
@@ -191,6 +197,7 @@ class Writer:
         try:
             await self._checkpointer._execute(_passive_checkpoint, self._checkpointer._conn)
             self.stats.background_checkpoints += 1
+            self._catch_up = True
         except Exception:  # harmless: the next one, or the writer's truncation, catches up
             log.warning("background WAL checkpoint failed", exc_info=True)
 
@@ -270,6 +277,9 @@ class Database:
 
 def _no_automatic_checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 0")
+    # When the WAL starts over, its file shrinks back to this: its size then tells how much
+    # is waiting for the next checkpoint.
+    conn.execute(f"PRAGMA journal_size_limit = {BACKGROUND_CHECKPOINT_BYTES // 4}")
 
 
 def connect_sync(settings: DbSettings) -> sqlite3.Connection:
