@@ -75,25 +75,35 @@ class Ingest:
                       events: list[IncomingEvent], now: int
                       ) -> tuple[list[IngestResult], list[tuple[Run, dict[str, Any] | None]],
                                  list[str]]:
+        # Contacts are created and events inserted with one statement each for the whole
+        # request: SQLite then does that work in one call, without the GIL, while the event
+        # loop goes on parsing the next request (row by row, the two threads take turns).
         index = self._index()
-        results: list[IngestResult] = []
+        results: list[IngestResult | None] = [None] * len(events)
         started: list[tuple[Run, dict[str, Any] | None]] = []
         resumed: list[str] = []
-        ensured: set[str] = set()   # contacts this unit already created or found
-        for incoming in events:
+        first_of: dict[str, int] = {}   # message id -> its first event in this request
+        fresh: list[int] = []           # the events to store, in order
+        for i, incoming in enumerate(events):
             if incoming.message_id is not None:
+                if incoming.message_id in first_of:
+                    continue  # answered with its first's result below
                 first = event_store.find_by_message_id(conn, project_id, incoming.message_id)
                 if first is not None:
-                    results.append(IngestResult(first.id, True, first.runs_started,
-                                                first.runs_resumed))
+                    results[i] = IngestResult(first.id, True, first.runs_started,
+                                              first.runs_resumed)
                     continue
-            if incoming.contact_id is not None:
-                if incoming.contact:
-                    contact_store.upsert_contact(conn, project_id, incoming.contact_id,
-                                                 incoming.contact, now)
-                elif incoming.contact_id not in ensured:
-                    contact_store.ensure_contact(conn, project_id, incoming.contact_id, now)
-                ensured.add(incoming.contact_id)
+                first_of[incoming.message_id] = i
+            fresh.append(i)
+        contact_store.ensure_contacts(conn, project_id, {
+            events[i].contact_id: None for i in fresh   # a dict keeps the first-seen order
+            if events[i].contact_id is not None and not events[i].contact}, now)
+        stored: list[Event] = []
+        for i in fresh:
+            incoming = events[i]
+            if incoming.contact_id is not None and incoming.contact:
+                contact_store.upsert_contact(conn, project_id, incoming.contact_id,
+                                             incoming.contact, now)
             event = Event(
                 id=new_id("evt", now), project_id=project_id, name=incoming.name,
                 contact_id=incoming.contact_id, properties=incoming.properties or {},
@@ -104,9 +114,17 @@ class Ingest:
             started += [(run, matched.contact) for run in matched.started
                         if run.due_at is not None]  # paused runs wait for resume
             resumed += matched.resumed
-            event_store.insert_event(conn, event)
-            results.append(IngestResult(event.id, False, event.runs_started, event.runs_resumed))
-        return results, started, resumed
+            stored.append(event)
+            results[i] = IngestResult(event.id, False, event.runs_started, event.runs_resumed)
+        event_store.insert_events(conn, stored)
+        answered: list[IngestResult] = []
+        for incoming, result in zip(events, results):
+            if result is None:  # a message id repeated within this request
+                first = results[first_of[incoming.message_id]]  # type: ignore[index]
+                assert first is not None
+                result = IngestResult(first.id, True, first.runs_started, first.runs_resumed)
+            answered.append(result)
+        return answered, started, resumed
 
 
 def _contact_loader(conn: sqlite3.Connection, event: Event) -> Callable[[], dict[str, Any] | None]:

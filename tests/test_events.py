@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.conftest import Api
 
 
@@ -37,6 +39,36 @@ async def test_stored_event_fields(api: Api):
     assert event["properties"] == {"amount": 42.5, "items": [1, 2]}
     assert event["timestamp"] == "2026-11-23T18:00:00.123Z"
     assert event["message_id"] == "m-1" and event["received_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("tricky", [
+    'quote " backslash \\ tab \t newline \n é 字 🙂 end',
+    "a NUL \u0000 inside",   # SQLite's JSON functions would cut the text there
+])
+async def test_a_batch_stores_every_field_exactly_and_in_order(api: Api, tricky: str):
+    """A batch's events are inserted by one statement (their rows travel as JSON inside
+    SQLite): text, numbers and nesting come back exactly as sent."""
+    printable = 'quote " backslash \\ é 字 🙂'   # contact ids must be printable
+    sent = [
+        {"name": tricky, "contact_id": printable, "message_id": tricky,
+         "properties": {"big": 2 ** 62, "huge": 10 ** 30, "float": 0.1, "neg": -1e-300,
+                        "nested": {"list": [None, True, False, "", {"k": tricky}]}}},
+        {"name": "no.contact", "properties": {}},
+        {"name": "with.time", "contact_id": "u'1", "timestamp": "2026-11-23T18:00:00Z"},
+    ]
+    status, body = await api.post("/v1/events", json={"batch": sent})
+    assert status == 202
+    _, page = await api.get("/v1/events")
+    stored = list(reversed(page["data"]))
+    assert [e["id"] for e in stored] == [r["id"] for r in body["data"]]
+    assert stored[0]["name"] == stored[0]["message_id"] == tricky
+    assert stored[0]["contact_id"] == printable
+    assert stored[0]["properties"] == sent[0]["properties"]
+    assert stored[1]["contact_id"] is None and stored[1]["properties"] == {}
+    assert stored[2]["timestamp"] == "2026-11-23T18:00:00.000Z"
+    assert (await api.get("/v1/contacts/u'1"))[0] == 200
+    _, contacts = await api.get("/v1/contacts")
+    assert {c["id"] for c in contacts["data"]} == {printable, "u'1"}
 
 
 async def test_duplicate_message_id_returns_the_first_result_and_is_stored_once(api: Api):

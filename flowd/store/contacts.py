@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
+from typing import Any, Iterable
 
 from flowd.store.paging import fetch_page
 from flowd.store.records import Contact, Page
@@ -95,6 +95,16 @@ def ensure_contact(conn: sqlite3.Connection, project_id: str, contact_id: str, n
     """An event naming an unknown contact creates that contact with only its id."""
     conn.execute("INSERT OR IGNORE INTO contacts (project_id, id, created_at, updated_at) "
                  "VALUES (?, ?, ?, ?)", (project_id, contact_id, now, now))
+
+
+def ensure_contacts(conn: sqlite3.Connection, project_id: str, contact_ids: Iterable[str],
+                    now: int) -> None:
+    """ensure_contact() of many, in order, with one statement (see events.insert_events)."""
+    ids = list(contact_ids)
+    if ids:
+        conn.execute("INSERT OR IGNORE INTO contacts (project_id, id, created_at, updated_at) "
+                     "SELECT ?, value, ?, ? FROM json_each(?) ORDER BY key",
+                     (project_id, now, now, _dumps(ids)))
 
 
 def delete_contact(conn: sqlite3.Connection, project_id: str, contact_id: str) -> bool:
