@@ -51,7 +51,7 @@ class WriterStats:
     largest_batch: int = 0
 
 
-# A background checkpoint starts once the WAL is this large (SQLite's own automatic checkpoint
+# A background checkpoint starts once the WAL is larger than this (SQLite's own automatic checkpoint
 # starts at 1,000 pages, about the same).
 BACKGROUND_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
@@ -189,7 +189,7 @@ class Writer:
             size = os.path.getsize(self._wal_path)
         except OSError:
             return
-        if size >= BACKGROUND_CHECKPOINT_BYTES:
+        if size > BACKGROUND_CHECKPOINT_BYTES:
             self._checkpoint_task = asyncio.create_task(self._checkpoint(),
                                                         name="flowd-checkpoint")
 
@@ -277,9 +277,10 @@ class Database:
 
 def _no_automatic_checkpoint(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA wal_autocheckpoint = 0")
-    # When the WAL starts over, its file shrinks back to this: its size then tells how much
-    # is waiting for the next checkpoint.
-    conn.execute(f"PRAGMA journal_size_limit = {BACKGROUND_CHECKPOINT_BYTES // 4}")
+    # When the WAL starts over, a larger file is cut back to this size, so the file grows past
+    # it only when that much waits for a checkpoint. Smaller files are reused, not cut: with
+    # synchronous=full, syncing a write that grows a file costs more than one that does not.
+    conn.execute(f"PRAGMA journal_size_limit = {BACKGROUND_CHECKPOINT_BYTES}")
 
 
 def connect_sync(settings: DbSettings) -> sqlite3.Connection:
