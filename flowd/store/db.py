@@ -102,14 +102,16 @@ class Writer:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="flowd-writer")
 
-    async def submit(self, unit: Unit[T]) -> T:
-        """Run `unit` in the next group transaction; returns once it is committed."""
+    def submit(self, unit: Unit[T]) -> asyncio.Future[T]:
+        """Queue `unit` for the next group transaction; the future resolves once it is
+        committed. (A plain function returning the future, not a coroutine: a step's commit
+        then resumes one frame fewer.)"""
         if self._closing:
             raise Unavailable("the server is shutting down")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((unit, future))
         self._wakeup.set()
-        return await future
+        return future
 
     async def close(self) -> None:
         """Commit everything already queued, then stop."""
@@ -255,10 +257,11 @@ class Database:
         self.writer = Writer(self._writer_conn, settings, self._checkpointer)
         self.writer.start()
 
-    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run `fn(conn, *args, **kwargs)` as one unit of the next group commit."""
+    def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> asyncio.Future[T]:
+        """Run `fn(conn, *args, **kwargs)` as one unit of the next group commit: await the
+        result, which is there once it is committed."""
         assert self.writer is not None, "database is not open"
-        return await self.writer.submit(lambda conn: fn(conn, *args, **kwargs))
+        return self.writer.submit(lambda conn: fn(conn, *args, **kwargs))
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(conn, *args, **kwargs)` on a read connection, in its thread, in one hop."""
