@@ -112,6 +112,27 @@ async def test_malformed_json_is_400(api: Api, raw):
     assert await event_count(api) == 0
 
 
+@pytest.mark.parametrize("raw", [
+    rb'{"name": "a\ud800b"}', rb'{"name": "ok", "properties": {"k": "\udc00"}}',
+    rb'{"batch": [{"name": "ok"}, {"name": "x", "properties": {"deep": ["\uDBFF"]}}]}',
+    rb'{"name": "ok", "contact_id": "c1", "contact": {"traits": {"a": "\ud83d"}}}'])
+async def test_unpaired_surrogate_escapes_are_400(api: Api, raw):
+    """Half a UTF-16 pair is valid JSON syntax but no Unicode text; it could not be stored."""
+    status, body = await api.post("/v1/events", data=raw,
+                                  headers={"Content-Type": "application/json"})
+    assert_error(status, body, 400, "bad_request")
+    assert "surrogate" in body["error"]["message"]
+    assert await event_count(api) == 0
+
+
+async def test_an_escaped_surrogate_pair_is_the_character_it_encodes(api: Api):
+    status, _ = await api.post("/v1/events", data=rb'{"name": "smile \ud83d\ude00"}',
+                               headers={"Content-Type": "application/json"})
+    assert status == 202
+    _, page = await api.get("/v1/events")
+    assert page["data"][0]["name"] == "smile \U0001F600"
+
+
 @pytest.mark.parametrize("raw", [b"[]", b'"text"', b"42", b"null"])
 async def test_json_that_is_not_an_object_is_400(api: Api, raw):
     status, body = await api.post("/v1/events", data=raw)

@@ -103,7 +103,19 @@ async def read_json(request: web.Request, *, optional: bool = False) -> dict[str
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise BadRequest("request body must be a JSON object")
+    # JSON may escape half of a UTF-16 surrogate pair (\ud800), which is no Unicode text and
+    # could not be stored. The byte scan is cheap; only a hit (an emoji written as an escaped
+    # pair also is one) pays for the full check.
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest("request body is not valid JSON text: it contains an unpaired "
+                             "surrogate escape such as \\ud800") from None
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -51,8 +51,8 @@ class WriterStats:
     largest_batch: int = 0
 
 
-# A background checkpoint starts once the WAL is larger than this (SQLite's own automatic checkpoint
-# starts at 1,000 pages, about the same).
+# A background checkpoint starts once the WAL is larger than this (SQLite's own automatic
+# checkpoint starts at 1,000 pages, about the same).
 BACKGROUND_CHECKPOINT_BYTES = 4 * 1024 * 1024
 
 
