@@ -41,6 +41,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from flowd.bench.server import proc_cpu_seconds
+
 REQUEST_TIMEOUT_S = 30.0    # one request's limit: a stalled server ends the run, never hangs it
 BODY_POOL = 512             # distinct pre-serialised bodies the workers cycle through
 EVENT_NAME = "bench.event"
@@ -88,18 +90,6 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def _proc_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of process `pid` (all its threads), from /proc; None elsewhere."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 async def _worker(session: aiohttp.ClientSession, url: str, pool: list[bytes], first: int,
                   window: tuple[float, float], tally: _Tally, events_per_request: int) -> None:
     """One connection's closed loop: post, await the answer, record it, repeat until the end."""
@@ -134,9 +124,9 @@ async def _cpu_in_window(window: tuple[float, float], server_pid: int | None) ->
     """CPU used by this process (and the server, if known) during the window, in cores."""
     start, end = window
     await asyncio.sleep(max(0.0, start - time.perf_counter()))
-    client0, server0, t0 = time.process_time(), _proc_cpu_s(server_pid), time.perf_counter()
+    client0, server0, t0 = time.process_time(), proc_cpu_seconds(server_pid), time.perf_counter()
     await asyncio.sleep(max(0.0, end - time.perf_counter()))
-    client1, server1, t1 = time.process_time(), _proc_cpu_s(server_pid), time.perf_counter()
+    client1, server1, t1 = time.process_time(), proc_cpu_seconds(server_pid), time.perf_counter()
     elapsed = max(t1 - t0, 1e-9)
     cpu = {"client_cores": round((client1 - client0) / elapsed, 2)}
     if server0 is not None and server1 is not None:

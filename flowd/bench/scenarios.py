@@ -146,6 +146,15 @@ async def settle(probe: Probe, server: FlowdServer, expected: int, timeout_s: fl
     return counts
 
 
+def cpu_note(server: FlowdServer, cpu0: float | None, units: int, unit: str) -> str:
+    """"; server CPU N µs per <unit>": the server's CPU time (all its threads) since `cpu0`,
+    per unit of work. Steadier than throughput on a machine shared with other work."""
+    cpu1 = server.cpu_seconds()
+    if cpu0 is None or cpu1 is None or units <= 0:
+        return ""
+    return f"; server CPU {(cpu1 - cpu0) / units * 1e6:,.0f} µs per {unit}"
+
+
 def started_runs(results: list[dict[str, Any]], expected: int) -> list[str]:
     runs = [run_id for result in results for run_id in result["runs_started"]]
     if len(runs) != expected:
@@ -281,12 +290,14 @@ async def fanout(ctx: Context) -> list[Row]:
         workflow = await api.create_workflow(
             "bench fanout", {"type": "event", "event": "bench.fanout"}, FANOUT_STEPS)
         with Probe(server.db_path) as probe:
+            cpu0 = server.cpu_seconds()
             t0_ms = time.time() * 1000
             results = await api.post_events(events("bench.fanout", n, "fan"), batch=100,
                                             concurrency=4)
             posted_s = (time.time() * 1000 - t0_ms) / 1000
             started_runs(results, n)
             await settle(probe, server, n, ctx.sizes.settle_s)
+            cpu = cpu_note(server, cpu0, n, "run (event, run and its 3 steps)")
             runs, _, last_completed, completed = probe.run_window(workflow["id"])
     window_s = (last_completed - t0_ms) / 1000
     return [
@@ -294,7 +305,7 @@ async def fanout(ctx: Context) -> list[Row]:
             ">=", 2000,
             note=f"{n:,} events in batches of 100, 4 at a time; from the first POST (bench clock) "
                  f"to the last run's completed_at (server clock): {window_s:.2f} s; the events "
-                 f"were all acknowledged after {posted_s:.2f} s"),
+                 f"were all acknowledged after {posted_s:.2f} s{cpu}"),
     ]
 
 
@@ -304,12 +315,14 @@ async def steps(ctx: Context) -> list[Row]:
         workflow = await api.create_workflow(
             "bench steps", {"type": "event", "event": "bench.steps"}, set_steps(STEPS_PER_RUN))
         with Probe(server.db_path) as probe:
+            cpu0 = server.cpu_seconds()
             t0 = time.perf_counter()
             results = await api.post_events(events("bench.steps", n, "steps"), batch=100,
                                             concurrency=10)
             started_runs(results, n)
             await settle(probe, server, n, ctx.sizes.settle_s, interval_s=0.01)
             client_s = time.perf_counter() - t0
+            cpu = cpu_note(server, cpu0, n * STEPS_PER_RUN, "step (events and runs included)")
             runs, first_created, last_completed, completed = probe.run_window(workflow["id"])
             committed = probe.committed_steps(workflow["id"])
     if committed != n * STEPS_PER_RUN:
@@ -322,7 +335,7 @@ async def steps(ctx: Context) -> list[Row]:
             "steps/s", ">=", 10_000,
             note=f"{committed:,} committed trace entries over first created_at → last "
                  f"completed_at (server clock) = {window_s:.3f} s; bench clock, first POST → "
-                 f"all seen completed: {committed / client_s:,.0f} steps/s"),
+                 f"all seen completed: {committed / client_s:,.0f} steps/s{cpu}"),
     ]
 
 
@@ -384,8 +397,10 @@ async def timers(ctx: Context) -> list[Row]:
                 raise BenchError("setup too slow: the runs were not all waiting before they "
                                  "came due")
             # Stay off the machine while they fire.
+            cpu0 = server.cpu_seconds()
             await asyncio.sleep(ahead_ms / 1000 + 1.5)
             await settle(probe, server, n, ctx.sizes.settle_s)
+            cpu = cpu_note(server, cpu0, n, "run (the wait's end, the set step, the run's end)")
             lateness = [finished - parse_time(step_input["until"])
                         for finished, step_input in probe.step_ends(workflow["id"], "wait")]
             _, _, last_completed, _ = probe.run_window(workflow["id"])
@@ -401,7 +416,7 @@ async def timers(ctx: Context) -> list[Row]:
         Row("timers", "lateness p99", pct(lateness, 99), "ms", "<=", 50),
         Row("timers", "last run completed, from the start of the second",
             (last_completed - second_ms) / 1000, "s", "<=", 1.5,
-            note="completed = its next step (a set) committed and the run ended"),
+            note=f"completed = its next step (a set) committed and the run ended{cpu}"),
     ]
 
 
@@ -601,6 +616,7 @@ async def webhooks(ctx: Context) -> list[Row]:
                 [{"id": "hook", "type": "webhook",
                   "config": {"url": url, "body": {"run": "{{ run.id }}", "n": "{{ event.properties.n }}"}}}])
             with Probe(server.db_path) as probe:
+                cpu0 = server.cpu_seconds()
                 t0 = time.perf_counter()
                 results = await api.post_events(events("bench.hook", n, "hook"), batch=100,
                                                 concurrency=4)
@@ -612,6 +628,7 @@ async def webhooks(ctx: Context) -> list[Row]:
                                      f"{ctx.sizes.settle_s:g} s") from None
                 window_s = sink.last_at - t0
                 await settle(probe, server, n, ctx.sizes.settle_s)
+                cpu = cpu_note(server, cpu0, n, "delivery (event, run, signed call, commit)")
     finally:
         await sink.close()
     if sink.bad:
@@ -622,7 +639,7 @@ async def webhooks(ctx: Context) -> list[Row]:
             "deliveries/s", ">=", 1500,
             note=f"{n:,} runs of one webhook step; first event POST → last delivery (bench "
                  f"clock) {window_s:.2f} s; every signature verified; {sink.deliveries - len(sink.ids)} "
-                 f"repeated deliveries"),
+                 f"repeated deliveries{cpu}"),
     ]
 
 

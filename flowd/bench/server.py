@@ -59,6 +59,18 @@ def proc_status_kb(pid: int, field: str) -> int | None:
     return None
 
 
+def proc_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process `pid` (all its threads), from /proc; None elsewhere."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 class FlowdServer:
     def __init__(self, workdir: Path, *, synchronous: str = "normal",
                  db_name: str = "flowd.db") -> None:
@@ -155,6 +167,9 @@ class FlowdServer:
             except ProcessLookupError:
                 pass
             await self.proc.wait()
+
+    def cpu_seconds(self) -> float | None:
+        return proc_cpu_seconds(self.pid) if self.running else None
 
     def rss_mb(self) -> float | None:
         kb = proc_status_kb(self.pid, "VmRSS") if self.running and self.pid else None
