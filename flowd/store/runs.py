@@ -187,8 +187,8 @@ def save_run(conn: sqlite3.Connection, run: Run, *, expect: RunStatus) -> None:
     values = _mutable_values(run)
     if run.status is expect:
         # Most saves are a step moving on inside a running run. Naming `status` in the SET
-        # list, even unchanged, makes SQLite rewrite the three indexes on it: a third of a
-        # step's cost.
+        # list, even unchanged, makes SQLite rewrite both indexes on it (runs_status and
+        # runs_workflow_status): a good part of a step's cost.
         cursor = conn.execute(f"UPDATE runs SET {_MUTABLE} WHERE id = ? AND status = ?",
                               (*values, run.id, expect.value))
     else:
