@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from flowd.store.events import BULK_ROWS
 from tests.conftest import Api
 
 
@@ -45,9 +46,11 @@ async def test_stored_event_fields(api: Api):
     'quote " backslash \\ tab \t newline \n é 字 🙂 end',
     "a NUL \u0000 inside",   # SQLite's JSON functions would cut the text there
 ])
-async def test_a_batch_stores_every_field_exactly_and_in_order(api: Api, tricky: str):
-    """A batch's events are inserted by one statement (their rows travel as JSON inside
-    SQLite): text, numbers and nesting come back exactly as sent."""
+@pytest.mark.parametrize("fillers", [0, BULK_ROWS])   # bound rows, then one JSON statement
+async def test_a_batch_stores_every_field_exactly_and_in_order(api: Api, tricky: str,
+                                                               fillers: int):
+    """A batch's events are inserted by one statement when there are many (their rows travel
+    as JSON inside SQLite): text, numbers and nesting come back exactly as sent."""
     printable = 'quote " backslash \\ é 字 🙂'   # contact ids must be printable
     sent = [
         {"name": tricky, "contact_id": printable, "message_id": tricky,
@@ -55,10 +58,10 @@ async def test_a_batch_stores_every_field_exactly_and_in_order(api: Api, tricky:
                         "nested": {"list": [None, True, False, "", {"k": tricky}]}}},
         {"name": "no.contact", "properties": {}},
         {"name": "with.time", "contact_id": "u'1", "timestamp": "2026-11-23T18:00:00Z"},
-    ]
+    ] + [{"name": "filler", "contact_id": f"f{i}"} for i in range(fillers)]
     status, body = await api.post("/v1/events", json={"batch": sent})
     assert status == 202
-    _, page = await api.get("/v1/events")
+    _, page = await api.get("/v1/events?limit=100")
     stored = list(reversed(page["data"]))
     assert [e["id"] for e in stored] == [r["id"] for r in body["data"]]
     assert stored[0]["name"] == stored[0]["message_id"] == tricky
@@ -66,9 +69,9 @@ async def test_a_batch_stores_every_field_exactly_and_in_order(api: Api, tricky:
     assert stored[0]["properties"] == sent[0]["properties"]
     assert stored[1]["contact_id"] is None and stored[1]["properties"] == {}
     assert stored[2]["timestamp"] == "2026-11-23T18:00:00.000Z"
-    assert (await api.get("/v1/contacts/u'1"))[0] == 200
-    _, contacts = await api.get("/v1/contacts")
-    assert {c["id"] for c in contacts["data"]} == {printable, "u'1"}
+    _, contacts = await api.get("/v1/contacts?limit=100")
+    assert {c["id"] for c in contacts["data"]} == {printable, "u'1"} | {
+        f"f{i}" for i in range(fillers)}
 
 
 async def test_duplicate_message_id_returns_the_first_result_and_is_stored_once(api: Api):

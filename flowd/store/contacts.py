@@ -6,6 +6,7 @@ import json
 import sqlite3
 from typing import Any, Iterable
 
+from flowd.store.events import BULK_ROWS
 from flowd.store.paging import fetch_page
 from flowd.store.records import Contact, Page
 
@@ -99,9 +100,13 @@ def ensure_contact(conn: sqlite3.Connection, project_id: str, contact_id: str, n
 
 def ensure_contacts(conn: sqlite3.Connection, project_id: str, contact_ids: Iterable[str],
                     now: int) -> None:
-    """ensure_contact() of many, in order, with one statement (see events.insert_events)."""
+    """ensure_contact() of many, in order; with one statement when there are many (see
+    events.insert_events)."""
     ids = list(contact_ids)
-    if ids:
+    if len(ids) < BULK_ROWS:
+        for contact_id in ids:
+            ensure_contact(conn, project_id, contact_id, now)
+    else:
         conn.execute("INSERT OR IGNORE INTO contacts (project_id, id, created_at, updated_at) "
                      "SELECT ?, value, ?, ? FROM json_each(?) ORDER BY key",
                      (project_id, now, now, _dumps(ids)))

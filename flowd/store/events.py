@@ -28,11 +28,13 @@ def find_by_message_id(conn: sqlite3.Connection, project_id: str, message_id: st
 
 
 _NO_RUNS = _dumps({"runs_started": [], "runs_resumed": []})
+# From this many rows on, one statement over a JSON array beats binding each row.
+BULK_ROWS = 8
 
 
 def insert_events(conn: sqlite3.Connection, events: list[Event]) -> None:
-    """Insert many events, in order, with one statement: the rows travel as one JSON array,
-    so SQLite does all of the work in a single call (which does not hold the GIL)."""
+    """Insert events in order. Many go in one statement: the rows travel as one JSON array, so
+    SQLite does all of the work in a single call (which does not hold the GIL)."""
     if not events:
         return
     rows = [(e.id, e.project_id, e.name, e.contact_id,
@@ -41,8 +43,9 @@ def insert_events(conn: sqlite3.Connection, events: list[Event]) -> None:
              _dumps({"runs_started": e.runs_started, "runs_resumed": e.runs_resumed})
              if e.runs_started or e.runs_resumed else _NO_RUNS)   # most events start nothing
             for e in events]
-    if any("\0" in e.name or (e.message_id and "\0" in e.message_id) for e in events):
-        # SQLite's JSON functions end text at a NUL character; bound parameters keep it.
+    if len(rows) < BULK_ROWS or any("\0" in e.name or (e.message_id and "\0" in e.message_id)
+                                    for e in events):
+        # Few rows, or text with a NUL character, which SQLite's JSON functions would end at.
         conn.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
         return
     conn.execute(
