@@ -7,6 +7,7 @@ the client gets a 500 envelope carrying the same id (also in the `X-Request-Id` 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -60,12 +61,23 @@ def _from_http_exception(exc: web.HTTPException, method: str) -> FlowdError:
     return error
 
 
+# Request ids only need to be unique (they tie a response to its log lines), not secret: a
+# random per-process prefix and a counter, rather than a read of the OS's random source per
+# request (4% of the profile's samples under single-event ingest).
+_REQUEST_ID_PREFIX = secrets.token_hex(4)
+_request_numbers = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers) & 0xFFFFFFFF:08x}"
+
+
 @web.middleware
 async def envelope_middleware(request: web.Request,
                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                               ) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _CLIENT_REQUEST_ID.fullmatch(incoming) else secrets.token_hex(8)
+    request_id = incoming if _CLIENT_REQUEST_ID.fullmatch(incoming) else _new_request_id()
     try:
         response = await handler(request)
     except FlowdError as error:
