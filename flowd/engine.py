@@ -370,8 +370,7 @@ class Engine:
             run.status, run.due_at, run.updated_at = RunStatus.RUNNING, None, now
             if run.wait is None or run.wait.get("retry") or run.wake is not None:
                 continue  # not a timer that ended a wait: the engine handles it
-            workflow = self._versions.get((run.workflow_id, run.workflow_version))
-            step = workflow.steps.get(run.current_step_id or "") if workflow else None
+            step = self._cached_step(run)
             if step is None or self._status.get(run.workflow_id) is WorkflowStatus.PAUSED:
                 continue
             entry, outcome, ended_event_wait = self._end_wait(run, step, now)
@@ -392,9 +391,14 @@ class Engine:
                 for run in running]
 
     def _reads_contact(self, run: Run) -> bool:
-        workflow = self._versions.get((run.workflow_id, run.workflow_version))
-        step = workflow.steps.get(run.current_step_id or "") if workflow else None
+        step = self._cached_step(run)
         return step is None or step.reads_contact
+
+    def _cached_step(self, run: Run) -> CompiledStep | None:
+        """The run's current step, if its version is compiled in memory (no read: this runs in
+        the writer thread)."""
+        workflow = self._versions.get((run.workflow_id, run.workflow_version))
+        return workflow.steps.get(run.current_step_id or "") if workflow else None
 
     async def _failed(self, run: Run, step: CompiledStep, entry: TraceEntry, failure: StepFailed,
                       contact: dict[str, Any] | None) -> dict[str, Any] | None:

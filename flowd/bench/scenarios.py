@@ -155,8 +155,11 @@ def cpu_note(server: FlowdServer, cpu0: float | None, units: int, unit: str) -> 
     return f"; server CPU {(cpu1 - cpu0) / units * 1e6:,.0f} µs per {unit}"
 
 
-def started_runs(results: list[dict[str, Any]], expected: int) -> list[str]:
+async def start_runs(api: Api, batch: list[dict[str, Any]], *, concurrency: int = 4) -> list[str]:
+    """POST `batch` (events that each start one run) in requests of 100; the runs started."""
+    results = await api.post_events(batch, batch=100, concurrency=concurrency)
     runs = [run_id for result in results for run_id in result["runs_started"]]
+    expected = len(batch)
     if len(runs) != expected:
         raise BenchError(f"{expected} events should have started {expected} runs; "
                          f"they started {len(runs)}")
@@ -292,10 +295,8 @@ async def fanout(ctx: Context) -> list[Row]:
         with Probe(server.db_path) as probe:
             cpu0 = server.cpu_seconds()
             t0_ms = time.time() * 1000
-            results = await api.post_events(events("bench.fanout", n, "fan"), batch=100,
-                                            concurrency=4)
+            await start_runs(api, events("bench.fanout", n, "fan"))
             posted_s = (time.time() * 1000 - t0_ms) / 1000
-            started_runs(results, n)
             await settle(probe, server, n, ctx.sizes.settle_s)
             cpu = cpu_note(server, cpu0, n, "run (event, run and its 3 steps)")
             runs, _, last_completed, completed = probe.run_window(workflow["id"])
@@ -317,9 +318,7 @@ async def steps(ctx: Context) -> list[Row]:
         with Probe(server.db_path) as probe:
             cpu0 = server.cpu_seconds()
             t0 = time.perf_counter()
-            results = await api.post_events(events("bench.steps", n, "steps"), batch=100,
-                                            concurrency=10)
-            started_runs(results, n)
+            await start_runs(api, events("bench.steps", n, "steps"), concurrency=10)
             await settle(probe, server, n, ctx.sizes.settle_s, interval_s=0.01)
             client_s = time.perf_counter() - t0
             cpu = cpu_note(server, cpu0, n * STEPS_PER_RUN, "step (events and runs included)")
@@ -384,8 +383,7 @@ async def timers(ctx: Context) -> list[Row]:
             [{"id": "wait", "type": "wait", "config": {"until": "{{ event.properties.due }}"}},
              {"id": "done", "type": "set", "config": {"vars": {"done": True}}}])
         with Probe(server.db_path) as probe:
-            results = await api.post_events(batch, batch=100, concurrency=4)
-            started_runs(results, n)
+            await start_runs(api, batch)
             margin_s = (second_ms - time.time() * 1000) / 1000 - 0.05
             if margin_s <= 0:
                 raise BenchError("setup too slow: the runs were not all started before they "
@@ -618,9 +616,7 @@ async def webhooks(ctx: Context) -> list[Row]:
             with Probe(server.db_path) as probe:
                 cpu0 = server.cpu_seconds()
                 t0 = time.perf_counter()
-                results = await api.post_events(events("bench.hook", n, "hook"), batch=100,
-                                                concurrency=4)
-                started_runs(results, n)
+                await start_runs(api, events("bench.hook", n, "hook"))
                 try:
                     await asyncio.wait_for(sink.all_in.wait(), ctx.sizes.settle_s)
                 except asyncio.TimeoutError:
