@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from flowd.durations import parse_signed_duration
 from flowd.errors import Problem, ValidationError
-from flowd.schema import join, type_name
+from flowd.schema import INVALID, Array, Enum, Json, Object, Schema, String, join, type_name
 from flowd.templates import (
     MISSING,
     Path,
@@ -456,6 +456,99 @@ class _Compiler:
             field_value = get(scope.roots)
             return field_value is not MISSING and test(field_value, prepared, now_ms)
         return constant
+
+
+# ---------------------------------------------------------------------------------------------
+# The shape of a condition, for request validation and the OpenAPI document. Only the shape: a
+# path that does not parse or a value that does not fit its op is a workflow issue (see
+# compile_condition), so that a draft can be saved half-done.
+
+class _ConditionShape(Schema):
+    """`{"field", "op", "value"}`, `{"all": [...]}`, `{"any": [...]}` or `{"not": C}`: a oneOf
+    of four objects told apart by which key they have."""
+
+    def __init__(self) -> None:
+        self.description = ("A condition: a test of one field, or all/any/not of conditions. "
+                            "See ConditionLeaf for the ops.")
+        self.kinds: dict[str, Object] = {}
+
+    def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
+        before = len(problems)
+        if not _nesting_ok(value):
+            problems.append(Problem(str(path), f"must not nest deeper than "
+                                               f"{MAX_CONDITION_DEPTH} levels"))
+        else:
+            self._validate(value, path, problems)
+        # Where the condition sits in a workflow, its problems are invalid_condition issues.
+        problems[before:] = [Problem(p.path, p.message, "invalid_condition")
+                             for p in problems[before:]]
+        return INVALID if len(problems) > before else value
+
+    def _validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
+        if not isinstance(value, dict):
+            problems.append(Problem(str(path), 'must be an object such as {"field": '
+                                               '"event.name", "op": "eq", "value": "x"}, '
+                                               f"not {type_name(value)}"))
+            return INVALID
+        shapes = [key for key in self.kinds if key in value]
+        if len(shapes) != 1:
+            if not shapes and "op" in value:
+                problems.append(Problem(join(str(path), "field"), "is required"))
+            else:
+                problems.append(Problem(str(path), "must have exactly one of field, all, any or "
+                                                   f"not (has: {', '.join(shapes) or 'none'})"))
+            return INVALID
+        return self.kinds[shapes[0]].validate(value, path, problems)
+
+    def render(self, components: Any) -> dict[str, Any]:
+        return self._doc({"oneOf": [kind.json_schema(components) for kind in self.kinds.values()]})
+
+
+class _Nested(Schema):
+    """A condition inside a group: validated without re-checking the nesting depth."""
+
+    def __init__(self, shape: _ConditionShape) -> None:
+        self.shape = shape
+
+    def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
+        return self.shape._validate(value, path, problems)
+
+    def json_schema(self, components: Any = None) -> dict[str, Any]:
+        return self.shape.json_schema(components)
+
+
+def _nesting_ok(value: Any) -> bool:
+    # Iterative, and before the recursive walk: hostile nesting cannot exhaust the stack. A
+    # group level is two JSON levels ({"all": [ … ]}).
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > 2 * MAX_CONDITION_DEPTH + 1:
+            return False
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for key, child in item.items() if key in _GROUPS)
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return True
+
+
+CONDITION = _ConditionShape().named("Condition")
+_INNER = _Nested(CONDITION)  # type: ignore[arg-type]
+CONDITION.kinds.update({  # type: ignore[attr-defined]
+    "field": Object({
+        "field": String(min_len=1, description="A path such as event.properties.amount or "
+                                               "contact.traits.plan."),
+        "op": Enum(OPS, description="exists, not_exists, empty and not_empty take no value; "
+                                    "between takes [low, high]; in/not_in an array; "
+                                    "before/after a time or a signed duration from now (-P7D)."),
+        "value": Json(description="What the field is compared with; may be a template."),
+    }, required=("field", "op")).named("ConditionLeaf"),
+    "all": Object({"all": Array(_INNER, max_items=MAX_CONDITION_PARTS)},
+                  required=("all",)).named("ConditionAll"),
+    "any": Object({"any": Array(_INNER, max_items=MAX_CONDITION_PARTS)},
+                  required=("any",)).named("ConditionAny"),
+    "not": Object({"not": _INNER}, required=("not",)).named("ConditionNot"),
+})
 
 
 def compile_condition(cond: Any, path: str = "") -> Condition:

@@ -1,10 +1,11 @@
-"""Workflow definitions: the request shape, alias normalization, validation into `issues`, and
-compilation into the immutable form the engine runs.
+"""Workflow definitions: alias normalization, validation into `issues`, and compilation into
+the immutable form the engine runs.
 
 Two levels of wrong: a body that is not a workflow at all (a step without an id, `steps` not a
-list) is a 422 from the request schema; a workflow that is well-formed but cannot run (a `next`
-naming no step, a wait without a duration, a cycle that never waits) is saved with `issues`, so
-the builder can store a draft half-done. A workflow with an `error` issue cannot be active.
+list, a config field of the wrong type) is a 422 from the request schema
+(flowd.definition_schema); a workflow that is well-formed but cannot run (a `next` naming no
+step, a wait without a duration, a cycle that never waits) is saved with `issues`, so the
+builder can store a draft half-done. A workflow with an `error` issue cannot be active.
 """
 
 from __future__ import annotations
@@ -22,70 +23,10 @@ from flowd.conditions import (
 )
 from flowd.durations import parse_duration
 from flowd.errors import Problem
-from flowd.schema import (
-    INVALID,
-    Array,
-    Either,
-    Enum,
-    Integer,
-    Json,
-    MapOf,
-    Nullable,
-    Number,
-    Object,
-    String,
-)
+from flowd.schema import INVALID
 from flowd.steps import ALIASES, STEP_TYPES
 from flowd.steps.base import StepConfigError, StepType
 from flowd.templates import CONTACT_ROOTS, CompiledValue, TemplateError, compile_value
-
-MAX_STEPS = 500
-STEP_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
-REENTRY = ("once", "after_completion", "always")
-TRIGGER_TYPES = ("event", "manual", "schedule", "webhook")
-
-# ---------------------------------------------------------------- request shape
-
-STEP_ID = String(pattern=STEP_ID_PATTERN, pattern_message="must be 1–64 letters, digits, _ or -")
-NEXT = Nullable(Either((STEP_ID, MapOf(Nullable(STEP_ID), max_keys=100)),
-                       pick=lambda v: 1 if isinstance(v, dict) else 0,
-                       description="absent: the following step; null: the run ends; a step id; "
-                                   "or branch label → step id"))
-RETRY = Object({"max_attempts": Integer(min=1, max=100), "backoff": String(min_len=1),
-                "max_backoff": String(min_len=1)})
-STEP = Object({
-    "id": STEP_ID,
-    "type": String(min_len=1, max_len=64),
-    "name": String(max_len=200),
-    "config": Json(object_only=True),
-    "next": NEXT,
-    "retry": RETRY,
-    "on_error": Enum(("fail", "continue")),
-    "position": Object({"x": Number(), "y": Number()}),
-}, required=("id", "type"), title="Step")
-TRIGGER = Object({
-    "type": Enum(TRIGGER_TYPES),
-    "event": String(max_len=200, description="Event name pattern; * matches any run of characters."),
-    "filter": Json(object_only=True),
-    "cron": String(max_len=100), "timezone": String(max_len=64), "audience": String(max_len=100),
-    "secret": String(max_len=200), "contact_id_path": String(max_len=200),
-}, required=("type",), read_only=("url",), title="Trigger")
-EXIT_RULE = Object({"event": String(max_len=200), "filter": Json(object_only=True)},
-                   required=("event",))
-SETTINGS = Object({"reentry": Enum(REENTRY), "exit_on": Array(EXIT_RULE, max_items=50)},
-                  title="Settings")
-READ_ONLY = ("id", "created_at", "updated_at", "version", "issues", "status")
-DEFINITION_FIELDS = {
-    "name": String(min_len=1, max_len=200),
-    "description": String(max_len=5000),
-    "trigger": TRIGGER,
-    "settings": SETTINGS,
-    "steps": Array(STEP, max_items=MAX_STEPS),
-}
-NEW_WORKFLOW = Object({**DEFINITION_FIELDS, "status": Enum(("draft", "active"))},
-                      required=("name",), read_only=READ_ONLY[:-1], title="NewWorkflow")
-REPLACE_WORKFLOW = Object(DEFINITION_FIELDS, required=("name",), read_only=READ_ONLY,
-                          title="Workflow")
 
 DEFAULT_TRIGGER = {"type": "manual"}
 DEFAULT_SETTINGS = {"reentry": "after_completion", "exit_on": []}
@@ -248,7 +189,8 @@ def _step_config(step: dict[str, Any], step_type: StepType, path: str,
     problems: list[Problem] = []
     config = step_type.schema.validate(step["config"], f"{path}.config", problems)
     for problem in problems:
-        code = "missing_config" if problem.message == "is required" else "invalid_config"
+        code = problem.code or ("missing_config" if problem.message == "is required"
+                                else "invalid_config")
         issues.error(code, problem.path, problem.message, step_id)
     if config is INVALID:
         return None, None
@@ -275,9 +217,6 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
     trigger = None
     if trigger_type == "event":
         trigger = _rule(trigger_raw, "trigger", issues)
-    elif trigger_type in ("schedule", "webhook"):
-        issues.error("unsupported_trigger", "trigger.type",
-                     f"'{trigger_type}' triggers are not available in this version of flowd")
     settings = definition["settings"]
     exit_on = [rule for i, raw in enumerate(settings.get("exit_on") or [])
                if (rule := _rule(raw, f"settings.exit_on[{i}]", issues)) is not None]

@@ -16,9 +16,15 @@ class Problem:
 
     path: str
     message: str
+    # A problem with a rule the request schemas cannot state (a workflow issue, a step id the
+    # workflow does not have, a time zone that does not exist) names the rule; within a
+    # workflow it is also the issue's code.
+    code: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {"path": self.path, "message": self.message}
+        if self.code is None:
+            return {"path": self.path, "message": self.message}
+        return {"path": self.path, "message": self.message, "code": self.code}
 
 
 class FlowdError(Exception):

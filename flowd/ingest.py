@@ -39,10 +39,12 @@ class IngestResult(NamedTuple):
     duplicate: bool
     runs_started: list[str]
     runs_resumed: list[str]
+    runs_exited: list[str]
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "duplicate": self.duplicate,
-                "runs_started": self.runs_started, "runs_resumed": self.runs_resumed}
+                "runs_started": self.runs_started, "runs_resumed": self.runs_resumed,
+                "runs_exited": self.runs_exited}
 
 
 class Ingest:
@@ -90,8 +92,7 @@ class Ingest:
                     continue  # answered with its first's result below
                 first = event_store.find_by_message_id(conn, project_id, incoming.message_id)
                 if first is not None:
-                    results[i] = IngestResult(first.id, True, first.runs_started,
-                                              first.runs_resumed)
+                    results[i] = _repeat(first)
                     continue
                 first_of[incoming.message_id] = i
             fresh.append(i)
@@ -115,16 +116,22 @@ class Ingest:
                         if run.due_at is not None]  # paused runs wait for resume
             resumed += matched.resumed
             stored.append(event)
-            results[i] = IngestResult(event.id, False, event.runs_started, event.runs_resumed)
+            results[i] = IngestResult(event.id, False, event.runs_started, event.runs_resumed,
+                                      event.runs_exited)
         event_store.insert_events(conn, stored)
         answered: list[IngestResult] = []
         for incoming, result in zip(events, results):
             if result is None:  # a message id repeated within this request
                 first = results[first_of[incoming.message_id]]  # type: ignore[index]
                 assert first is not None
-                result = IngestResult(first.id, True, first.runs_started, first.runs_resumed)
+                result = first._replace(duplicate=True)
             answered.append(result)
         return answered, started, resumed
+
+
+def _repeat(first: Event) -> IngestResult:
+    """The answer to a message id seen before: the first event's result."""
+    return IngestResult(first.id, True, first.runs_started, first.runs_resumed, first.runs_exited)
 
 
 def _contact_loader(conn: sqlite3.Connection, event: Event) -> Callable[[], dict[str, Any] | None]:

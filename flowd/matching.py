@@ -104,7 +104,7 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
     may_wake = waited.may_match(event.project_id, event.name)
     triggered = index.triggered(event.project_id, event.name)
     if not (exits or may_wake or triggered):  # most events: nothing to match, nothing to build
-        event.runs_started, event.runs_resumed = [], []
+        event.runs_started, event.runs_resumed, event.runs_exited = [], [], []
         return result
     data_cache: list[dict[str, Any]] = []
     scope_cache: list[Scope] = []
@@ -160,6 +160,7 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
         reads_contact = reads_contact or workflow.compiled.reads_contact
     event.runs_started = [run.id for run in result.started]
     event.runs_resumed = list(result.resumed)
+    event.runs_exited = list(result.exited)
     if event.contact_id is not None and reads_contact:
         result.contact = load_contact()  # the engine starts the runs with it, sparing a read
     return result

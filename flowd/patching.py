@@ -1,30 +1,51 @@
 """PATCH operation batches on a workflow definition: add_step, update_step, remove_step,
 set_trigger — applied in memory, in order, all or nothing. A step added with `"as": "x"` can be
-named `"$x"` by later operations of the same batch."""
+named `"$x"` by later operations of the same batch. The operations' shapes are checked with the
+request (OPERATION); the definition they produce is checked like a PUT's."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from flowd.definitions import STEP, TRIGGER
+from flowd.definition_schema import (
+    NEW_STEP,
+    NEXT,
+    POSITION,
+    RETRY,
+    TRIGGER,
+    validate_definition_parts,
+)
 from flowd.errors import Problem, ValidationError
-from flowd.schema import INVALID, Enum, Object, String
+from flowd.schema import Enum, Json, Object, String, Tagged, text
 from flowd.steps import ALIASES, STEP_TYPES
 
 MAX_OPERATIONS = 200
-_OPS = ("add_step", "update_step", "remove_step", "set_trigger")
-_STEP_FIELDS = {k: v for k, v in STEP.fields.items() if k != "id"}
-_SHAPES = {
-    "add_step": Object({"op": Enum(_OPS), "step": Object({**STEP.fields, "id": STEP.fields["id"]},
-                                                          required=("type",)),
-                        "after": String(min_len=1), "branch": String(min_len=1, max_len=64),
-                        "as": String(min_len=1, max_len=64)}, required=("op", "step")),
-    "update_step": Object({"op": Enum(_OPS), "id": String(min_len=1),
-                           "set": Object(_STEP_FIELDS)}, required=("op", "id", "set")),
-    "remove_step": Object({"op": Enum(_OPS), "id": String(min_len=1)}, required=("op", "id")),
-    "set_trigger": Object({"op": Enum(_OPS), "trigger": TRIGGER}, required=("op", "trigger")),
-}
+_REF = String(min_len=1, max_len=65, description="A step id, or $alias of a step added earlier "
+                                                 "in this batch.")
+OPERATION = Tagged("op", {
+    "add_step": Object({
+        "op": Enum(("add_step",)), "step": NEW_STEP,
+        "after": _REF, "branch": String(min_len=1, max_len=64, description=(
+            "Insert on this branch of `after` (else on its default path).")),
+        "as": String(min_len=1, max_len=64, description="Name the new step $<as> for later "
+                                                         "operations of the batch."),
+    }, required=("op", "step"), description="Insert a step after `after` (default: at the "
+       "end), re-pointing what followed.").named("AddStepOperation"),
+    "update_step": Object({
+        "op": Enum(("update_step",)), "id": _REF,
+        "set": Object({"type": String(min_len=1, max_len=64), "name": text(0, 200),
+                       "config": Json(object_only=True), "next": NEXT, "retry": RETRY,
+                       "on_error": Enum(("fail", "continue")), "position": POSITION},
+                      description="Fields to replace; the step is checked as a whole once "
+                                  "changed."),
+    }, required=("op", "id", "set")).named("UpdateStepOperation"),
+    "remove_step": Object({"op": Enum(("remove_step",)), "id": _REF}, required=("op", "id"),
+                          description="Its predecessors then point to its default next."
+                          ).named("RemoveStepOperation"),
+    "set_trigger": Object({"op": Enum(("set_trigger",)), "trigger": TRIGGER},
+                          required=("op", "trigger")).named("SetTriggerOperation"),
+}).named("PatchOperation")
 
 
 class _Batch:
@@ -38,13 +59,13 @@ class _Batch:
         for i, step in enumerate(self.steps):
             if step["id"] == step_id:
                 return i
-        raise ValidationError([Problem(path, f"no step has the id '{step_id}'")])
+        raise ValidationError([Problem(path, f"no step has the id '{step_id}'", "unknown_step")])
 
     def resolve(self, ref: Any, path: str) -> Any:
         if isinstance(ref, str) and ref.startswith("$"):
             if ref[1:] not in self.aliases:
                 raise ValidationError([Problem(path, f"'{ref}' names no step added earlier in "
-                                                     "this batch")])
+                                                     "this batch", "unknown_alias")])
             return self.aliases[ref[1:]]
         return ref
 
@@ -77,7 +98,8 @@ class _Batch:
         step = copy.deepcopy(op["step"])
         step.setdefault("id", self.fresh_id())
         if any(s["id"] == step["id"] for s in self.steps):
-            raise ValidationError([Problem(f"{path}.step.id", f"step id '{step['id']}' is taken")])
+            raise ValidationError([Problem(f"{path}.step.id", f"step id '{step['id']}' is taken",
+                                           "duplicate_step_id")])
         if "next" in step:
             step["next"] = self.resolve_next(step["next"], f"{path}.step.next")
         if "as" in op:
@@ -138,19 +160,20 @@ class _Batch:
         self.definition["trigger"] = copy.deepcopy(op["trigger"])
 
 
-def apply_operations(definition: dict[str, Any], operations: list[Any]) -> dict[str, Any]:
-    """Returns the new definition; raises ValidationError (nothing applied) on any bad op."""
-    if len(operations) > MAX_OPERATIONS:
-        raise ValidationError([Problem("operations", f"at most {MAX_OPERATIONS} per batch")])
+def apply_operations(definition: dict[str, Any], operations: list[dict[str, Any]]
+                     ) -> dict[str, Any]:
+    """Returns the new definition; raises ValidationError (nothing applied) on any bad op.
+    `operations` have been checked against OPERATION."""
     batch = _Batch(definition)
     for i, op in enumerate(operations):
-        path = f"operations[{i}]"
-        kind = op.get("op") if isinstance(op, dict) else None
-        if kind not in _SHAPES:
-            raise ValidationError([Problem(f"{path}.op", f"must be one of: {', '.join(_OPS)}")])
-        problems: list[Problem] = []
-        checked = _SHAPES[kind].validate(op, path, problems)
-        if checked is INVALID:
-            raise ValidationError(problems)
-        getattr(batch, kind)(checked, path)
+        getattr(batch, op["op"])(op, f"operations[{i}]")
+    problems: list[Problem] = []
+    validate_definition_parts(batch.definition, problems)
+    if problems:
+        # Paths are in the definition the operations made, which the schema of the request
+        # itself cannot see: a rule beyond it.
+        raise ValidationError([Problem(p.path, p.message, p.code or "invalid_result")
+                               for p in problems],
+                              message="the operations would make an invalid workflow: "
+                                      f"{problems[0].path}: {problems[0].message}")
     return batch.definition

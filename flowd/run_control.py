@@ -38,12 +38,16 @@ class RunControl:
             raise NotFound("no such run")
         return run
 
-    async def fire(self, project_id: str, workflow_id: str, contact_id: str | None,
-                   payload: dict[str, Any]) -> tuple[Run, bool]:
-        """Start a run for one contact; (run, created). Follows the workflow's reentry rule."""
+    async def fire(self, project_id: str, workflow_id: str, payload: dict[str, Any], *,
+                   contact_id: str | None = None, email: str | None = None) -> tuple[Run, bool]:
+        """Start a run for one contact, named by id or by email; (run, created). Follows the
+        workflow's reentry rule."""
         now = self._clock.now_ms()
 
         def unit(conn: sqlite3.Connection) -> tuple[Run, bool, dict[str, Any] | None]:
+            nonlocal contact_id
+            if email is not None:
+                contact_id = _contact_with_email(conn, project_id, email)
             workflow = workflow_store.get_workflow(conn, project_id, workflow_id)
             if workflow is None:
                 raise NotFound("no such workflow")
@@ -94,6 +98,12 @@ class RunControl:
 
         def unit(conn: sqlite3.Connection) -> Run:
             run = _existing(conn, project_id, run_id)
+            workflow = workflow_store.get_workflow(conn, project_id, run.workflow_id)
+            if run.status is RunStatus.PAUSED and workflow is not None \
+                    and workflow.status is WorkflowStatus.PAUSED:
+                # It would only be held again at its next step: say so instead.
+                raise Conflict("the run's workflow is paused; resume the workflow to let its "
+                               "runs go on")
             if not run_store.resume_run(conn, run_id, now):
                 raise Conflict(f"the run is {run.status.value}; only a paused run can be resumed")
             return _existing(conn, project_id, run_id)
@@ -110,7 +120,8 @@ class RunControl:
                                           run.workflow_version)
             if version is None or from_step not in {s["id"] for s in version[0]["steps"]}:
                 raise ValidationError([Problem("from_step", f"version {run.workflow_version} of "
-                                               f"the workflow has no step '{from_step}'")])
+                                               f"the workflow has no step '{from_step}'",
+                                               "unknown_step")])
 
         def unit(conn: sqlite3.Connection) -> Run:
             current = _existing(conn, project_id, run_id)
@@ -153,6 +164,16 @@ class RunControl:
             return cancelled
 
         return await self._db.write(unit)
+
+
+def _contact_with_email(conn: sqlite3.Connection, project_id: str, email: str) -> str:
+    found = contact_store.list_contacts(conn, project_id, email=email, tag=None, before=None,
+                                        limit=2).items
+    if not found:
+        raise NotFound("no contact has this email")
+    if len(found) > 1:
+        raise Conflict("several contacts have this email; name the contact by contact_id")
+    return found[0].id
 
 
 def _existing(conn: sqlite3.Connection, project_id: str, run_id: str) -> Run:

@@ -57,13 +57,45 @@ def type_name(value: Any) -> str:
     return "object"
 
 
+class Components:
+    """The named schemas of one document (`#/components/schemas`), collected while rendering.
+    A named schema is rendered once and referenced everywhere else; two different schemas
+    under one name are a mistake (client generators would merge or drop one of them)."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, dict[str, Any]] = {}
+        self._owners: dict[str, Schema] = {}
+
+    def ref(self, schema: "Schema") -> dict[str, Any]:
+        owner = self._owners.get(schema.name)
+        if owner is None:
+            self._owners[schema.name] = schema
+            self.schemas[schema.name] = {}  # a placeholder: recursive schemas refer to themselves
+            self.schemas[schema.name] = schema.render(self)
+        elif owner is not schema:
+            raise ValueError(f"two different schemas are both named {schema.name!r}")
+        return {"$ref": f"#/components/schemas/{schema.name}"}
+
+
 class Schema:
     description: str = ""
+    # A component name (see named()): rendered once under #/components/schemas and referenced.
+    name: str = ""
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         raise NotImplementedError
 
-    def json_schema(self) -> dict[str, Any]:
+    def named(self, name: str) -> "Schema":
+        self.name = name
+        return self
+
+    def json_schema(self, components: Components | None = None) -> dict[str, Any]:
+        """The JSON Schema; with `components`, named schemas become `$ref`s into it."""
+        if self.name and components is not None:
+            return components.ref(self)
+        return self.render(components)
+
+    def render(self, components: Components | None) -> dict[str, Any]:
         raise NotImplementedError
 
     def _doc(self, schema: dict[str, Any]) -> dict[str, Any]:
@@ -72,16 +104,40 @@ class Schema:
         return schema
 
 
+# The identifier rule: names, ids and event names may hold any character a person can read and
+# type, but no control characters (C0, C1), format characters (bidi overrides, zero-width
+# joiners, soft hyphens, tags…), line or paragraph separators, or spaces other than U+0020.
+# Written as one character class so that the OpenAPI document states exactly what the server
+# checks. BMP code points are escapes; the few astral ones are literal characters, the only form
+# both ECMA-262 and Python regexes read alike.
+_INVISIBLE = ("\\u0000-\\u001f\\u007f-\\u00a0\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f"
+              "\\u0890-\\u0891\\u08e2\\u1680\\u180e\\u2000-\\u200f\\u2028-\\u202f"
+              "\\u205f-\\u2064\\u2066-\\u206f\\u3000\\ufeff\\ufff9-\\ufffb"
+              "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+              "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+TEXT_PATTERN = f"[^{_INVISIBLE}]*"
+TEXT_MESSAGE = ("must not contain control, format or invisible characters (tabs, line breaks, "
+                "zero-width or bidi marks, non-breaking spaces)")
+# An email address: something@domain.tld, with no whitespace or invisible characters.
+EMAIL_PATTERN = f"[^@ {_INVISIBLE}]+@[^@ {_INVISIBLE}]+\\.[^@. {_INVISIBLE}]+"
+# Lone surrogates cannot travel in UTF-8 or in the JSON this server accepts, and the document's
+# regex dialects cannot name them; the server's own check still refuses them, should a decoder
+# ever let one through.
+_NO_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 @dataclass
 class String(Schema):
     min_len: int = 0
     max_len: int | None = None
-    pattern: str | None = None
-    # Extra check: returns an error message, or None when the value is fine.
+    pattern: str | None = None     # must match the whole value (anchored in the JSON Schema)
+    # Extra check: returns an error message, or None when the value is fine. What it checks
+    # cannot be said in JSON Schema, so `description` must say it.
     check: Callable[[str], str | None] | None = None
     format: str | None = None
     description: str = ""
     pattern_message: str = ""
+    check_code: str = "invalid_value"   # the code of a problem `check` finds
 
     def __post_init__(self) -> None:
         self._regex = re.compile(self.pattern) if self.pattern else None
@@ -97,27 +153,40 @@ class String(Schema):
         if self.max_len is not None and len(value) > self.max_len:
             problems.append(Problem(str(path), f"must be at most {self.max_len} characters"))
             return INVALID
-        if self._regex and not self._regex.fullmatch(value):
+        if self._regex and (not self._regex.fullmatch(value)
+                            or (not value.isascii() and _NO_SURROGATES.search(value))):
             problems.append(Problem(str(path), self.pattern_message or f"must match {self.pattern}"))
             return INVALID
         if self.check:
             message = self.check(value)
             if message:
-                problems.append(Problem(str(path), message))
+                problems.append(Problem(str(path), message, self.check_code))
                 return INVALID
         return value
 
-    def json_schema(self) -> dict[str, Any]:
+    def render(self, components: Components | None) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "string"}
         if self.min_len:
             schema["minLength"] = self.min_len
         if self.max_len is not None:
             schema["maxLength"] = self.max_len
         if self.pattern:
-            schema["pattern"] = self.pattern
+            schema["pattern"] = f"^(?:{self.pattern})$"
         if self.format:
             schema["format"] = self.format
         return self._doc(schema)
+
+
+def time_string(description: str = "") -> String:
+    """A time as the API writes it."""
+    return String(format="date-time", description=description or
+                  "RFC 3339 in UTC with milliseconds, e.g. 2026-11-23T18:00:00.123Z.")
+
+
+def text(min_len: int = 1, max_len: int = 200, description: str = "") -> String:
+    """A name, id or event name under the identifier rule (see TEXT_PATTERN)."""
+    return String(min_len=min_len, max_len=max_len, pattern=TEXT_PATTERN,
+                  pattern_message=TEXT_MESSAGE, description=description)
 
 
 @dataclass
@@ -131,7 +200,7 @@ class Enum(Schema):
             return INVALID
         return value
 
-    def json_schema(self) -> dict[str, Any]:
+    def render(self, components: Components | None) -> dict[str, Any]:
         return self._doc({"type": "string", "enum": list(self.values)})
 
 
@@ -155,7 +224,7 @@ class Integer(Schema):
             return INVALID
         return value
 
-    def json_schema(self) -> dict[str, Any]:
+    def render(self, components: Components | None) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "integer"}
         if self.min is not None:
             schema["minimum"] = self.min
@@ -183,7 +252,7 @@ class Number(Schema):
             return INVALID
         return value
 
-    def json_schema(self) -> dict[str, Any]:
+    def render(self, components: Components | None) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": "number"}
         if self.min is not None:
             schema["exclusiveMinimum" if self.exclusive_min else "minimum"] = self.min
@@ -202,7 +271,7 @@ class Boolean(Schema):
             return INVALID
         return value
 
-    def json_schema(self) -> dict[str, Any]:
+    def render(self, components: Components | None) -> dict[str, Any]:
         return self._doc({"type": "boolean"})
 
 
@@ -214,8 +283,11 @@ class Nullable(Schema):
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         return None if value is None else self.inner.validate(value, path, problems)
 
-    def json_schema(self) -> dict[str, Any]:
-        inner = self.inner.json_schema()
+    def render(self, components: Components | None) -> dict[str, Any]:
+        inner = self.inner.json_schema(components)
+        if isinstance(inner.get("type"), str) and "enum" not in inner:
+            # {"type": ["string", "null"]} rather than a oneOf: simpler for every client generator.
+            return self._doc({**inner, "type": [inner["type"], "null"]})
         return self._doc({"oneOf": [inner, {"type": "null"}]})
 
 
@@ -252,8 +324,10 @@ class Json(Schema):
             return INVALID
         return value
 
-    def json_schema(self) -> dict[str, Any]:
-        return self._doc({"type": "object"} if self.object_only else {})
+    def render(self, components: Components | None) -> dict[str, Any]:
+        # A free-form object says so (additionalProperties), or generators type it as empty.
+        return self._doc({"type": "object", "additionalProperties": True}
+                         if self.object_only else {})
 
 
 @dataclass
@@ -276,8 +350,8 @@ class Array(Schema):
         out = [self.items.validate(item, _Child(path, i), problems) for i, item in enumerate(value)]
         return INVALID if any(v is INVALID for v in out) else out
 
-    def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "array", "items": self.items.json_schema()}
+    def render(self, components: Components | None) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "array", "items": self.items.json_schema(components)}
         if self.min_items:
             schema["minItems"] = self.min_items
         if self.max_items is not None:
@@ -303,8 +377,9 @@ class MapOf(Schema):
         out = {k: self.values.validate(v, _Child(path, k), problems) for k, v in value.items()}
         return INVALID if any(v is INVALID for v in out.values()) else out
 
-    def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {"type": "object", "additionalProperties": self.values.json_schema()}
+    def render(self, components: Components | None) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "object",
+                                  "additionalProperties": self.values.json_schema(components)}
         if self.max_keys is not None:
             schema["maxProperties"] = self.max_keys
         return self._doc(schema)
@@ -318,10 +393,11 @@ class Object(Schema):
 
     fields: dict[str, Schema]
     required: tuple[str, ...] = ()
-    read_only: tuple[str, ...] = ()
+    read_only: dict[str, Schema] = field(default_factory=dict)
     description: str = ""
-    title: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    # Field → fields that must then be given too, and not null (`dependentSchemas`).
+    requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, dict):
@@ -339,35 +415,87 @@ class Object(Schema):
         for key in self.required:
             if key not in value:
                 problems.append(Problem(str(_Child(path, key)), "is required"))
+        for key, needed in self.requires.items():
+            if key in value:
+                # `dependentSchemas` is beyond many generators and validators: name the rule.
+                problems.extend(Problem(str(_Child(path, other)), f"is required when {key} is given",
+                                        "dependent_required")
+                                for other in needed if value.get(other) is None)
         for key, default in self.defaults.items():
             out.setdefault(key, default)
         return INVALID if len(problems) > before else out
 
-    def json_schema(self) -> dict[str, Any]:
-        schema: dict[str, Any] = {
-            "type": "object",
-            "properties": {k: v.json_schema() for k, v in self.fields.items()},
-            "additionalProperties": False,
-        }
-        for key in self.read_only:
-            schema["properties"].setdefault(key, {"readOnly": True, "description": "ignored"})
+    def render(self, components: Components | None) -> dict[str, Any]:
+        properties = {k: v.json_schema(components) for k, v in self.fields.items()}
+        for key, schema in self.read_only.items():
+            properties[key] = {**schema.json_schema(components), "readOnly": True}
+        rendered: dict[str, Any] = {"type": "object", "properties": properties,
+                                    "additionalProperties": False}
         if self.required:
-            schema["required"] = list(self.required)
-        if self.title:
-            schema["title"] = self.title
-        return self._doc(schema)
+            rendered["required"] = list(self.required)
+        if self.requires:
+            rendered["dependentSchemas"] = {key: {
+                "required": list(needed),
+                "properties": {other: {"not": {"type": "null"}} for other in needed}}
+                for key, needed in self.requires.items()}
+        return self._doc(rendered)
 
 
 @dataclass
 class Either(Schema):
-    """One of several shapes, chosen by `pick` from the raw value (e.g. 'has a batch key')."""
+    """One of several shapes, chosen by `pick` from the raw value (e.g. 'has a batch key').
+    `pick` may return None for a value that mixes the shapes: then `mixed` says why."""
 
     options: tuple[Schema, ...]
-    pick: Callable[[Any], int]
+    pick: Callable[[Any], int | None]
+    description: str = ""
+    mixed: str = "does not match any of the allowed shapes"
+
+    def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
+        index = self.pick(value)
+        if index is None:
+            problems.append(Problem(str(path), self.mixed))
+            return INVALID
+        return self.options[index].validate(value, path, problems)
+
+    def render(self, components: Components | None) -> dict[str, Any]:
+        return self._doc({"oneOf": [o.json_schema(components) for o in self.options]})
+
+
+@dataclass
+class Tagged(Schema):
+    """Objects of several kinds told apart by one property (`type`, `op`): a discriminated
+    `oneOf` in the JSON Schema. Several tag values may share one kind (type aliases)."""
+
+    tag: str
+    kinds: dict[str, Schema]       # tag value -> its (named) object schema
     description: str = ""
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
-        return self.options[self.pick(value)].validate(value, path, problems)
+        if not isinstance(value, dict):
+            problems.append(Problem(str(path), f"must be an object, not {type_name(value)}"))
+            return INVALID
+        kind = value.get(self.tag)
+        schema = self.kinds.get(kind) if isinstance(kind, str) else None
+        if schema is None:
+            where = str(_Child(path, self.tag))
+            problems.append(Problem(where, "is required" if self.tag not in value
+                                    else f"must be one of: {', '.join(self.kinds)}"))
+            return INVALID
+        return schema.validate(value, path, problems)
 
-    def json_schema(self) -> dict[str, Any]:
-        return self._doc({"oneOf": [o.json_schema() for o in self.options]})
+    def render(self, components: Components | None) -> dict[str, Any]:
+        options: list[dict[str, Any]] = []
+        mapping: dict[str, str] = {}
+        rendered: dict[int, dict[str, Any]] = {}
+        for value, schema in self.kinds.items():
+            if id(schema) not in rendered:
+                rendered[id(schema)] = schema.json_schema(components)
+                options.append(rendered[id(schema)])
+            ref = rendered[id(schema)].get("$ref")
+            if ref:
+                mapping[value] = ref
+        schema: dict[str, Any] = {"oneOf": options}
+        if len(mapping) == len(self.kinds):
+            schema["discriminator"] = {"propertyName": self.tag, "mapping": mapping}
+        return self._doc(schema)

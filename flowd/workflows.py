@@ -25,7 +25,8 @@ def _errors_of(issues: list[Issue]) -> list[Issue]:
 
 
 def _refuse(issues: list[Issue], why: str) -> ValidationError:
-    return ValidationError([Problem(i.path, f"{i.code}: {i.message}") for i in _errors_of(issues)],
+    return ValidationError([Problem(i.path, f"{i.code}: {i.message}", i.code)
+                            for i in _errors_of(issues)],
                            message=why)
 
 
@@ -142,7 +143,7 @@ def _target_status(workflow: Workflow, action: str) -> WorkflowStatus:
     if action == "activate":
         if any(issue["severity"] == "error" for issue in workflow.issues):
             raise ValidationError(
-                [Problem(i["path"], f"{i['code']}: {i['message']}")
+                [Problem(i["path"], f"{i['code']}: {i['message']}", i["code"])
                  for i in workflow.issues if i["severity"] == "error"],
                 message="the workflow has errors; fix them before activating it")
         return WorkflowStatus.ACTIVE

@@ -113,7 +113,8 @@ async def test_active_workflow_refuses_a_broken_definition_and_keeps_the_old(api
     status, body = await api.put(f"/v1/workflows/{workflow['id']}", json=broken)
     assert status == 422
     assert body["error"]["details"] == [{"path": "steps[0].config.duration",
-                                         "message": body["error"]["details"][0]["message"]}]
+                                         "message": body["error"]["details"][0]["message"],
+                                         "code": "invalid_duration"}]
     _, after = await api.get(f"/v1/workflows/{workflow['id']}")
     assert after["version"] == 1 and after["steps"] == workflow["steps"]
 

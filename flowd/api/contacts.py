@@ -4,49 +4,39 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowd.api.routes import Call, Param, json_response, page_response, route
+from flowd.api.routes import Call, Param, json_response, page_response, route, shape
 from flowd.auth import Access
-from flowd.contact_fields import CONTACT_FIELDS, CONTACT_ID
-from flowd.errors import NotFound, Problem, ValidationError
-from flowd.schema import String
+from flowd.contact_fields import CHANNELS, CONTACT_FIELDS, CONTACT_ID
+from flowd.errors import NotFound
+from flowd.schema import Array, Boolean, Json, Nullable, Object, String, text, time_string
 from flowd.store import contacts as contact_store
 
-CONTACT_SCHEMA = {
-    "type": "object", "title": "Contact",
-    "properties": {
-        "id": {"type": "string"}, "email": {"type": ["string", "null"]},
-        "phone": {"type": ["string", "null"]}, "timezone": {"type": ["string", "null"]},
-        "traits": {"type": "object"}, "tags": {"type": "array", "items": {"type": "string"}},
-        "subscribed": {"type": "object", "properties": {
-            "email": {"type": "boolean"}, "sms": {"type": "boolean"}, "push": {"type": "boolean"}}},
-        "push_tokens": {"type": "array", "items": {"type": "string"}},
-        "created_at": {"type": "string", "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
-
-
-def _contact_id(call: Call) -> str:
-    problems: list[Problem] = []
-    CONTACT_ID.validate(call.path("id"), "id", problems)
-    if problems:
-        raise ValidationError(problems)
-    return call.path("id")
+CONTACT = shape("Contact", {
+    "id": String(), "email": Nullable(String()), "phone": Nullable(String()),
+    "timezone": Nullable(String()), "traits": Json(object_only=True), "tags": Array(String()),
+    "subscribed": Object({c: Boolean() for c in CHANNELS}, required=CHANNELS),
+    "push_tokens": Array(String()), "created_at": time_string(), "updated_at": time_string(),
+})
+_ID = (Param("id", CONTACT_ID),)
 
 
 @route("PUT", "/v1/contacts/{id}", access=Access.INGEST, tag="contacts", body=CONTACT_FIELDS,
-       summary="Create or update a contact (201 created, 200 updated).", response=CONTACT_SCHEMA)
+       path_params=_ID, response=CONTACT, other_statuses={201: "Created."},
+       links_to="/v1/contacts/{id}",
+       summary="Create or update a contact (201 created, 200 updated).",
+       description="`traits` merge shallowly into the stored ones (a null trait is deleted); "
+                   "other given fields replace. The time zone must exist (422 otherwise).")
 async def upsert_contact(call: Call) -> web.Response:
     now = call.services.clock.now_ms()
     contact, created = await call.services.db.write(
-        contact_store.upsert_contact, call.project, _contact_id(call), call.body, now)
+        contact_store.upsert_contact, call.project, call.path("id"), call.body, now)
     return json_response(contact.to_json(), status=201 if created else 200)
 
 
 @route("GET", "/v1/contacts/{id}", access=Access.READ, tag="contacts", errors=(404,),
-       summary="Get one contact.", response=CONTACT_SCHEMA)
+       path_params=_ID, summary="Get one contact.", response=CONTACT)
 async def get_contact(call: Call) -> web.Response:
-    contact = await call.services.db.read(contact_store.get_contact, call.project, _contact_id(call))
+    contact = await call.services.db.read(contact_store.get_contact, call.project, call.path("id"))
     if contact is None:
         raise NotFound("no such contact")
     return json_response(contact.to_json())
@@ -54,8 +44,8 @@ async def get_contact(call: Call) -> web.Response:
 
 @route("GET", "/v1/contacts", access=Access.READ, tag="contacts", paginated=True,
        query=(Param("email", String(min_len=1, max_len=254, description="Exact email address.")),
-              Param("tag", String(min_len=1, max_len=100, description="Contacts carrying this tag."))),
-       summary="List contacts, newest first.", response=CONTACT_SCHEMA)
+              Param("tag", text(1, 100, description="Contacts carrying this tag."))),
+       summary="List contacts, newest first.", response=CONTACT)
 async def list_contacts(call: Call) -> web.Response:
     page = await call.services.db.read(
         contact_store.list_contacts, call.project, email=call.query.get("email"),
@@ -64,8 +54,8 @@ async def list_contacts(call: Call) -> web.Response:
 
 
 @route("DELETE", "/v1/contacts/{id}", access=Access.ADMIN, tag="contacts", status=204,
-       errors=(404,), summary="Delete a contact (its personal fields with it) and cancel its "
-       "active runs.")
+       errors=(404,), path_params=_ID,
+       summary="Delete a contact (its personal fields with it) and cancel its active runs.")
 async def delete_contact(call: Call) -> web.Response:
-    await call.services.runs.erase_contact(call.project, _contact_id(call))
+    await call.services.runs.erase_contact(call.project, call.path("id"))
     return web.Response(status=204)

@@ -6,12 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from flowd.api.routes import Call, Param, json_response, page_response, route
+from flowd.api.routes import Call, Param, json_response, page_response, route, shape
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_FIELDS, CONTACT_ID
-from flowd.errors import Problem, ValidationError
 from flowd.ingest import IncomingEvent
-from flowd.schema import Array, Either, Json, Nullable, Object, String
+from flowd.schema import Array, Boolean, Either, Json, Nullable, Object, String, text, time_string
 from flowd.store import events as event_store
 from flowd.timeutil import parse_time
 
@@ -27,38 +26,44 @@ def _check_time(value: str) -> str | None:
 
 
 EVENT = Object(
-    title="Event",
     fields={
-        "name": String(min_len=1, max_len=200, description="e.g. order.completed"),
+        "name": text(1, 200, description="e.g. order.completed"),
         "contact_id": Nullable(CONTACT_ID),
         "properties": Json(object_only=True),
-        "timestamp": String(check=_check_time, format="date-time",
-                            description="When it happened (default: when received)."),
-        "message_id": String(min_len=1, max_len=200,
-                             description="De-duplication key: a repeat returns the first result."),
+        "timestamp": String(check=_check_time, check_code="invalid_time", format="date-time",
+                            description="When it happened (default: when received). RFC 3339 "
+                                        "with an offset or Z, years 0001–9999."),
+        "message_id": text(1, 200, description="De-duplication key: a repeat in this project "
+                                               "returns the first result and starts nothing."),
         "contact": CONTACT_FIELDS,
     },
     required=("name",),
-    read_only=("id", "received_at"),
-)
-BATCH = Object({"batch": Array(EVENT, min_items=1, max_items=MAX_BATCH)}, required=("batch",),
-               title="EventBatch")
+    requires={"contact": ("contact_id",)},
+    read_only={"id": String(), "received_at": time_string()},
+    description="`contact` upserts that contact first, in the same transaction (it needs "
+                "`contact_id`).",
+).named("NewEvent")
+BATCH = Object({"batch": Array(EVENT, min_items=1, max_items=MAX_BATCH)},
+               required=("batch",)).named("EventBatch")
 EVENTS_BODY = Either((EVENT, BATCH), pick=lambda v: 1 if isinstance(v, dict) and "batch" in v else 0)
 
-RESULT_SCHEMA = {"type": "object", "title": "IngestResult", "properties": {
-    "id": {"type": "string"}, "duplicate": {"type": "boolean"},
-    "runs_started": {"type": "array", "items": {"type": "string"}},
-    "runs_resumed": {"type": "array", "items": {"type": "string"}}}}
-EVENT_SCHEMA = {"type": "object", "title": "StoredEvent", "properties": {
-    "id": {"type": "string"}, "name": {"type": "string"}, "contact_id": {"type": ["string", "null"]},
-    "properties": {"type": "object"}, "timestamp": {"type": "string", "format": "date-time"},
-    "received_at": {"type": "string", "format": "date-time"},
-    "message_id": {"type": ["string", "null"]}}}
+_RUN_IDS = Array(String())
+RESULT = shape("IngestResult", {
+    "id": String(description="The event's id (the first one's, for a duplicate)."),
+    "duplicate": Boolean(),
+    "runs_started": _RUN_IDS, "runs_resumed": _RUN_IDS,
+    "runs_exited": Array(String(), description="Active runs an exit_on rule ended."),
+})
+BATCH_RESULT = shape("IngestBatchResult", {"data": Array(RESULT, description="In the order of "
+                                                                             "the batch.")})
+STORED_EVENT = shape("Event", {
+    "id": String(), "name": String(), "contact_id": Nullable(String()),
+    "properties": Json(object_only=True), "timestamp": time_string(),
+    "received_at": time_string(), "message_id": Nullable(String()),
+})
 
 
-def _incoming(raw: dict[str, Any], path: str, problems: list[Problem]) -> IncomingEvent:
-    if raw.get("contact") is not None and raw.get("contact_id") is None:
-        problems.append(Problem(f"{path}contact_id", "is required when contact is given"))
+def _incoming(raw: dict[str, Any]) -> IncomingEvent:
     timestamp = raw.get("timestamp")
     return IncomingEvent(
         name=raw["name"], contact_id=raw.get("contact_id"), properties=raw.get("properties"),
@@ -68,16 +73,13 @@ def _incoming(raw: dict[str, Any], path: str, problems: list[Problem]) -> Incomi
 
 @route("POST", "/v1/events", access=Access.INGEST, tag="events", body=EVENTS_BODY, status=202,
        summary=f"Send one event, or {{\"batch\": [...]}} of up to {MAX_BATCH}. Durable on 202.",
-       response={"oneOf": [RESULT_SCHEMA, {"type": "object", "properties": {
-           "data": {"type": "array", "items": RESULT_SCHEMA}}}]})
+       response=Either((RESULT, BATCH_RESULT), pick=lambda v: 0),
+       description="A batch is stored all or none, and answered with one result per event.")
 async def post_events(call: Call) -> web.Response:
-    problems: list[Problem] = []
     if "batch" in call.body:
-        events = [_incoming(raw, f"batch[{i}].", problems) for i, raw in enumerate(call.body["batch"])]
+        events = [_incoming(raw) for raw in call.body["batch"]]
     else:
-        events = [_incoming(call.body, "", problems)]
-    if problems:
-        raise ValidationError(problems)
+        events = [_incoming(call.body)]
     results = await call.services.ingest.ingest(call.project, events)
     if "batch" in call.body:
         return json_response({"data": [r.to_json() for r in results]}, status=202)
@@ -85,9 +87,9 @@ async def post_events(call: Call) -> web.Response:
 
 
 @route("GET", "/v1/events", access=Access.READ, tag="events", paginated=True,
-       query=(Param("name", String(min_len=1, max_len=200, description="Exact event name.")),
+       query=(Param("name", text(1, 200, description="Exact event name.")),
               Param("contact_id", CONTACT_ID)),
-       summary="Recent events, newest first.", response=EVENT_SCHEMA)
+       summary="Recent events, newest first.", response=STORED_EVENT)
 async def list_events(call: Call) -> web.Response:
     page = await call.services.db.read(
         event_store.list_events, call.project, name=call.query.get("name"),

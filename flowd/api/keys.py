@@ -4,27 +4,30 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowd.api.routes import Call, json_response, page_response, route
+from flowd.api.routes import Call, json_response, page_response, route, shape
 from flowd.auth import Access, generate_key, hash_key, key_prefix
 from flowd.errors import NotFound
-from flowd.schema import Enum, Object, String
+from flowd.schema import Enum, Object, String, text, time_string
 from flowd.store import keys as key_store
 from flowd.store.records import Role
 
-KEY_SCHEMA = {"type": "object", "title": "ApiKey", "properties": {
-    "id": {"type": "string"}, "project": {"type": "string"},
-    "role": {"type": "string", "enum": [r.value for r in Role]}, "name": {"type": "string"},
-    "prefix": {"type": "string", "description": "The key's first characters."},
-    "created_at": {"type": "string", "format": "date-time"},
-    "key": {"type": "string", "description": "Only in the response to POST: shown once."}}}
-
-NEW_KEY = Object({"role": Enum(tuple(r.value for r in Role)), "name": String(max_len=100)},
-                 required=("role",), read_only=("id", "created_at", "project", "prefix"),
-                 title="NewKey")
+ROLES = tuple(r.value for r in Role)
+_KEY_FIELDS = {
+    "id": String(), "project": String(), "role": Enum(ROLES), "name": String(),
+    "prefix": String(description="The key's first characters, to recognise it."),
+    "created_at": time_string(),
+}
+KEY = shape("ApiKey", _KEY_FIELDS)
+CREATED_KEY = shape("CreatedApiKey", {**_KEY_FIELDS, "key": String(
+    description="The key itself: shown in this response only, never again.")})
+NEW_KEY = Object({"role": Enum(ROLES), "name": text(0, 100, description="A label.")},
+                 required=("role",),
+                 read_only={k: v for k, v in _KEY_FIELDS.items() if k not in ("role", "name")}
+                 ).named("NewApiKey")
 
 
 @route("GET", "/v1/keys", access=Access.ADMIN, tag="keys", paginated=True,
-       summary="List the project's active API keys.", response=KEY_SCHEMA)
+       summary="List the project's active API keys.", response=KEY)
 async def list_keys(call: Call) -> web.Response:
     page = await call.services.db.read(key_store.list_keys, project_id=call.project,
                                        before=call.before, limit=call.limit)
@@ -32,7 +35,9 @@ async def list_keys(call: Call) -> web.Response:
 
 
 @route("POST", "/v1/keys", access=Access.ADMIN, tag="keys", body=NEW_KEY, status=201,
-       summary="Create an API key; the key itself is in this response only.", response=KEY_SCHEMA)
+       summary="Create an API key; the key itself is in this response only.",
+       links_to="/v1/keys/{id}",
+       response=CREATED_KEY)
 async def create_key(call: Call) -> web.Response:
     secret = generate_key()
     key = await call.services.db.write(

@@ -6,28 +6,30 @@ from pathlib import Path
 
 from aiohttp import web
 
-from flowd.api.routes import Call, json_response, route
+from flowd.api.routes import Call, json_response, route, shape
 from flowd.auth import Access
 from flowd.errors import NotFound
+from flowd.schema import Enum, Json, String
+from flowd.store.records import Role
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
 
 @route("GET", "/healthz", access=Access.PUBLIC, tag="operations",
        summary="Liveness: the server is up and its database is open.",
-       response={"type": "object", "properties": {"status": {"const": "ok"}}})
+       response=shape("Health", {"status": Enum(("ok",))}))
 async def healthz(call: Call) -> web.Response:
     return json_response({"status": "ok"})
 
 
 @route("GET", "/v1/openapi.json", access=Access.PUBLIC, tag="operations",
-       summary="This OpenAPI 3.1 document.", response={"type": "object"})
+       summary="This OpenAPI 3.1 document.", response=Json(object_only=True))
 async def openapi(call: Call) -> web.Response:
     return json_response(call.services.openapi)
 
 
 @route("GET", "/", access=Access.PUBLIC, tag="operations", content_type="text/html",
-       summary="The builder page.", response={"type": "string"})
+       summary="The builder page.", response=String())
 async def index(call: Call) -> web.StreamResponse:
     page = STATIC_DIR / "index.html"
     if not page.is_file():
@@ -37,8 +39,7 @@ async def index(call: Call) -> web.StreamResponse:
 
 @route("GET", "/v1/me", access=Access.ANY, tag="keys",
        summary="The calling key's project and role.",
-       response={"type": "object", "properties": {"project": {"type": "string"},
-                                                  "role": {"type": "string"}}})
+       response=shape("Me", {"project": String(), "role": Enum(tuple(r.value for r in Role))}))
 async def me(call: Call) -> web.Response:
     assert call.principal is not None
     return json_response({"project": call.principal.project, "role": call.principal.role.value})

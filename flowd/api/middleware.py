@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from flowd.api.routes import Call, Route, json_response, parse_query
+from flowd.api.routes import NO_BODY, Call, Route, json_response, parse_params
 from flowd.auth import Access, require
 from flowd.errors import (
     BadRequest,
@@ -132,6 +132,9 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a route's handler with authentication, role check, parsing and validation."""
+    body_schema = route.body or NO_BODY
+    # A route that takes no body accepts an empty one; so may one whose body is optional.
+    body_optional = route.body is None or route.body_optional
 
     async def handle(request: web.Request) -> web.StreamResponse:
         services = request.app[SERVICES]
@@ -139,14 +142,16 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         if route.access is not Access.PUBLIC:
             principal = await services.auth.authenticate(request.headers.get("Authorization"))
             require(principal, route.access)
+        if route.path_params:
+            parse_params(route.path_params, request.match_info)
         body = None
-        if route.body is not None:
+        if route.body is not None or request.body_exists:
             problems: list[Problem] = []
-            body = route.body.validate(await read_json(request, optional=route.body_optional), "",
-                                      problems)
+            body = body_schema.validate(await read_json(request, optional=body_optional), "",
+                                        problems)
             if body is INVALID:
                 raise ValidationError(problems)
-        query = parse_query(route, request.query) if route.query else {}
+        query = parse_params(route.query, request.query) if route.query else {}
         return await route.handler(Call(request, services, principal, body, query))
 
     return handle

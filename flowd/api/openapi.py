@@ -1,5 +1,7 @@
-"""The OpenAPI 3.1 document, generated from the route table and the same request schemas the
-server validates with."""
+"""The OpenAPI 3.1 document, generated from the route table and the same schema objects the
+server validates requests with. Shared shapes (Workflow, Step per type, Trigger, Condition, Run,
+Contact, Event…) are components referenced by `$ref`, so client generators make one model each.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +9,58 @@ import re
 from typing import Any
 
 from flowd import __version__
-from flowd.api.routes import Route
+from flowd.api.routes import ANY_ID, Route
 from flowd.auth import Access
+from flowd.schema import Components
 
 _PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 
+ERROR_CODES = ("bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
+               "request_timeout", "conflict", "gone", "payload_too_large", "validation_error",
+               "rate_limited", "internal", "unavailable")
 ERROR_SCHEMA = {
-    "type": "object", "required": ["error"],
+    "type": "object", "required": ["error"], "additionalProperties": False,
     "properties": {"error": {
         "type": "object", "required": ["code", "message", "details"],
         "properties": {
-            "code": {"type": "string", "enum": [
-                "bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
-                "conflict", "gone", "payload_too_large", "validation_error", "rate_limited",
-                "internal", "unavailable"]},
-            "message": {"type": "string"},
+            "code": {"type": "string", "enum": list(ERROR_CODES)},
+            "message": {"type": "string", "description": "A sentence for people."},
             "details": {"type": "array", "items": {
-                "type": "object", "properties": {"path": {"type": "string"},
-                                                 "message": {"type": "string"}}}}}}},
+                "type": "object", "additionalProperties": True,
+                "description": "For validation errors: where (a JSON path such as "
+                               "`steps[2].config.duration`, or a parameter's name) and what.",
+                "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}}}}},
 }
 
-_ERROR_TEXT = {400: "Malformed JSON, or not a JSON object.", 401: "Missing or unknown API key.",
-               403: "The key's role may not do this.", 404: "No such object in this project.",
-               409: "Conflicts with the object's state.", 413: "Body larger than 1 MiB.",
-               422: "Validation failed; `details` lists each problem with its path."}
+_ERRORS = {
+    400: ("BadRequest", "The body is not valid JSON, or not a JSON object."),
+    401: ("Unauthorized", "Missing, unknown or revoked API key."),
+    403: ("Forbidden", "The key's role may not do this."),
+    404: ("NotFound", "No such object in this project (another project's objects are never "
+                      "revealed)."),
+    408: ("RequestTimeout", "The request body did not arrive in time."),
+    409: ("Conflict", "Conflicts with the object's current state; the message says which."),
+    413: ("PayloadTooLarge", "The body is larger than 1 MiB."),
+    422: ("ValidationError", "Validation failed: `details` lists each problem with its path."),
+    503: ("Unavailable", "The database is busy (locked by another process) or the server is "
+                         "shutting down: retry."),
+}
+
+INFO_DESCRIPTION = """\
+Durable event-triggered workflow automation on one machine.
+
+* Every error has the body of the `Error` schema.
+* Unknown fields in a request body are a 422. A body may carry an object's read-only fields
+  (`readOnly` in the schemas) as GET returns them: they are ignored.
+* Endpoints that take no body accept an empty body or `{}`; anything else is refused (400 for
+  a body that is not a JSON object, 422 for fields), and nothing is done.
+* Times are RFC 3339 UTC strings with milliseconds and `Z`; durations are ISO 8601 (`PT1H`,
+  `P3D`, `PT0.5S`).
+* A workflow is saved with its `issues`: problems that a schema cannot state (a `next` naming
+  no step, a duration that does not parse, a condition path that cannot exist, a required
+  config field still missing in a draft) are issues, not 422s. A workflow with an `error`
+  issue cannot be active.
+"""
 
 
 def openapi_path(path: str) -> str:
@@ -38,60 +68,101 @@ def openapi_path(path: str) -> str:
     return _PATH_PARAM.sub(lambda m: "{" + m.group(1) + "}", path)
 
 
-def _is_paginated(route: Route) -> bool:
-    return any(p.name == "cursor" for p in route.query)
+def _parameters(route: Route, components: Components) -> list[dict[str, Any]]:
+    declared = {p.name: p.schema for p in route.path_params}
+    params = [{"name": name, "in": "path", "required": True,
+               "schema": declared.get(name, ANY_ID).json_schema(components)}
+              for name in _PATH_PARAM.findall(route.path)]
+    params += [{"name": p.name, "in": "query", "required": False,
+                "schema": p.schema.json_schema(components)} for p in route.query]
+    for param in params:
+        description = param["schema"].get("description")
+        if description:
+            param["description"] = description
+    return params
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _error_statuses(route: Route) -> set[int]:
+    errors = set(route.errors)
+    if route.access is not Access.PUBLIC:
+        errors |= {401, 403, 503}   # the key is looked up in the database
+    if route.method in ("POST", "PUT", "PATCH"):
+        # Every such route reads a body, if only to refuse one it does not take.
+        errors |= {400, 408, 413, 422}
+    if route.query or route.path_params:
+        errors.add(422)
+    return errors
+
+
+def _links(route: Route, routes: list[Route]) -> dict[str, Any]:
+    """What a client (or a stateful fuzzer) can do next with the object this route returns."""
+    if route.links_to is None:
+        return {}
+    links = {}
+    for target in routes:
+        if target is route or not target.path.startswith(route.links_to):
+            continue
+        names = _PATH_PARAM.findall(target.path)
+        sources = {"id": "$response.body#/id", "version": "$response.body#/version"}
+        if all(name in sources for name in names):
+            links[target.handler.__name__] = {
+                "operationId": target.handler.__name__,
+                "parameters": {name: sources[name] for name in names}}
+    return links
+
+
+def _success(route: Route, routes: list[Route], components: Components) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    statuses = {route.status: "Success.", **route.other_statuses}
+    links = _links(route, routes)
+    for status, text in sorted(statuses.items()):
+        response: dict[str, Any] = {"description": text}
+        if status != 204:
+            schema = route.response.json_schema(components) if route.response else {}
+            response["content"] = {route.content_type: {"schema": schema}}
+        if links:
+            response["links"] = links
+        responses[str(status)] = response
+    return responses
+
+
+def _operation(route: Route, routes: list[Route], components: Components) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": route.summary, "tags": [route.tag],
                           "operationId": route.handler.__name__}
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-              for name in _PATH_PARAM.findall(route.path)]
-    params += [{"name": p.name, "in": "query", "required": False, "schema": p.schema.json_schema()}
-               for p in route.query]
+    if route.description:
+        op["description"] = route.description
+    params = _parameters(route, components)
     if params:
         op["parameters"] = params
     if route.body is not None:
-        op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": route.body.json_schema()}}}
-    success: dict[str, Any] = {"description": "Success."}
-    if route.status != 204:
-        schema = route.response or {}
-        if _is_paginated(route):
-            schema = {"type": "object", "required": ["data", "next_cursor"], "properties": {
-                "data": {"type": "array", "items": schema},
-                "next_cursor": {"type": ["string", "null"]}}}
-        success["content"] = {route.content_type: {"schema": schema}}
-    responses: dict[str, Any] = {str(route.status): success}
-    errors = set(route.errors)
-    if route.access is not Access.PUBLIC:
-        errors |= {401, 403}
-        op["security"] = [{"bearer": []}]
-    if route.body is not None:
-        errors |= {400, 413, 422}
-    if route.query:
-        errors.add(422)
-    for status in sorted(errors):
-        responses[str(status)] = {"description": _ERROR_TEXT[status], "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        op["requestBody"] = {"required": not route.body_optional, "content": {
+            "application/json": {"schema": route.body.json_schema(components)}}}
+    responses = _success(route, routes, components)
+    for status in sorted(_error_statuses(route)):
+        responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
     op["responses"] = responses
+    op["security"] = [] if route.access is Access.PUBLIC else [{"bearer": []}]
     return op
 
 
 def build_openapi(routes: list[Route]) -> dict[str, Any]:
+    components = Components()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(route)
+        paths.setdefault(openapi_path(route.path), {})[route.method.lower()] = _operation(
+            route, routes, components)
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    responses = {name: {"description": text, "content": {"application/json": {"schema": error_ref}}}
+                 for name, text in _ERRORS.values()}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "flowd", "version": __version__,
-                 "description": "Durable event-triggered workflow automation on one machine. "
-                                "Every error has the body shown in the Error schema."},
+        "info": {"title": "flowd", "version": __version__, "description": INFO_DESCRIPTION},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "An API key: `Bearer flowd_…`."}},
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, **dict(sorted(components.schemas.items()))},
+            "responses": responses,
         },
     }

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from flowd.auth import Access, Principal
 from flowd.errors import Problem, ValidationError
-from flowd.schema import INVALID, Integer, Schema, String
+from flowd.schema import INVALID, Array, Boolean, Integer, Nullable, Object, Schema, String
 from flowd.store.records import Page, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
@@ -25,16 +25,42 @@ DEFAULT_LIMIT, MAX_LIMIT = 50, 100
 
 @dataclass(frozen=True)
 class Param:
-    """A query parameter. Values arrive as text; Integer parameters are converted."""
+    """A query or path parameter. Values arrive as text; Integer and Boolean parameters are
+    converted."""
 
     name: str
     schema: Schema
 
 
+CURSOR_DESCRIPTION = ("`next_cursor` of the previous page. Only cursors this server handed out "
+                      "are valid (a rule the schema cannot state): anything else is a 422.")
 PAGINATION = (
     Param("limit", Integer(min=1, max=MAX_LIMIT, description=f"Page size (default {DEFAULT_LIMIT}).")),
-    Param("cursor", String(min_len=1, max_len=200, description="`next_cursor` of the previous page.")),
+    Param("cursor", String(min_len=1, max_len=200, format="flowd-cursor",
+                           description=CURSOR_DESCRIPTION)),
 )
+# A path parameter nobody declared: any non-empty text; an id that names nothing is a 404.
+ANY_ID = String(min_len=1)
+TIME = String(format="date-time", description="RFC 3339, UTC, with milliseconds and Z.")
+
+
+def shape(name: str, fields: dict[str, Schema], *, optional: tuple[str, ...] = (),
+          description: str = "") -> Object:
+    """A response body's shape: every field is always present unless listed as optional."""
+    return Object(fields, required=tuple(k for k in fields if k not in optional),
+                  description=description).named(name)  # type: ignore[return-value]
+
+
+def page_of(item: Schema) -> Object:
+    return Object({"data": Array(item), "next_cursor": Nullable(String(
+        description="Pass as ?cursor= for the next page; null on the last page."))},
+        required=("data", "next_cursor"))
+
+
+# Routes without a request body still read one when it is sent, so that a typo
+# (`{"zz": 1}` to /archive) or a stray body meant for another endpoint is refused rather than
+# silently ignored while the action goes ahead.
+NO_BODY = Object({}, description="This endpoint takes no body: send none, or {}.")
 
 
 @dataclass
@@ -67,7 +93,7 @@ class Call:
         try:
             return decode_cursor(cursor)
         except ValueError as exc:
-            raise ValidationError([Problem("cursor", str(exc))]) from None
+            raise ValidationError([Problem("cursor", str(exc), "invalid_cursor")]) from None
 
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -84,10 +110,17 @@ class Route:
     body: Schema | None = None
     query: tuple[Param, ...] = ()
     status: int = 200
-    response: dict[str, Any] | None = None  # JSON Schema of the success body, for the docs
+    response: Schema | None = None        # the success body, for the docs
     content_type: str = "application/json"
     errors: tuple[int, ...] = field(default=())
     body_optional: bool = False   # an empty body means {}
+    path_params: tuple[Param, ...] = ()   # undeclared ones are ANY_ID
+    # Other success statuses and what they mean, e.g. {200: "updated"} beside 201 "created".
+    other_statuses: dict[int, str] = field(default_factory=dict)
+    description: str = ""         # longer than the summary: rules the schemas cannot state
+    # The object this route answers with is addressed by the paths under this one, with its
+    # `id` (and `version`) as their parameters: OpenAPI links, e.g. create → get/update/delete.
+    links_to: str | None = None
 
 
 ROUTES: list[Route] = []
@@ -95,32 +128,50 @@ ROUTES: list[Route] = []
 
 def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           body: Schema | None = None, query: tuple[Param, ...] = (), paginated: bool = False,
-          status: int = 200, response: dict[str, Any] | None = None,
+          status: int = 200, response: Schema | None = None,
           content_type: str = "application/json", errors: tuple[int, ...] = (),
-          body_optional: bool = False) -> Callable[[Handler], Handler]:
+          body_optional: bool = False, path_params: tuple[Param, ...] = (),
+          other_statuses: dict[int, str] | None = None, description: str = "",
+          links_to: str | None = None) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
+        if paginated and response is not None:
+            documented: Schema | None = page_of(response)
+        else:
+            documented = response
         ROUTES.append(Route(method, path, handler, access, summary, tag, body,
-                            query + (PAGINATION if paginated else ()), status, response,
-                            content_type, errors, body_optional))
+                            query + (PAGINATION if paginated else ()), status, documented,
+                            content_type, errors, body_optional, path_params,
+                            other_statuses or {}, description, links_to))
         return handler
     return register
 
 
-def parse_query(route: Route, raw: Any) -> dict[str, Any]:
+def _param_value(param: Param, text: str, problems: list[Problem]) -> Any:
+    if isinstance(param.schema, Integer):
+        try:
+            return int(text)
+        except ValueError:
+            problems.append(Problem(param.name, "must be an integer"))
+            return INVALID
+    if isinstance(param.schema, Boolean):
+        if text not in ("true", "false"):
+            problems.append(Problem(param.name, "must be true or false"))
+            return INVALID
+        return text == "true"
+    return text
+
+
+def parse_params(params: tuple[Param, ...], raw: Any) -> dict[str, Any]:
+    """Validated query or path parameters; a ValidationError names every bad one."""
     problems: list[Problem] = []
     values: dict[str, Any] = {}
-    for param in route.query:
+    for param in params:
         text = raw.get(param.name)
         if text is None:
             continue
-        value: Any = text
-        if isinstance(param.schema, Integer):
-            try:
-                value = int(text)
-            except ValueError:
-                problems.append(Problem(param.name, "must be an integer"))
-                continue
-        value = param.schema.validate(value, param.name, problems)
+        value = _param_value(param, text, problems)
+        if value is not INVALID:
+            value = param.schema.validate(value, param.name, problems)
         if value is not INVALID:
             values[param.name] = value
     if problems:

@@ -4,36 +4,79 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowd.api.routes import Call, Param, json_response, page_response, route
+from flowd.api.routes import Call, Param, json_response, page_response, route, shape
 from flowd.auth import Access
-from flowd.contact_fields import CONTACT_ID
-from flowd.definitions import STEP_ID
-from flowd.schema import Enum, Json, Nullable, Object, String
+from flowd.contact_fields import CONTACT_ID, EMAIL
+from flowd.definition_schema import STEP_ID, WORKFLOW_STATUSES
+from flowd.schema import (
+    Array,
+    Boolean,
+    Either,
+    Enum,
+    Integer,
+    Json,
+    Nullable,
+    Object,
+    String,
+    time_string,
+)
 from flowd.store import runs as run_store
 from flowd.store import workflows as workflow_store
 from flowd.store.runs import RunStatus
 
-RUN_SCHEMA = {"type": "object", "title": "Run", "properties": {
-    "id": {"type": "string"}, "workflow_id": {"type": "string"},
-    "workflow_version": {"type": "integer"}, "contact_id": {"type": ["string", "null"]},
-    "status": {"enum": [s.value for s in RunStatus]},
-    "current_step_id": {"type": ["string", "null"]},
-    "wait": {"type": ["object", "null"]}, "trigger": {"type": "object"}, "vars": {"type": "object"},
-    "error": {"type": ["object", "null"]}, "exit_reason": {"type": ["string", "null"]},
-    "parent_run_id": {"type": ["string", "null"]}, "created_at": {"type": "string"},
-    "updated_at": {"type": "string"}, "completed_at": {"type": ["string", "null"]},
-    "steps": {"type": "array", "description": "Only on GET /v1/runs/{id}: the trace, oldest first.",
-              "items": {"type": "object"}}}}
-FIRE = Object({"contact_id": Nullable(CONTACT_ID), "payload": Json(object_only=True)},
-              title="Fire")
-RETRY = Object({"from_step": STEP_ID}, title="Retry")
+RUN_ERROR = shape("RunError", {"code": String(), "message": String(),
+                               "step_id": Nullable(String())}, optional=("step_id",))
+WAIT = shape("RunWait", {
+    "kind": Enum(("timer", "event", "approval", "child"),
+                 description="What the run waits for."),
+    "until": Nullable(time_string(description="When the wait ends by itself (null: never).")),
+    "event": String(description="The event name pattern an event wait matches."),
+    "retry": Boolean(description="True when the wait is the backoff before the next attempt."),
+}, optional=("event", "retry"))
+_RUN_FIELDS = {
+    "id": String(), "workflow_id": String(), "workflow_version": Integer(min=1),
+    "contact_id": Nullable(String()), "status": Enum(tuple(s.value for s in RunStatus)),
+    "current_step_id": Nullable(String()), "wait": Nullable(WAIT),
+    "trigger": Json(object_only=True, description="How the run started: {type, event}."),
+    "vars": Json(object_only=True), "error": Nullable(RUN_ERROR),
+    "exit_reason": Nullable(String()), "parent_run_id": Nullable(String()),
+    "created_at": time_string(), "updated_at": time_string(),
+    "completed_at": Nullable(time_string()),
+}
+RUN = shape("Run", _RUN_FIELDS)
+TRACE_ENTRY = shape("TraceEntry", {
+    "seq": Integer(min=1), "step_id": String(), "type": String(),
+    "status": Enum(("ok", "failed", "skipped", "waiting")),
+    "outcome": Nullable(String()), "branch": Nullable(String()), "attempt": Integer(min=1),
+    "started_at": time_string(), "finished_at": Nullable(time_string()),
+    "duration_ms": Nullable(Integer(min=0)),
+    "input": Json(description="The step's config with its templates resolved."),
+    "output": Json(), "error": Nullable(Json(object_only=True)),
+}, description="One visit of a step.")
+RUN_WITH_STEPS = shape("RunWithTrace", {**_RUN_FIELDS, "steps": Array(TRACE_ENTRY, description=(
+    "The trace, oldest first."))})
+_FIRE_FIELDS = {"payload": Json(object_only=True, description="The trigger event's properties.")}
+FIRE = Either((
+    Object({"contact_id": Nullable(CONTACT_ID), **_FIRE_FIELDS}),
+    Object({"email": EMAIL, **_FIRE_FIELDS}, description="Names the contact by email: the "
+           "newest contact with that address; none is a 404."),
+), pick=lambda body: (None if "contact_id" in body and "email" in body
+                      else 1 if "email" in body else 0) if isinstance(body, dict) else 0,
+    mixed="give contact_id or email, not both").named("FireRequest")
+RETRY = Object({"from_step": STEP_ID}).named("RetryRequest")
+STATS = shape("Stats", {
+    "workflows": Object({s: Integer(min=0) for s in WORKFLOW_STATUSES},
+                        required=WORKFLOW_STATUSES),
+    "runs": Object({s.value: Integer(min=0) for s in RunStatus},
+                   required=tuple(s.value for s in RunStatus)),
+}, description="Counts by status, zeros included.")
 
 
 @route("GET", "/v1/runs", access=Access.READ, tag="runs", paginated=True,
        query=(Param("workflow_id", String(min_len=1, max_len=100)),
               Param("status", Enum(tuple(s.value for s in RunStatus))),
               Param("contact_id", CONTACT_ID)),
-       summary="List runs, newest first.", response=RUN_SCHEMA)
+       summary="List runs, newest first.", response=RUN)
 async def list_runs(call: Call) -> web.Response:
     page = await call.services.db.read(
         run_store.list_runs, call.project, workflow_id=call.query.get("workflow_id"),
@@ -43,7 +86,7 @@ async def list_runs(call: Call) -> web.Response:
 
 
 @route("GET", "/v1/runs/{id}", access=Access.READ, tag="runs", errors=(404,),
-       summary="One run with its full step trace.", response=RUN_SCHEMA)
+       summary="One run with its full step trace.", response=RUN_WITH_STEPS)
 async def get_run(call: Call) -> web.Response:
     run = await call.services.runs.get(call.project, call.path("id"))
     trace = await call.services.db.read(run_store.trace, run.id)
@@ -51,30 +94,41 @@ async def get_run(call: Call) -> web.Response:
 
 
 @route("POST", "/v1/workflows/{id}/runs", access=Access.WRITE, tag="runs", body=FIRE,
-       body_optional=True, status=201, errors=(404, 409),
+       body_optional=True, status=201, errors=(404, 409), response=RUN, links_to="/v1/runs/{id}",
+       other_statuses={200: "The contact already has an active run (or, with reentry `once`, "
+                            "had one): that run; nothing started."},
        summary="Fire the workflow for one contact: 201 with a new run, or 200 with the run "
-               "that the reentry rule keeps in place.", response=RUN_SCHEMA)
+               "that the reentry rule keeps in place.",
+       description="409 unless the workflow is active or paused (in a paused workflow the new "
+                   "run is created paused), or when several contacts have the given email. "
+                   "An unknown contact_id creates that contact; an unknown email is a 404.")
 async def fire(call: Call) -> web.Response:
     run, created = await call.services.runs.fire(
-        call.project, call.path("id"), call.body.get("contact_id"), call.body.get("payload") or {})
+        call.project, call.path("id"), call.body.get("payload") or {},
+        contact_id=call.body.get("contact_id"), email=call.body.get("email"))
     return json_response(run.to_json(), status=201 if created else 200)
 
 
 @route("POST", "/v1/runs/{id}/cancel", access=Access.WRITE, tag="runs", errors=(404, 409),
-       summary="Cancel an active run (idempotent on a cancelled run).", response=RUN_SCHEMA)
+       summary="Cancel an active run (idempotent on a cancelled run).", response=RUN,
+       description="409 for a completed or failed run.")
 async def cancel(call: Call) -> web.Response:
     return json_response((await call.services.runs.cancel(call.project, call.path("id"))).to_json())
 
 
 @route("POST", "/v1/runs/{id}/resume", access=Access.WRITE, tag="runs", errors=(404, 409),
-       summary="A paused run goes on.", response=RUN_SCHEMA)
+       summary="A paused run goes on.", response=RUN,
+       description="409 unless the run is paused, or while its workflow is paused (resume the "
+                   "workflow instead).")
 async def resume(call: Call) -> web.Response:
     return json_response((await call.services.runs.resume(call.project, call.path("id"))).to_json())
 
 
 @route("POST", "/v1/runs/{id}/retry", access=Access.WRITE, tag="runs", body=RETRY,
-       body_optional=True, errors=(404, 409), summary="A failed run goes on from its failed step (or `from_step`).",
-       response=RUN_SCHEMA)
+       body_optional=True, errors=(404, 409), response=RUN,
+       summary="A failed run goes on from its failed step (or `from_step`).",
+       description="409 unless the run failed; 422 when its workflow version has no step "
+                   "`from_step`.")
 async def retry(call: Call) -> web.Response:
     run = await call.services.runs.retry(call.project, call.path("id"),
                                          call.body.get("from_step"))
@@ -83,7 +137,7 @@ async def retry(call: Call) -> web.Response:
 
 @route("POST", "/v1/workflows/{id}/runs/cancel-all", access=Access.WRITE, tag="runs",
        errors=(404,), summary="Cancel every active run of the workflow.",
-       response={"type": "object", "properties": {"cancelled": {"type": "integer"}}})
+       response=shape("CancelAllResult", {"cancelled": Integer(min=0)}))
 async def cancel_all(call: Call) -> web.Response:
     cancelled = await call.services.runs.cancel_all(call.project, call.path("id"))
     return json_response({"cancelled": cancelled})
@@ -91,8 +145,7 @@ async def cancel_all(call: Call) -> web.Response:
 
 @route("GET", "/v1/stats", access=Access.READ, tag="runs",
        summary="Workflows and runs by status, zeros included.",
-       response={"type": "object", "properties": {"workflows": {"type": "object"},
-                                                  "runs": {"type": "object"}}})
+       response=STATS)
 async def stats(call: Call) -> web.Response:
     workflows = await call.services.db.read(workflow_store.status_counts, call.project)
     runs = await call.services.db.read(run_store.status_counts, call.project)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowd.api.routes import Call, json_response, route
+from flowd.api.routes import Call, json_response, route, shape
 from flowd.auth import Access
 from flowd.effects.signing import new_secret
+from flowd.schema import String
 from flowd.store import secrets as secret_store
 
 ROTATION_GRACE_MS = 24 * 3600 * 1000
-SECRET_SCHEMA = {"type": "object", "properties": {"secret": {
-    "type": "string", "description": "whsec_<base64 of 32 random bytes>"}}}
+SECRET = shape("WebhookSecret", {"secret": String(
+    pattern=r"whsec_[A-Za-z0-9+/]{43}=", description="whsec_<base64 of 32 random bytes>")})
 
 
 @route("GET", "/v1/settings/webhook-secret", access=Access.ADMIN, tag="settings",
        summary="The secret webhook deliveries are signed with (Standard Webhooks).",
-       response=SECRET_SCHEMA)
+       response=SECRET)
 async def get_webhook_secret(call: Call) -> web.Response:
     secret = await call.services.db.write(secret_store.current_secret, call.project,
                                           call.services.clock.now_ms(), new_secret)
@@ -25,7 +26,7 @@ async def get_webhook_secret(call: Call) -> web.Response:
 
 @route("POST", "/v1/settings/webhook-secret/rotate", access=Access.ADMIN, tag="settings",
        summary="Make a new secret; the old one also signs deliveries for 24 hours.",
-       response=SECRET_SCHEMA)
+       response=SECRET)
 async def rotate_webhook_secret(call: Call) -> web.Response:
     secret = await call.services.db.write(secret_store.rotate_secret, call.project,
                                           call.services.clock.now_ms(), ROTATION_GRACE_MS,

@@ -4,46 +4,78 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flowd.api.routes import Call, Param, json_response, page_response, route
+from flowd.api.routes import Call, Param, json_response, page_response, route, shape
 from flowd.auth import Access
-from flowd.definitions import (
+from flowd.definition_schema import (
     DEFINITION_FIELDS,
+    ISSUE,
     NEW_WORKFLOW,
     READ_ONLY,
     REPLACE_WORKFLOW,
+    SETTINGS,
+    STEP,
+    TRIGGER,
+    WORKFLOW_STATUSES,
 )
 from flowd.errors import NotFound
-from flowd.schema import Array, Enum, Json, Object, String
+from flowd.patching import MAX_OPERATIONS, OPERATION
+from flowd.schema import Array, Boolean, Either, Enum, Integer, Nullable, Object, String, time_string
 from flowd.store import workflows as workflow_store
 from flowd.timeutil import format_ms
 
-ISSUE_SCHEMA = {"type": "object", "properties": {
-    "severity": {"enum": ["error", "warning"]}, "step_id": {"type": ["string", "null"]},
-    "code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "string"}}}
-WORKFLOW_SCHEMA = {"type": "object", "title": "Workflow", "properties": {
-    "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
-    "status": {"enum": ["draft", "active", "paused", "archived"]}, "version": {"type": "integer"},
-    "trigger": REPLACE_WORKFLOW.fields["trigger"].json_schema(),
-    "settings": REPLACE_WORKFLOW.fields["settings"].json_schema(),
-    "steps": REPLACE_WORKFLOW.fields["steps"].json_schema(),
-    "issues": {"type": "array", "items": ISSUE_SCHEMA},
-    "created_at": {"type": "string"}, "updated_at": {"type": "string"}}}
-PATCH_WORKFLOW = Object({
-    "name": DEFINITION_FIELDS["name"], "description": DEFINITION_FIELDS["description"],
-    "settings": DEFINITION_FIELDS["settings"],
-    "operations": Array(Json(object_only=True), min_items=1, max_items=200,
-                        description="add_step | update_step | remove_step | set_trigger"),
-}, read_only=READ_ONLY, title="WorkflowPatch")
-VERSION_SCHEMA = {"type": "object", "properties": {
-    "version": {"type": "integer"}, "created_at": {"type": "string"},
-    "issues": {"type": "array", "items": ISSUE_SCHEMA}}}
+_SUMMARY_FIELDS = {
+    "id": String(), "name": String(), "description": String(),
+    "status": Enum(WORKFLOW_STATUSES), "version": Integer(min=1),
+    "trigger": TRIGGER, "settings": SETTINGS,
+}
+_DATES = {"created_at": time_string(), "updated_at": time_string()}
+WORKFLOW = shape("Workflow", {**_SUMMARY_FIELDS, "steps": Array(STEP), "issues": Array(ISSUE),
+                              **_DATES})
+WORKFLOW_SUMMARY = shape("WorkflowSummary", {**_SUMMARY_FIELDS, "issues": Array(ISSUE), **_DATES},
+                         description="A workflow in a list: everything but its steps.")
+_PATCH_FIELDS = Object({"name": DEFINITION_FIELDS["name"],
+                        "description": DEFINITION_FIELDS["description"],
+                        "settings": DEFINITION_FIELDS["settings"]},
+                       read_only={**READ_ONLY, "status": Enum(WORKFLOW_STATUSES)},
+                       description="Plain fields to change; `settings` merge into the stored "
+                                   "ones.").named("WorkflowFieldsPatch")
+_PATCH_OPERATIONS = Object({"operations": Array(OPERATION, min_items=1, max_items=MAX_OPERATIONS)},
+                           required=("operations",),
+                           read_only={**READ_ONLY, "status": Enum(WORKFLOW_STATUSES)},
+                           description="Operations applied in order, all or nothing, as one new "
+                                       "version.").named("WorkflowOperationsPatch")
+
+
+def _patch_kind(body: object) -> int | None:
+    if not isinstance(body, dict) or "operations" not in body:
+        return 0
+    return None if any(key in body for key in _PATCH_FIELDS.fields) else 1
+
+
+PATCH_WORKFLOW = Either((_PATCH_FIELDS, _PATCH_OPERATIONS), pick=_patch_kind,
+                        mixed="give either plain fields (name, description, settings) or "
+                              "operations, not both").named("WorkflowPatch")
+VERSION_SUMMARY = shape("WorkflowVersionSummary", {
+    "version": Integer(min=1), "created_at": time_string(), "issues": Array(ISSUE)})
+VERSION = shape("WorkflowVersion", {
+    "workflow_id": String(), "version": Integer(min=1), "trigger": TRIGGER, "settings": SETTINGS,
+    "steps": Array(STEP), "issues": Array(ISSUE), "created_at": time_string()},
+    description="One immutable version's definition.")
+VERSIONS = Object({"data": Array(VERSION_SUMMARY), "next_cursor": Nullable(String(
+    description="Always null: every version is in one page."))}, required=("data", "next_cursor"))
+
+
+_ISSUES_422 = ("The request is checked against the schema (422); what a schema cannot state "
+               "is saved as the workflow's `issues`.")
+_ACTIVE_422 = (" A workflow that is active or paused refuses a definition with an `error` issue: "
+               "422, nothing changed.")
 
 
 @route("GET", "/v1/workflows", access=Access.READ, tag="workflows", paginated=True,
-       query=(Param("status", Enum(("draft", "active", "paused", "archived"))),
+       query=(Param("status", Enum(WORKFLOW_STATUSES)),
               Param("name", String(min_len=1, max_len=200, description="Name contains this."))),
        summary="List workflows (without steps), newest first; archived ones only when asked.",
-       response=WORKFLOW_SCHEMA)
+       response=WORKFLOW_SUMMARY)
 async def list_workflows(call: Call) -> web.Response:
     page = await call.services.db.read(
         workflow_store.list_workflows, call.project, status=call.query.get("status"),
@@ -53,14 +85,15 @@ async def list_workflows(call: Call) -> web.Response:
 
 @route("POST", "/v1/workflows", access=Access.WRITE, tag="workflows", body=NEW_WORKFLOW,
        status=201, summary="Create a workflow (draft by default, or active if it has no errors).",
-       response=WORKFLOW_SCHEMA)
+       response=WORKFLOW, links_to="/v1/workflows/{id}", description=_ISSUES_422 + " Asked for `active`, a definition with an "
+       "`error` issue is a 422 whose `details` list those issues.")
 async def create_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.create(call.project, call.body)
     return json_response(workflow.to_json(), status=201)
 
 
 @route("GET", "/v1/workflows/{id}", access=Access.READ, tag="workflows", errors=(404,),
-       summary="One workflow with its steps and issues.", response=WORKFLOW_SCHEMA)
+       summary="One workflow with its steps and issues.", response=WORKFLOW)
 async def get_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.get(call.project, call.path("id"))
     return json_response(workflow.to_json())
@@ -68,7 +101,7 @@ async def get_workflow(call: Call) -> web.Response:
 
 @route("PUT", "/v1/workflows/{id}", access=Access.WRITE, tag="workflows", body=REPLACE_WORKFLOW,
        errors=(404,), summary="Replace the definition; a changed definition is a new version.",
-       response=WORKFLOW_SCHEMA)
+       response=WORKFLOW, description=_ISSUES_422 + _ACTIVE_422)
 async def replace_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.replace(call.project, call.path("id"), call.body)
     return json_response(workflow.to_json())
@@ -76,32 +109,37 @@ async def replace_workflow(call: Call) -> web.Response:
 
 @route("PATCH", "/v1/workflows/{id}", access=Access.WRITE, tag="workflows", body=PATCH_WORKFLOW,
        errors=(404,), summary="Change name/description/settings, or apply an atomic batch of "
-       "operations (one new version).", response=WORKFLOW_SCHEMA)
+       "operations (one new version).", response=WORKFLOW,
+       description="Either plain fields or operations, not both (422). " + _ISSUES_422
+       + _ACTIVE_422)
 async def patch_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.patch(call.project, call.path("id"), call.body)
     return json_response(workflow.to_json())
 
 
 @route("DELETE", "/v1/workflows/{id}", access=Access.ADMIN, tag="workflows", status=204,
-       errors=(404, 409), query=(Param("force", Enum(("true", "false"))),),
+       errors=(404, 409), query=(Param("force", Boolean(description="Delete even while active or paused.")),),
        summary="Delete a workflow and its runs (409 while active or paused unless ?force=true).")
 async def delete_workflow(call: Call) -> web.Response:
     await call.services.workflows.delete(call.project, call.path("id"),
-                                         force=call.query.get("force") == "true")
+                                         force=call.query.get("force", False))
     return web.Response(status=204)
 
 
-def _lifecycle(action: str, summary: str) -> None:
+def _lifecycle(action: str, summary: str, description: str = "") -> None:
     async def handler(call: Call) -> web.Response:
         workflow = await call.services.workflows.transition(call.project, call.path("id"), action)
         return json_response(workflow.to_json())
 
     handler.__name__ = f"{action}_workflow"
     route("POST", f"/v1/workflows/{{id}}/{action}", access=Access.WRITE, tag="workflows",
-          errors=(404, 409, 422), summary=summary, response=WORKFLOW_SCHEMA)(handler)
+          errors=(404, 409, 422) if action == "activate" else (404, 409), summary=summary,
+          response=WORKFLOW, description=description)(handler)
 
 
-_lifecycle("activate", "Start triggering runs (422 while the workflow has errors).")
+_lifecycle("activate", "Start triggering runs (422 while the workflow has errors).",
+           "A 422 here depends on the stored workflow, not on the request: its `details` list "
+           "the workflow's `error` issues.")
 _lifecycle("deactivate", "Back to draft: no new runs; runs in flight go on.")
 _lifecycle("pause", "Hold runs at their next step boundary; triggers create paused runs.")
 _lifecycle("resume", "Paused runs go on from where they stopped, oldest first.")
@@ -109,8 +147,7 @@ _lifecycle("archive", "No new runs; runs in flight go on; hidden from the defaul
 
 
 @route("GET", "/v1/workflows/{id}/versions", access=Access.READ, tag="workflows", errors=(404,),
-       summary="Every version, newest first.", response={"type": "object", "properties": {
-           "data": {"type": "array", "items": VERSION_SCHEMA}}})
+       summary="Every version, newest first.", response=VERSIONS)
 async def list_versions(call: Call) -> web.Response:
     workflow = await call.services.workflows.get(call.project, call.path("id"))
     versions = await call.services.db.read(workflow_store.list_versions, workflow.id)
@@ -119,15 +156,14 @@ async def list_versions(call: Call) -> web.Response:
 
 
 @route("GET", "/v1/workflows/{id}/versions/{version}", access=Access.READ, tag="workflows",
-       errors=(404,), summary="One immutable version's definition.",
-       response={"type": "object"})
+       errors=(404,), summary="One immutable version's definition.", response=VERSION,
+       path_params=(Param("version", Integer(min=1, max=2**31 - 1)),))
 async def get_version(call: Call) -> web.Response:
     workflow = await call.services.workflows.get(call.project, call.path("id"))
-    text = call.path("version")
-    stored = (await call.services.db.read(workflow_store.get_version, workflow.id, int(text))
-              if text.isdigit() else None)
+    version = int(call.path("version"))
+    stored = await call.services.db.read(workflow_store.get_version, workflow.id, version)
     if stored is None:
         raise NotFound("no such version")
     definition, issues, created_at = stored
-    return json_response({"workflow_id": workflow.id, "version": int(text), **definition,
+    return json_response({"workflow_id": workflow.id, "version": version, **definition,
                           "issues": issues, "created_at": format_ms(created_at)})

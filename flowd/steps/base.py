@@ -98,6 +98,7 @@ class StepContext:
 
 class StepType:
     name: ClassVar[str]
+    summary: ClassVar[str]                # one sentence for people (API docs, the builder)
     schema: ClassVar[Object]
     branches: ClassVar[tuple[str, ...]] = ()
     waits: ClassVar[bool] = False

@@ -14,6 +14,7 @@ _FIELDS = ("email", "phone", "timezone", "traits", "subscribed")
 
 class UpdateContactStep(StepType):
     name = "update_contact"
+    summary = "Changes the run's contact: traits, tags, email, phone, time zone, subscriptions."
     # Values may be templates, so their contact-field rules are checked when the step runs.
     schema = Object({"traits": Json(object_only=True),
                      "add_tags": Array(String(min_len=1, max_len=100), max_items=100),

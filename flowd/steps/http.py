@@ -30,6 +30,7 @@ def _check_url(config: dict[str, Any], path: str) -> None:
 
 class HttpStep(StepType):
     name = "http_request"
+    summary = "Calls an HTTP endpoint (any method, unsigned); the response is the output."
     signed = False
     schema = Object({
         "url": String(min_len=1, max_len=4096),
@@ -80,6 +81,7 @@ class HttpStep(StepType):
 
 class WebhookStep(HttpStep):
     name = "webhook"
+    summary = "POSTs a signed JSON body (Standard Webhooks) to a URL."
     signed = True
     schema = Object({**HttpStep.schema.fields, "method": Enum(("POST", "PUT", "PATCH", "DELETE", "GET"))},
                     required=("url",))

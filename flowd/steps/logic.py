@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from flowd.conditions import Condition, ConditionError, compile_condition
+from flowd.conditions import CONDITION, Condition, ConditionError, compile_condition
 from flowd.errors import Problem
 from flowd.schema import Array, Json, Number, Object, String
 from flowd.steps.base import Outcome, StepConfigError, StepContext, StepType
@@ -21,9 +21,10 @@ def _compile(cond: Any, path: str, issues: list[tuple[str, Problem]]) -> Conditi
 
 class ConditionStep(StepType):
     name = "condition"
+    summary = "Goes `yes` or `no` by a condition on the event, contact, variables or outputs."
     branches = ("yes", "no")
     reads_scope = True
-    schema = Object({"if": Json(object_only=True)}, required=("if",))
+    schema = Object({"if": CONDITION}, required=("if",))
 
     def compile(self, config: dict[str, Any], path: str) -> Condition:
         issues: list[tuple[str, Problem]] = []
@@ -45,10 +46,12 @@ _BRANCH_NAME = String(min_len=1, max_len=64, pattern=r"[A-Za-z0-9_-]+",
 
 class SplitStep(StepType):
     name = "split"
+    summary = ("Goes down the first branch whose condition holds (or `default`), or picks a "
+               "branch at random by weight.")
     branches = ("default",)  # plus the names in its config: see branch_labels()
     reads_scope = True
     schema = Object({
-        "branches": Array(Object({"name": _BRANCH_NAME, "if": Json(object_only=True)},
+        "branches": Array(Object({"name": _BRANCH_NAME, "if": CONDITION},
                                  required=("name", "if")), min_items=1, max_items=50),
         "random": Array(Object({"name": _BRANCH_NAME, "weight": Number(min=0, exclusive_min=True)},
                                required=("name", "weight")), min_items=1, max_items=50),
@@ -92,6 +95,7 @@ class SplitStep(StepType):
 
 class SetStep(StepType):
     name = "set"
+    summary = "Sets run variables (`vars.<name>`) from values or templates."
     schema = Object({"vars": Json(object_only=True)}, required=("vars",))
 
     async def run(self, ctx: StepContext) -> Outcome:
@@ -101,6 +105,7 @@ class SetStep(StepType):
 
 class ExitStep(StepType):
     name = "exit"
+    summary = "Completes the run now, with an exit reason."
     schema = Object({"reason": String(max_len=500)})
 
     async def run(self, ctx: StepContext) -> Outcome:

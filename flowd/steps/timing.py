@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowd.conditions import ConditionError, compile_condition
+from flowd.conditions import CONDITION, ConditionError, compile_condition
 from flowd.durations import parse_duration
 from flowd.errors import Problem
-from flowd.schema import Json, Object, String
+from flowd.schema import Object, String, text
 from flowd.steps.base import (
     Outcome,
     StepConfigError,
@@ -43,6 +43,7 @@ def duration_at_run_time(config: dict[str, Any], key: str) -> int | None:
 
 class WaitStep(StepType):
     name = "wait"
+    summary = "Waits for a duration, or until a time."
     waits = True
     schema = Object({"duration": String(min_len=1), "until": String(min_len=1)})
 
@@ -79,9 +80,11 @@ class WaitStep(StepType):
 
 class WaitForEventStep(StepType):
     name = "wait_for_event"
+    summary = ("Waits for an event of the run's contact (`event`), or gives up after "
+               "`timeout` (`timeout`).")
     waits = True
     branches = ("event", "timeout")
-    schema = Object({"event": String(min_len=1, max_len=200), "filter": Json(object_only=True),
+    schema = Object({"event": text(1, 200), "filter": CONDITION,
                      "timeout": String(min_len=1), "lookback": String(min_len=1)},
                     required=("event",))
 

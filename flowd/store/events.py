@@ -18,7 +18,8 @@ def _event(row: tuple) -> Event:
     return Event(id=row[0], project_id=row[1], name=row[2], contact_id=row[3],
                  properties=json.loads(row[4]), timestamp=row[5], received_at=row[6],
                  message_id=row[7], runs_started=result["runs_started"],
-                 runs_resumed=result["runs_resumed"])
+                 runs_resumed=result["runs_resumed"],
+                 runs_exited=result.get("runs_exited", []))  # absent from older rows
 
 
 def find_by_message_id(conn: sqlite3.Connection, project_id: str, message_id: str) -> Event | None:
@@ -27,7 +28,7 @@ def find_by_message_id(conn: sqlite3.Connection, project_id: str, message_id: st
     return _event(row) if row else None
 
 
-_NO_RUNS = _dumps({"runs_started": [], "runs_resumed": []})
+_NO_RUNS = _dumps({"runs_started": [], "runs_resumed": [], "runs_exited": []})
 # From this many rows on, one statement over a JSON array beats binding each row.
 BULK_ROWS = 8
 
@@ -40,8 +41,9 @@ def insert_events(conn: sqlite3.Connection, events: list[Event]) -> None:
     rows = [(e.id, e.project_id, e.name, e.contact_id,
              _dumps(e.properties) if e.properties else "{}", e.timestamp, e.received_at,
              e.message_id,
-             _dumps({"runs_started": e.runs_started, "runs_resumed": e.runs_resumed})
-             if e.runs_started or e.runs_resumed else _NO_RUNS)   # most events start nothing
+             _dumps({"runs_started": e.runs_started, "runs_resumed": e.runs_resumed,
+                     "runs_exited": e.runs_exited})
+             if e.runs_started or e.runs_resumed or e.runs_exited else _NO_RUNS)  # most: nothing
             for e in events]
     if len(rows) < BULK_ROWS or any("\0" in e.name or (e.message_id and "\0" in e.message_id)
                                     for e in events):

@@ -69,6 +69,7 @@ class Event:
     message_id: str | None
     runs_started: list[str] = field(default_factory=list)
     runs_resumed: list[str] = field(default_factory=list)
+    runs_exited: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "contact_id": self.contact_id,

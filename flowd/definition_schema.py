@@ -1,0 +1,172 @@
+"""The request shape of a workflow definition: one schema per step type and per trigger type,
+settings, and the create/replace/patch bodies. The same schema objects validate requests (422
+with paths) and render the OpenAPI components (`WaitStep`, `WaitConfig`, `EventTrigger`…).
+
+The line between a 422 and a workflow issue: the *shape* of what is sent (JSON types, unknown
+fields, known step and trigger types, enums) is checked here, so a typo is refused at once;
+whether a definition can *run* (a required config field still missing in a draft, a `next`
+naming no step, a duration that does not parse) is an issue of the saved workflow
+(flowd.definitions), so that the builder can save a draft half-done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flowd.conditions import CONDITION
+from flowd.schema import (
+    Array,
+    Either,
+    Enum,
+    Integer,
+    MapOf,
+    Nullable,
+    Number,
+    Object,
+    Schema,
+    String,
+    Tagged,
+    text,
+    time_string,
+)
+from flowd.steps import ALIASES, STEP_TYPES
+from flowd.steps.base import StepType
+
+MAX_STEPS = 500
+STEP_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+REENTRY = ("once", "after_completion", "always")
+WORKFLOW_STATUSES = ("draft", "active", "paused", "archived")
+
+STEP_ID = String(pattern=STEP_ID_PATTERN, pattern_message="must be 1–64 letters, digits, _ or -",
+                 description="1–64 letters, digits, _ or -; unique in the workflow.")
+NEXT = Nullable(Either((STEP_ID, MapOf(Nullable(STEP_ID), max_keys=100)),
+                       pick=lambda v: 1 if isinstance(v, dict) else 0),
+                description="Absent: the following step in the list; null: the run ends here; "
+                            "a step id; or an object mapping branch labels to step ids (a label "
+                            "the step produces but this does not map ends the run).").named("Next")
+RETRY = Object({
+    "max_attempts": Integer(min=1, max=100, description="All attempts, the first included "
+                                                        "(default 3 when `retry` is given)."),
+    "backoff": String(min_len=1, description="ISO 8601 duration, doubled per attempt."),
+    "max_backoff": String(min_len=1, description="ISO 8601 duration: the cap."),
+}).named("StepRetry")
+POSITION = Object({"x": Number(), "y": Number()},
+                  description="Where the builder draws the step; ignored by the engine.")
+
+
+def _camel(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
+
+
+def _describe(step_type: StepType) -> str:
+    lines = [step_type.summary]
+    branches = ", ".join(f"`{b}`" for b in step_type.branches if b != "default")
+    if step_type.name == "split":
+        lines.append("Branch labels: the names in its config, and `default`.")
+    elif branches:
+        lines.append(f"Branch labels: {branches}.")
+    if step_type.waits:
+        lines.append("The run waits at this step.")
+    return " ".join(lines)
+
+
+def _request_config(step_type: StepType) -> Object:
+    """The step type's config schema without its top-level `required`: a draft may lack them
+    (they are `missing_config` issues until filled)."""
+    needed = ", ".join(f"`{key}`" for key in step_type.schema.required)
+    description = (f"Needed before the workflow can be active: {needed}." if needed else "")
+    config = dataclasses.replace(step_type.schema, required=(), description=description)
+    return config.named(f"{_camel(step_type.name)}Config")  # type: ignore[return-value]
+
+
+_CONFIGS = {name: _request_config(step_type) for name, step_type in STEP_TYPES.items()}
+
+
+def _type_names(name: str) -> tuple[str, ...]:
+    return (name, *sorted(alias for alias, target in ALIASES.items() if target == name))
+
+
+def _step_kinds(*, id_required: bool, prefix: str) -> dict[str, Schema]:
+    """Type name (and each alias) → the object schema of a step of that type."""
+    kinds: dict[str, Schema] = {}
+    for name, step_type in STEP_TYPES.items():
+        names = _type_names(name)
+        kind = Object({
+            "id": STEP_ID,
+            "type": Enum(names, description=(f"Also accepted: {', '.join(names[1:])} (saved as "
+                                             f"{name}).") if len(names) > 1 else ""),
+            "name": text(0, 200, description="A label for people."),
+            "config": _CONFIGS[name],
+            "next": NEXT,
+            "retry": RETRY,
+            "on_error": Enum(("fail", "continue"), description="After the last failed attempt "
+                             "(without an `error` branch): fail the run, or take the default next."),
+            "position": POSITION,
+        }, required=("id", "type") if id_required else ("type",),
+            description=_describe(step_type)).named(f"{prefix}{_camel(name)}Step")
+        kinds.update(dict.fromkeys(names, kind))
+    return kinds
+
+
+STEP = Tagged("type", _step_kinds(id_required=True, prefix="")).named("Step")
+# PATCH add_step: the id may be left out (a free one is chosen).
+NEW_STEP = Tagged("type", _step_kinds(id_required=False, prefix="New")).named("NewStep")
+
+EVENT_TRIGGER = Object({
+    "type": Enum(("event",)),
+    "event": text(0, 200, description="An event name pattern: * matches any run of characters "
+                                      "(auth.* matches auth.user_created; * matches every event)."),
+    "filter": CONDITION,
+}, required=("type",), description="Starts a run for the event's contact when a matching event "
+                                   "arrives.").named("EventTrigger")
+MANUAL_TRIGGER = Object({"type": Enum(("manual",))}, required=("type",),
+                        description="Runs start only when fired through the API."
+                        ).named("ManualTrigger")
+TRIGGER_KINDS: dict[str, Schema] = {"event": EVENT_TRIGGER, "manual": MANUAL_TRIGGER}
+TRIGGER = Tagged("type", TRIGGER_KINDS, description="Every workflow can also be fired through "
+                                                     "the API.").named("Trigger")
+
+EXIT_RULE = Object({"event": text(0, 200, description="An event name pattern."),
+                    "filter": CONDITION}, required=("event",)).named("ExitRule")
+SETTINGS = Object({
+    "reentry": Enum(REENTRY, description="once: a contact enters at most once ever; "
+                    "after_completion (default): at most one active run per contact; always."),
+    "exit_on": Array(EXIT_RULE, max_items=50, description="A matching event of the contact ends "
+                     "its active runs of this workflow as completed."),
+}).named("WorkflowSettings")
+
+ISSUE = Object({
+    "severity": Enum(("error", "warning")),
+    "step_id": Nullable(String()),
+    "code": String(description="e.g. missing_config, unknown_next_step, unknown_field"),
+    "message": String(),
+    "path": String(description="Where in the definition, e.g. steps[2].config.duration."),
+}, required=("severity", "step_id", "code", "message", "path")).named("Issue")
+
+# What GET returns beside the definition: accepted in a body and ignored (GET → edit → PUT).
+READ_ONLY: dict[str, Schema] = {
+    "id": String(), "created_at": time_string(), "updated_at": time_string(),
+    "version": Integer(min=1), "issues": Array(ISSUE),
+}
+DEFINITION_FIELDS: dict[str, Schema] = {
+    "name": text(1, 200),
+    "description": String(max_len=5000),
+    "trigger": TRIGGER,
+    "settings": SETTINGS,
+    "steps": Array(STEP, max_items=MAX_STEPS),
+}
+NEW_WORKFLOW = Object({**DEFINITION_FIELDS, "status": Enum(("draft", "active"), description=(
+    "draft (default), or active if the workflow has no error issue."))},
+    required=("name",), read_only=READ_ONLY).named("WorkflowCreate")
+REPLACE_WORKFLOW = Object(DEFINITION_FIELDS, required=("name",),
+                          read_only={**READ_ONLY, "status": Enum(WORKFLOW_STATUSES)}
+                          ).named("WorkflowReplace")
+
+
+def validate_definition_parts(definition: dict[str, Any], problems: list[Any]) -> None:
+    """Check a definition assembled on the server (a PATCH batch's result) against the request
+    shape, as if it had been sent whole."""
+    DEFINITION_FIELDS["trigger"].validate(definition["trigger"], "trigger", problems)
+    DEFINITION_FIELDS["settings"].validate(definition["settings"], "settings", problems)
+    DEFINITION_FIELDS["steps"].validate(definition["steps"], "steps", problems)
