@@ -23,6 +23,7 @@ from flowd.store.schema import LATEST_VERSION, SchemaTooNew, migrate
 from flowd.timeutil import Clock, format_ms
 
 log = logging.getLogger("flowd")
+config_log = logging.getLogger("flowd.config")
 
 EXIT_USAGE = 2
 
@@ -85,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
         logging.basicConfig(level=config.server.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for warning in config.warnings:
+            config_log.warning("%s", warning)
         if args.command == "migrate":
             return _migrate(config)
         if args.command == "keys":
