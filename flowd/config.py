@@ -120,7 +120,7 @@ def _coerce(section: str, f: Any, value: Any, origin: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not kind:
-        raise ConfigError(f"setting {name} ({origin}) must be a {kind.__name__}, got {value!r}")
+        raise _wrong_type(name, origin, kind, value)
     meta = f.metadata
     if meta["choices"] and value not in meta["choices"]:
         raise ConfigError(f"setting {name} ({origin}) must be one of {', '.join(meta['choices'])}; "
@@ -144,7 +144,15 @@ def _parse_text(text: str, kind: type, name: str, origin: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    raise ConfigError(f"setting {name} ({origin}) must be a {kind.__name__}, got {text!r}")
+    raise _wrong_type(name, origin, kind, text)
+
+
+# What a value of each setting type is called in an error message (not "a int", "a bool").
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _wrong_type(name: str, origin: str, kind: type, value: Any) -> ConfigError:
+    return ConfigError(f"setting {name} ({origin}) must be {_TYPE_WORDS[kind]}, got {value!r}")
 
 
 def _apply(config: Config, section: str, key: str, value: Any, origin: str) -> Config:

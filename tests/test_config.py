@@ -91,6 +91,32 @@ def test_unknown_environment_variable_does_not_excuse_a_bad_value():
         load_config(path=None, environ={"FLOWD_SERVER_PROTT": "1", "FLOWD_SERVER_PORT": "eighty"})
 
 
+@pytest.mark.parametrize("toml,env,expected", [
+    ("[server]\nport = 1.5\n", {}, "setting server.port ({file}) must be an integer, got 1.5"),
+    ("[server]\nport = true\n", {}, "setting server.port ({file}) must be an integer, got True"),
+    ("", {"FLOWD_SERVER_PORT": "eighty"},
+     "setting server.port (environment FLOWD_SERVER_PORT) must be an integer, got 'eighty'"),
+    ('[server]\nshutdown_timeout = "soon"\n', {},
+     "setting server.shutdown_timeout ({file}) must be a number, got 'soon'"),
+    ("", {"FLOWD_SERVER_SHUTDOWN_TIMEOUT": "ten"},
+     "setting server.shutdown_timeout (environment FLOWD_SERVER_SHUTDOWN_TIMEOUT) must be a "
+     "number, got 'ten'"),
+    ("[server]\naccess_log = 1\n", {},
+     "setting server.access_log ({file}) must be true or false, got 1"),
+    ("", {"FLOWD_SERVER_ACCESS_LOG": "maybe"},
+     "setting server.access_log (environment FLOWD_SERVER_ACCESS_LOG) must be true or false, "
+     "got 'maybe'"),
+    ("[server]\nhost = 8080\n", {}, "setting server.host ({file}) must be a string, got 8080"),
+    ("[storage]\npath = false\n", {}, "setting storage.path ({file}) must be a string, got False"),
+])
+def test_wrong_type_messages_name_the_type_in_words(tmp_path, toml, env, expected):
+    file = tmp_path / "f.toml"
+    file.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(file), environ=env)
+    assert str(info.value) == expected.format(file=file)
+
+
 def test_a_named_config_file_must_exist(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(str(tmp_path / "missing.toml"), environ={})
