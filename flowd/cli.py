@@ -146,8 +146,13 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
                 print(f"{key.id:32} {key.project_id:16} {key.role.value:7} {key.prefix + '…':12} "
                       f"{format_ms(key.created_at):25} {key.name}")
             return 0
-        with transaction(conn):
-            revoked = key_store.revoke_key(conn, key_id=args.id, project_id=None, now=now)
+        try:
+            with transaction(conn):
+                revoked = key_store.revoke_key(conn, key_id=args.id, project_id=None, now=now)
+        except key_store.LastAdminKey as exc:
+            print(f"flowd: cannot revoke {exc.key_id} (admin of project {exc.project_id}): {exc}",
+                  file=sys.stderr)
+            return 1
         if not revoked:
             print(f"flowd: no active key {args.id}", file=sys.stderr)
             return 1
