@@ -23,6 +23,7 @@ from flowd.store.schema import LATEST_VERSION, SchemaTooNew, migrate
 from flowd.timeutil import Clock, format_ms
 
 log = logging.getLogger("flowd")
+config_log = logging.getLogger("flowd.config")
 
 EXIT_USAGE = 2
 
@@ -85,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _config(args)
         logging.basicConfig(level=config.server.log_level.upper(), stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for warning in config.warnings:
+            config_log.warning("%s", warning)
         if args.command == "migrate":
             return _migrate(config)
         if args.command == "keys":
@@ -143,8 +146,13 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
                 print(f"{key.id:32} {key.project_id:16} {key.role.value:7} {key.prefix + '…':12} "
                       f"{format_ms(key.created_at):25} {key.name}")
             return 0
-        with transaction(conn):
-            revoked = key_store.revoke_key(conn, key_id=args.id, project_id=None, now=now)
+        try:
+            with transaction(conn):
+                revoked = key_store.revoke_key(conn, key_id=args.id, project_id=None, now=now)
+        except key_store.LastAdminKey as exc:
+            print(f"flowd: cannot revoke {exc.key_id} (admin of project {exc.project_id}): {exc}",
+                  file=sys.stderr)
+            return 1
         if not revoked:
             print(f"flowd: no active key {args.id}", file=sys.stderr)
             return 1

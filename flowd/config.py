@@ -1,13 +1,16 @@
 """Settings: every one has a section, a key, a type, a default and a help line, declared once here.
 
 Precedence, lowest first: defaults, `flowd.toml` (or `--config PATH`), environment variables
-`FLOWD_<SECTION>_<KEY>`, command-line flags. Anything unknown or ill-typed raises `ConfigError`
-naming the setting, so the server stops with one clear line instead of running half-configured.
+`FLOWD_<SECTION>_<KEY>`, command-line flags. An ill-typed value, or an unknown setting in the
+file, raises `ConfigError` naming the setting, so the server stops with one clear line instead of
+running half-configured. An unknown `FLOWD_*` environment variable only becomes a warning (with
+the closest setting's name): deployment tools and test harnesses put their own variables there.
 `flowd.toml` and the README's settings table are checked against these dataclasses by a test.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -92,6 +95,8 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
+    # Said once logging is set up (which needs this config): unknown environment variables.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
@@ -115,7 +120,7 @@ def _coerce(section: str, f: Any, value: Any, origin: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if type(value) is not kind:
-        raise ConfigError(f"setting {name} ({origin}) must be a {kind.__name__}, got {value!r}")
+        raise _wrong_type(name, origin, kind, value)
     meta = f.metadata
     if meta["choices"] and value not in meta["choices"]:
         raise ConfigError(f"setting {name} ({origin}) must be one of {', '.join(meta['choices'])}; "
@@ -139,7 +144,15 @@ def _parse_text(text: str, kind: type, name: str, origin: str) -> Any:
             return kind(text)
         except ValueError:
             pass
-    raise ConfigError(f"setting {name} ({origin}) must be a {kind.__name__}, got {text!r}")
+    raise _wrong_type(name, origin, kind, text)
+
+
+# What a value of each setting type is called in an error message (not "a int", "a bool").
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _wrong_type(name: str, origin: str, kind: type, value: Any) -> ConfigError:
+    return ConfigError(f"setting {name} ({origin}) must be {_TYPE_WORDS[kind]}, got {value!r}")
 
 
 def _apply(config: Config, section: str, key: str, value: Any, origin: str) -> Config:
@@ -171,16 +184,45 @@ def _from_file(config: Config, path: Path) -> Config:
 
 
 def _from_env(config: Config, environ: Mapping[str, str]) -> Config:
+    warnings: list[str] = []
     for name, value in sorted(environ.items()):
         if not name.startswith("FLOWD_") or name in NON_SETTING_ENV:
             continue
-        rest = name[len("FLOWD_"):].lower()
-        section, _, key = rest.partition("_")
-        if section not in _SECTION_TYPES or not key:
-            raise ConfigError(f"unknown environment variable {name}: settings are "
-                              f"FLOWD_<SECTION>_<KEY>, e.g. FLOWD_SERVER_PORT")
+        setting_key = _env_setting(name)
+        if setting_key is None:
+            warnings.append(_unknown_env_warning(name))
+            continue
+        section, key = setting_key
         config = _apply(config, section, key, value, f"environment {name}")
-    return config
+    return replace(config, warnings=config.warnings + tuple(warnings))
+
+
+def _env_setting(name: str) -> tuple[str, str] | None:
+    """(section, key) of the setting `FLOWD_<SECTION>_<KEY>` names, or None."""
+    section, _, key = name[len("FLOWD_"):].lower().partition("_")
+    cls = _SECTION_TYPES.get(section)
+    if cls is None or key not in {f.name for f in fields(cls)}:
+        return None
+    return section, key
+
+
+def _unknown_env_warning(name: str) -> str:
+    closest = _closest_env_name(name)
+    if closest is not None:
+        return f"unknown environment variable {name} (ignored): did you mean {closest}?"
+    return (f"unknown environment variable {name} (ignored): settings are named "
+            "FLOWD_<SECTION>_<KEY>, e.g. FLOWD_SERVER_PORT (all are listed in flowd.toml)")
+
+
+def _closest_env_name(name: str) -> str | None:
+    # Compared without the shared FLOWD_ (which would make every name look alike), and also
+    # by bare key, so that FLOWD_PORT finds FLOWD_SERVER_PORT.
+    candidates = {variable[len("FLOWD_"):]: variable for variable in NON_SETTING_ENV}
+    for section, key, _, _ in describe_settings():
+        variable = f"FLOWD_{section}_{key}".upper()
+        candidates[key.upper()] = candidates[f"{section}_{key}".upper()] = variable
+    matches = difflib.get_close_matches(name[len("FLOWD_"):].upper(), candidates, n=1, cutoff=0.6)
+    return candidates[matches[0]] if matches else None
 
 
 def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = None,
@@ -189,6 +231,7 @@ def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = N
 
     `path` None means `$FLOWD_CONFIG`, else `./flowd.toml` when it exists; a named file must exist.
     `overrides` maps "section.key" to values from command-line flags (None values are skipped).
+    Unknown FLOWD_* variables end up in `warnings`, for the caller to log once logging is set up.
     """
     environ = os.environ if environ is None else environ
     config = Config()

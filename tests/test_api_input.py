@@ -202,6 +202,19 @@ async def test_bad_event_values_are_422(api: Api, event, path):
     assert paths(body) == {path}
 
 
+@pytest.mark.parametrize("timestamp", [
+    "0001-01-01T00:00:00+01:00",        # an offset pushes it into year 0
+    "9999-12-31T23:59:59.999-01:00",    # …or into year 10000
+    "0000-01-01T00:00:00Z",
+])
+async def test_times_outside_0001_to_9999_are_422_with_the_range(api: Api, timestamp):
+    status, body = await api.post("/v1/events", json={"name": "x", "timestamp": timestamp})
+    assert_error(status, body, 422, "validation_error")
+    assert paths(body) == {"timestamp"}
+    assert "between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z" in body["error"]["message"]
+    assert await event_count(api) == 0
+
+
 async def test_too_deeply_nested_properties_are_422(api: Api):
     nested: dict = {}
     for _ in range(40):

@@ -38,8 +38,6 @@ def test_precedence_file_then_env_then_flags(tmp_path):
     ("[server]\nport = 70000\n", {}, "server.port"),
     ('[storage]\nsynchronous = "sometimes"\n', {}, "storage.synchronous"),
     ("[server\n", {}, "not valid TOML"),
-    ("", {"FLOWD_SERVER_PROTT": "1"}, "server.prott"),
-    ("", {"FLOWD_PORT": "1"}, "FLOWD_PORT"),
     ("", {"FLOWD_SERVER_PORT": "eighty"}, "server.port"),
     ("", {"FLOWD_SERVER_ACCESS_LOG": "maybe"}, "server.access_log"),
 ])
@@ -49,6 +47,74 @@ def test_bad_settings_name_the_setting(tmp_path, toml, env, needle):
     with pytest.raises(ConfigError) as info:
         load_config(str(file), environ=env)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name,closest", [
+    ("FLOWD_SERVER_PROTT", "FLOWD_SERVER_PORT"),
+    ("FLOWD_SEVER_PORT", "FLOWD_SERVER_PORT"),
+    ("FLOWD_PORT", "FLOWD_SERVER_PORT"),              # the key without its section
+    ("FLOWD_SERVER_LOGLEVEL", "FLOWD_SERVER_LOG_LEVEL"),
+    ("FLOWD_STORAGE_SYNC", "FLOWD_STORAGE_SYNCHRONOUS"),
+    ("FLOWD_ADMIN_KY", "FLOWD_ADMIN_KEY"),            # not a setting, but a variable flowd reads
+    ("FLOWD_CONFIG_PATH", "FLOWD_CONFIG"),
+])
+def test_unknown_environment_variable_is_a_warning_with_the_closest_name(name, closest):
+    config = load_config(path=None, environ={name: "1", "FLOWD_SERVER_PORT": "9100"})
+    assert config.server.port == 9100   # the start goes on, with the real settings applied
+    assert config.warnings == (
+        f"unknown environment variable {name} (ignored): did you mean {closest}?",)
+
+
+@pytest.mark.parametrize("name", ["FLOWD_HARNESS_RUN_ID", "FLOWD_DEPLOY_ENV", "FLOWD_",
+                                  "FLOWD_SECRET"])
+def test_unknown_environment_variable_far_from_any_setting_says_how_they_are_named(name):
+    [warning] = load_config(path=None, environ={name: "x"}).warnings
+    assert warning.startswith(f"unknown environment variable {name} (ignored): ")
+    assert "settings are named FLOWD_<SECTION>_<KEY>, e.g. FLOWD_SERVER_PORT" in warning
+    assert "did you mean" not in warning and "\n" not in warning
+
+
+def test_each_unknown_environment_variable_warns_once_and_known_ones_not_at_all():
+    environ = {"FLOWD_B_UNKNOWN": "1", "FLOWD_A_UNKNOWN": "1", "FLOWD_ADMIN_KEY": "k" * 20,
+               "FLOWD_CONFIG": "", "FLOWD_SERVER_PORT": "9100", "OTHER_TOOL_PORT": "1"}
+    warnings = load_config(path=None, environ=environ).warnings
+    assert [w.split()[3] for w in warnings] == ["FLOWD_A_UNKNOWN", "FLOWD_B_UNKNOWN"]
+
+
+def test_warnings_do_not_make_configs_differ():
+    assert load_config(path=None, environ={"FLOWD_X": "1"}) == load_config(path=None, environ={})
+    assert load_config(path=None, environ={}).warnings == ()
+
+
+def test_unknown_environment_variable_does_not_excuse_a_bad_value():
+    with pytest.raises(ConfigError, match="server.port"):
+        load_config(path=None, environ={"FLOWD_SERVER_PROTT": "1", "FLOWD_SERVER_PORT": "eighty"})
+
+
+@pytest.mark.parametrize("toml,env,expected", [
+    ("[server]\nport = 1.5\n", {}, "setting server.port ({file}) must be an integer, got 1.5"),
+    ("[server]\nport = true\n", {}, "setting server.port ({file}) must be an integer, got True"),
+    ("", {"FLOWD_SERVER_PORT": "eighty"},
+     "setting server.port (environment FLOWD_SERVER_PORT) must be an integer, got 'eighty'"),
+    ('[server]\nshutdown_timeout = "soon"\n', {},
+     "setting server.shutdown_timeout ({file}) must be a number, got 'soon'"),
+    ("", {"FLOWD_SERVER_SHUTDOWN_TIMEOUT": "ten"},
+     "setting server.shutdown_timeout (environment FLOWD_SERVER_SHUTDOWN_TIMEOUT) must be a "
+     "number, got 'ten'"),
+    ("[server]\naccess_log = 1\n", {},
+     "setting server.access_log ({file}) must be true or false, got 1"),
+    ("", {"FLOWD_SERVER_ACCESS_LOG": "maybe"},
+     "setting server.access_log (environment FLOWD_SERVER_ACCESS_LOG) must be true or false, "
+     "got 'maybe'"),
+    ("[server]\nhost = 8080\n", {}, "setting server.host ({file}) must be a string, got 8080"),
+    ("[storage]\npath = false\n", {}, "setting storage.path ({file}) must be a string, got False"),
+])
+def test_wrong_type_messages_name_the_type_in_words(tmp_path, toml, env, expected):
+    file = tmp_path / "f.toml"
+    file.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_config(str(file), environ=env)
+    assert str(info.value) == expected.format(file=file)
 
 
 def test_a_named_config_file_must_exist(tmp_path):

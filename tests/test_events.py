@@ -77,6 +77,25 @@ async def test_a_batch_stores_every_field_exactly_and_in_order(api: Api, tricky:
         f"f{i}" for i in range(fillers)}
 
 
+@pytest.mark.parametrize("sent,stored", [
+    ("0001-01-01T00:00:00.000Z", "0001-01-01T00:00:00.000Z"),   # the wire form comes back as is
+    ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),       # …with the milliseconds written
+    ("0999-12-31T23:59:59.999Z", "0999-12-31T23:59:59.999Z"),
+    ("1000-01-01T00:59:59+01:00", "0999-12-31T23:59:59.000Z"),
+])
+async def test_timestamps_at_both_ends_of_the_range_come_back_with_four_digit_years(
+        api: Api, sent: str, stored: str):
+    status, body = await api.post("/v1/events", json={"name": "old", "timestamp": sent})
+    assert status == 202, body
+    async with api.client.get("/v1/events", headers={"Authorization": f"Bearer {api.key}"}) as resp:
+        raw = await resp.text()
+    assert f'"{stored}"' in raw, raw   # byte for byte, not only after parsing
+    _, page = await api.get("/v1/events")
+    [event] = page["data"]
+    assert event["id"] == body["id"] and event["timestamp"] == stored
+
+
 async def test_duplicate_message_id_returns_the_first_result_and_is_stored_once(api: Api):
     first = await api.post("/v1/events", json={"name": "a", "contact_id": "u1", "message_id": "m1"})
     again = await api.post("/v1/events", json={"name": "a", "contact_id": "u1", "message_id": "m1",

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from flowd.api.routes import Call, json_response, page_response, route, shape
 from flowd.auth import Access, generate_key, hash_key, key_prefix
-from flowd.errors import NotFound
+from flowd.errors import Conflict, NotFound
 from flowd.schema import Enum, Object, String, text, time_string
 from flowd.store import keys as key_store
 from flowd.store.records import Role
@@ -47,12 +47,15 @@ async def create_key(call: Call) -> web.Response:
     return json_response({**key.to_json(), "key": secret}, status=201)
 
 
-@route("DELETE", "/v1/keys/{id}", access=Access.ADMIN, tag="keys", status=204, errors=(404,),
+@route("DELETE", "/v1/keys/{id}", access=Access.ADMIN, tag="keys", status=204, errors=(404, 409),
        summary="Revoke an API key at once.")
 async def revoke_key(call: Call) -> web.Response:
-    revoked = await call.services.db.write(key_store.revoke_key, key_id=call.path("id"),
-                                           project_id=call.project,
-                                           now=call.services.clock.now_ms())
+    try:
+        revoked = await call.services.db.write(key_store.revoke_key, key_id=call.path("id"),
+                                               project_id=call.project,
+                                               now=call.services.clock.now_ms())
+    except key_store.LastAdminKey as exc:
+        raise Conflict(str(exc)) from None
     if not revoked:
         raise NotFound("no such key")
     call.services.auth.forget(call.path("id"))

@@ -72,11 +72,43 @@ def list_keys(conn: sqlite3.Connection, *, project_id: str | None, before: int |
                       before=before, limit=limit, convert=_key)
 
 
+class LastAdminKey(Exception):
+    """Revoking this key would leave its project without an active admin key, and with that
+    nobody could make or revoke its keys through the API again."""
+
+    def __init__(self, key_id: str, project_id: str) -> None:
+        super().__init__("this is the project's last active admin key; "
+                         "create another admin key first")
+        self.key_id = key_id
+        self.project_id = project_id
+
+
 def revoke_key(conn: sqlite3.Connection, *, key_id: str, project_id: str | None, now: int) -> bool:
-    """True when an active key was revoked; `project_id` None means any project (the CLI)."""
-    sql = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
-    args: tuple = (now, key_id)
+    """True when an active key was revoked; `project_id` None means any project (the CLI).
+
+    Raises LastAdminKey, revoking nothing, for the last active admin key of its project. Run it
+    inside a write transaction (a writer unit, or `transaction(conn)`): the count and the update
+    then happen under one write lock, so two concurrent revokes of a project's last two admin
+    keys cannot both see the other one still active."""
+    key = _active_key(conn, key_id, project_id)
+    if key is None:
+        return False
+    if key.role is Role.ADMIN and _active_admin_count(conn, key.project_id) <= 1:
+        raise LastAdminKey(key.id, key.project_id)
+    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, key_id))
+    return True
+
+
+def _active_key(conn: sqlite3.Connection, key_id: str, project_id: str | None) -> ApiKey | None:
+    sql = f"SELECT {_COLUMNS} FROM api_keys WHERE id = ? AND revoked_at IS NULL"
+    args: tuple = (key_id,)
     if project_id is not None:
         sql += " AND project_id = ?"
         args += (project_id,)
-    return conn.execute(sql, args).rowcount == 1
+    row = conn.execute(sql, args).fetchone()
+    return _key(row) if row else None
+
+
+def _active_admin_count(conn: sqlite3.Connection, project_id: str) -> int:
+    return conn.execute("SELECT COUNT(*) FROM api_keys WHERE project_id = ? AND role = 'admin' "
+                        "AND revoked_at IS NULL", (project_id,)).fetchone()[0]

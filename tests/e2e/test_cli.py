@@ -93,3 +93,48 @@ def test_migrate_twice(tmp_path) -> None:
         assert versions == applied
     finally:
         conn.close()
+
+
+def _create_key(db, tmp_path, role: str, project: str = "default") -> tuple[str, str]:
+    """(key id, key) of a key made with `keys create`."""
+    created = run_flowd("keys", "create", "--role", role, "--project", project, "--db", str(db),
+                        cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    return re.search(r"\b(key_[0-9a-z]+)\b", created.stderr).group(1), created.stdout.strip()
+
+
+def _active_key_ids(db, tmp_path) -> set[str]:
+    listed = run_flowd("keys", "list", "--db", str(db), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    return set(re.findall(r"^(key_[0-9a-z]+) ", listed.stdout, re.M))
+
+
+def test_keys_revoke_refuses_the_last_admin_key_of_a_project(start_server, tmp_path) -> None:
+    db = tmp_path / "flowd.db"
+    first_id, first = _create_key(db, tmp_path, "admin")
+    shop_admin_id, _ = _create_key(db, tmp_path, "admin", project="shop")  # does not count
+    viewer_id, _ = _create_key(db, tmp_path, "viewer")
+
+    refused = run_flowd("keys", "revoke", first_id, "--db", str(db), cwd=tmp_path)
+    assert refused.returncode == 1, (refused.stdout, refused.stderr)
+    assert refused.stderr.strip() == (
+        f"flowd: cannot revoke {first_id} (admin of project default): this is the project's "
+        "last active admin key; create another admin key first")
+    assert "Traceback" not in refused.stderr and refused.stdout == ""
+    assert _active_key_ids(db, tmp_path) == {first_id, shop_admin_id, viewer_id}
+
+    # A key that is not an admin key goes, beside the single admin key.
+    assert run_flowd("keys", "revoke", viewer_id, "--db", str(db), cwd=tmp_path).returncode == 0
+    # With a second admin key the first may go, and then the second may not.
+    second_id, second = _create_key(db, tmp_path, "admin")
+    assert run_flowd("keys", "revoke", first_id, "--db", str(db), cwd=tmp_path).returncode == 0
+    refused = run_flowd("keys", "revoke", second_id, "--db", str(db), cwd=tmp_path)
+    assert refused.returncode == 1 and "last active admin key" in refused.stderr, refused.stderr
+    assert run_flowd("keys", "revoke", shop_admin_id, "--db", str(db),
+                     cwd=tmp_path).returncode == 1
+    assert _active_key_ids(db, tmp_path) == {second_id, shop_admin_id}
+
+    # The server agrees: the refused key works, the revoked one does not.
+    server: ServerProcess = start_server(admin_key=None, env={"FLOWD_AUTH_KEY_CACHE_SECONDS": "0"})
+    assert server.get("/v1/me", key=second).body == {"project": "default", "role": "admin"}
+    assert server.get("/v1/me", key=first).status == 401

@@ -1,10 +1,11 @@
-"""Bad settings stop flowd with exit code 2 and one line on stderr naming the setting."""
+"""Bad settings stop flowd with exit code 2 and one line on stderr naming the setting; an unknown
+FLOWD_* environment variable is only a warning."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import clean_env, run_flowd
+from tests.e2e.conftest import clean_env, run_flowd, wait_until
 
 
 def assert_one_line_error(result, *needles: str) -> None:
@@ -32,7 +33,6 @@ def test_bad_config_file(tmp_path, toml, needles) -> None:
 
 
 @pytest.mark.parametrize(("name", "value", "needles"), [
-    ("FLOWD_SERVER_PROTT", "1", ("FLOWD_SERVER_PROTT",)),
     ("FLOWD_STORAGE_SYNCHRONOUS", "sometimes", ("storage.synchronous", "sometimes")),
     ("FLOWD_SERVER_PORT", "eighty", ("server.port", "eighty")),
 ])
@@ -40,6 +40,29 @@ def test_bad_environment_variable(tmp_path, name, value, needles) -> None:
     result = run_flowd("--db", str(tmp_path / "x.db"), "--port", "0", cwd=tmp_path,
                        env=clean_env({name: value}))
     assert_one_line_error(result, *needles)
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(("name", "advice"), [
+    ("FLOWD_SERVER_PROTT", "did you mean FLOWD_SERVER_PORT?"),
+    ("FLOWD_HARNESS_RUN_ID", "settings are named FLOWD_<SECTION>_<KEY>"),
+])
+def test_unknown_environment_variable_is_a_warning_and_the_server_starts(start_server, name,
+                                                                          advice) -> None:
+    """Deployment tools and test harnesses set FLOWD_* variables of their own."""
+    server = start_server(env={name: "1", "FLOWD_SERVER_ACCESS_LOG": "true"})
+    assert server.get("/v1/me").status == 200
+    warnings = [line for line in server.log_text().splitlines() if name in line]
+    assert len(warnings) == 1, server.log_text()
+    assert "WARNING flowd.config:" in warnings[0] and advice in warnings[0], warnings[0]
+    # The settings next to it still apply.
+    assert wait_until(lambda: "GET /v1/me" in server.log_text(), 5, "the access log line")
+
+
+def test_unknown_environment_variable_does_not_hide_a_bad_value(tmp_path) -> None:
+    result = run_flowd("--db", str(tmp_path / "x.db"), "--port", "0", cwd=tmp_path,
+                       env=clean_env({"FLOWD_SERVER_PROTT": "1", "FLOWD_SERVER_PORT": "eighty"}))
+    assert_one_line_error(result, "server.port", "eighty")
     assert not (tmp_path / "x.db").exists()
 
 
