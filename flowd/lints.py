@@ -1,6 +1,6 @@
 """Lints: warnings about workflows that are valid but almost surely not what their author meant.
 
-This module owns the checks that `definitions.analyze()` runs on every definition, drafts with
+This module owns two checks that `definitions.analyze()` runs on every definition, drafts with
 errors included:
 
 - `unknown_field`: a condition field or template path whose root or first part can never hold a
@@ -8,9 +8,11 @@ errors included:
   `traits`), `steps.<no such step>`, `run.status`, `vars.x` in a trigger filter — with a
   suggestion. Such a path is not an error: it is simply missing at run time, so a condition on it
   is silently false and a template renders empty text.
+- `branch_falls_through`: the last step of a branch has no `next`, so the run falls through into
+  the step where another branch of the same branching step starts.
 
-They read the raw definition rather than the compiled one, so they also work where compiling
-failed; anything that does not parse is skipped, as it is already an error. They are linear in
+Both read the raw definition rather than the compiled one, so they also work where compiling
+failed; anything that does not parse is skipped, as it is already an error. Both are linear in
 the size of the definition and never raise on odd input.
 """
 
@@ -24,6 +26,7 @@ from typing import Any, Callable
 
 from flowd.conditions import MAX_CONDITION_DEPTH, MAX_CONDITION_PARTS
 from flowd.schema import MAX_JSON_DEPTH, join
+from flowd.steps import STEP_TYPES
 from flowd.templates import (
     CONTACT_ROOTS,
     ROOTS,
@@ -43,6 +46,7 @@ def lint(definition: dict[str, Any], warn: Warn) -> None:
     # Odd entries become empty steps rather than vanish, so that `steps[i]` paths stay right.
     steps = [s if isinstance(s, dict) else {} for s in steps] if isinstance(steps, list) else []
     _FieldLint(steps, warn).run(definition)
+    _lint_fall_through(steps, warn)
 
 
 # ---------------------------------------------------------------- unknown_field
@@ -256,3 +260,80 @@ def _path_text(root: str, segments: list[tuple[str, Any]] | tuple[tuple[str, Any
     """A path's text from its parts, e.g. for a suggestion: `contact.traits["Plan name"]`."""
     return root + "".join(f".{key}" if _PLAIN_KEY.fullmatch(key) else f'["{key}"]'
                           for key, _ in segments)
+
+
+# ---------------------------------------------------------------- branch_falls_through
+
+def _lint_fall_through(steps: list[dict[str, Any]], warn: Warn) -> None:
+    """Per branching step: two of its branch targets where the first one's path, through steps
+    without `next`, runs on into the second. Only the nearest pair in list order matters: a
+    path that runs further has crossed that one first."""
+    index: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if isinstance(step.get("id"), str):
+            index.setdefault(step["id"], i)
+    runs_on_to = _fall_through_ends(steps)
+    for b, step in enumerate(steps):
+        targets = _branch_targets(step, b, steps, index)
+        ordered = sorted(targets)
+        for here, there in zip(ordered, ordered[1:]):
+            if there <= runs_on_to[here]:
+                last = steps[there - 1].get("id")
+                warn("branch_falls_through", f"steps[{there - 1}]",
+                     _fall_through_message(step.get("id"), targets[here], targets[there], last,
+                                           steps[there]["id"]), last)
+
+
+def _fall_through_ends(steps: list[dict[str, Any]]) -> list[int]:
+    """For each step, how far a run entering it gets by falling through (`next` absent means the
+    following step): to the first step from there on whose `next` is set, or to the last step."""
+    ends = list(range(len(steps)))
+    for i in range(len(steps) - 2, -1, -1):
+        if "next" not in steps[i]:
+            ends[i] = ends[i + 1]
+    return ends
+
+
+def _branch_targets(step: dict[str, Any], position: int, steps: list[dict[str, Any]],
+                    index: dict[str, int]) -> dict[int, list[str]]:
+    """Index of each step a branch of `step` leads to → the labels leading there. Empty for a
+    step without a branch map, and for one whose type is unknown (its labels are unknowable)."""
+    raw, type_name = step.get("next"), step.get("type")
+    step_type = STEP_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if not isinstance(raw, dict) or step_type is None:
+        return {}
+    produced = _labels_produced(step_type, step.get("config"))
+    targets: dict[int, list[str]] = {}
+    for label, target in raw.items():
+        taken = produced is None or label in produced
+        if taken and isinstance(target, str) and target in index:
+            targets.setdefault(index[target], []).append(label)
+    # A type without branches of its own takes its default path to the following step unless
+    # `next` maps `default` (CompiledStep.target): that is a branch too, e.g. beside `error`.
+    if not step_type.branches and "default" not in raw and position + 1 < len(steps):
+        targets.setdefault(position + 1, []).append("default")
+    return targets
+
+
+def _labels_produced(step_type: Any, config: Any) -> set[str] | None:
+    """The labels a step can take (None: unknown): a label it never takes leads nowhere, and is
+    already an unknown_branch warning."""
+    try:
+        return set(step_type.branch_labels(config if isinstance(config, dict) else {})) | {
+            "error", "default"}
+    except (TypeError, AttributeError, ValueError):  # a draft's config of the wrong shape
+        return None
+
+
+def _fall_through_message(branching: str, from_labels: list[str], to_labels: list[str],
+                          last: str, into: str) -> str:
+    other = _branches(to_labels)
+    return (f"the {_branches(from_labels)} of '{branching}' reaches '{last}', which has no next, "
+            f"so the run falls through into '{into}', where the {other} "
+            f"{'go' if len(to_labels) > 1 else 'goes'}: give '{last}' a next (null to end the "
+            f"run there, or \"{into}\" if both paths should go on there)")
+
+
+def _branches(labels: list[str]) -> str:
+    names = " and ".join(f"'{label}'" for label in labels)
+    return f"{names} branches" if len(labels) > 1 else f"{names} branch"

@@ -221,7 +221,7 @@ async def test_another_projects_workflow_is_404(api: Api, config):
 
 # ---------------------------------------------------------------- lints
 
-LINTS = ("unknown_field",)
+LINTS = ("unknown_field", "branch_falls_through")
 
 
 def lints_of(definition: dict) -> list[tuple[str, str, str | None, str]]:
@@ -360,7 +360,8 @@ def test_a_draft_with_errors_still_gets_its_lints():
         {"id": "bye", "type": "teleport"}))
     assert found == {("invalid_duration", "steps[1].config.duration"): "error",
                      ("unknown_step_type", "steps[2].type"): "error",
-                     ("unknown_field", "steps[0].config.if.field"): "warning"}
+                     ("unknown_field", "steps[0].config.if.field"): "warning",
+                     ("branch_falls_through", "steps[1]"): "warning"}
 
 
 @pytest.mark.parametrize("definition", [
@@ -398,17 +399,83 @@ def test_the_lints_are_bounded_on_a_condition_too_deep_to_compile():
     assert found == ["steps[0].config.if" + ".not" * (MAX_CONDITION_DEPTH - 1) + ".field"]
 
 
+FALLS_INTO_GOODBYE = ("the 'yes' branch of 'cond' reaches 'pro', which has no next, so the run "
+                      "falls through into 'goodbye', where the 'no' branch goes: give 'pro' a "
+                      "next (null to end the run there, or \"goodbye\" if both paths should go "
+                      "on there)")
+
+
+def branching(*rest: dict, next_: dict | None = None) -> dict:
+    """Reference 000's example: a condition step, then `rest` in list order."""
+    return steps({"id": "cond", "type": "condition", "config": {"if": cond("contact.traits.plan")},
+                  "next": next_ or {"yes": "pro", "no": "goodbye"}}, *rest)
+
+
+def test_a_branch_that_falls_through_into_another_branch_warns():
+    found = lints_of(branching({"id": "pro", "type": "set", "config": {"vars": {"pro": True}}},
+                               {"id": "goodbye", "type": "exit"}))
+    assert found == [("branch_falls_through", "steps[1]", "pro", FALLS_INTO_GOODBYE)]
+
+
+@pytest.mark.parametrize("definition,path,step_id", [
+    # The branch is several steps long: the last one without `next` falls through.
+    (branching({"id": "pro", "type": "exit"}, {"id": "more", "type": "exit"},
+               {"id": "goodbye", "type": "exit"}), "steps[2]", "more"),
+    # `split` branch names come from its config.
+    (steps({"id": "s", "type": "split", "next": {"vip": "v", "default": "d"}, "config": {
+        "branches": [{"name": "vip", "if": cond("contact.traits.vip", "exists")}]}},
+        {"id": "v", "type": "exit"}, {"id": "d", "type": "exit"}), "steps[1]", "v"),
+    # The success path of a step with an error handler runs into the handler.
+    (steps({"id": "call", "type": "webhook", "config": {"url": "https://example.com"},
+            "next": {"error": "alert"}},
+           {"id": "done", "type": "set", "config": {"vars": {}}}, {"id": "alert", "type": "exit"}),
+     "steps[1]", "done"),
+])
+def test_branch_falls_through_variants(definition, path, step_id):
+    assert [(code, where, sid) for code, where, sid, _ in lints_of(definition)] == [
+        ("branch_falls_through", path, step_id)]
+
+
+@pytest.mark.parametrize("definition", [
+    # `next` set on the branch's last step: ended, or converging on purpose.
+    branching({"id": "pro", "type": "exit", "next": None}, {"id": "goodbye", "type": "exit"}),
+    branching({"id": "pro", "type": "exit", "next": "goodbye"}, {"id": "goodbye", "type": "exit"}),
+    # The step it falls into is only reached by falling through.
+    branching({"id": "pro", "type": "exit"}, {"id": "thanks", "type": "exit", "next": None},
+              {"id": "goodbye", "type": "exit"}),
+    # The other branch's step comes first; the last one has nowhere to fall.
+    branching({"id": "goodbye", "type": "exit", "next": None}, {"id": "pro", "type": "exit"}),
+    # An unmapped label ends the run, and a label the type never takes leads nowhere.
+    branching({"id": "pro", "type": "exit"}, {"id": "goodbye", "type": "exit"},
+              next_={"yes": "pro"}),
+    branching({"id": "pro", "type": "exit"}, {"id": "goodbye", "type": "exit"},
+              next_={"yes": "pro", "maybe": "goodbye"}),
+    # Both labels go to the same step.
+    branching({"id": "pro", "type": "exit"}, {"id": "goodbye", "type": "exit"},
+              next_={"yes": "pro", "no": "pro"}),
+    # An error handler whose success path ends first.
+    steps({"id": "call", "type": "webhook", "config": {"url": "https://example.com"},
+           "next": {"error": "alert"}},
+          {"id": "done", "type": "exit", "next": None}, {"id": "alert", "type": "exit"}),
+])
+def test_an_intended_fall_through_does_not_warn(definition):
+    assert [code for code, *_ in lints_of(definition)] == []
+
+
 async def test_lint_warnings_come_back_from_the_api_and_do_not_block_activation(api: Api):
     status, workflow = await api.post("/v1/workflows", json={"name": "pro upsell", "status": "active",
-                                                             **steps(
+                                                             **branching(
         {"id": "pro", "type": "webhook", "config": {"url": "https://example.com/hook",
-                                                     "body": {"plan": "{{ contact.data.plan }}"}}})})
+                                                     "body": {"plan": "{{ contact.data.plan }}"}}},
+        {"id": "goodbye", "type": "exit"})})
     assert status == 201 and workflow["status"] == "active"
     assert workflow["issues"] == [
         {"severity": "warning", "code": "unknown_field", "step_id": "pro",
-         "path": "steps[0].config.body.plan",
+         "path": "steps[1].config.body.plan",
          "message": "'contact.data.plan' is always missing: a contact keeps custom attributes in "
-                    "traits, not data. Did you mean 'contact.traits.plan'?"}]
+                    "traits, not data. Did you mean 'contact.traits.plan'?"},
+        {"severity": "warning", "code": "branch_falls_through", "step_id": "pro",
+         "path": "steps[1]", "message": FALLS_INTO_GOODBYE}]
     _, fetched = await api.get(f"/v1/workflows/{workflow['id']}")
     assert fetched["issues"] == workflow["issues"]
 
