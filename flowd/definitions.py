@@ -1,5 +1,6 @@
 """Workflow definitions: alias normalization, validation into `issues`, and compilation into
-the immutable form the engine runs.
+the immutable form the engine runs. The lints (warnings about definitions that run but do
+something other than meant) live in flowd.lints.
 
 Two levels of wrong: a body that is not a workflow at all (a step without an id, `steps` not a
 list, a config field of the wrong type) is a 422 from the request schema
@@ -23,6 +24,7 @@ from flowd.conditions import (
 )
 from flowd.durations import parse_duration
 from flowd.errors import Problem
+from flowd.lints import lint
 from flowd.schema import INVALID
 from flowd.steps import ALIASES, STEP_TYPES
 from flowd.steps.base import StepConfigError, StepType
@@ -259,6 +261,7 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
 
     if not any(issue.severity == "error" for issue in issues.issues):
         _check_graph(raw_steps, steps, issues)
+    lint(definition, issues.warning)  # also on drafts with errors: warnings help fix them too
     workflow = CompiledWorkflow(trigger_type, trigger, settings.get("reentry", "after_completion"),
                                 exit_on, steps, raw_steps[0]["id"] if raw_steps else None)
     errors = any(issue.severity == "error" for issue in issues.issues)

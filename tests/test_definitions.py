@@ -218,3 +218,276 @@ async def test_another_projects_workflow_is_404(api: Api, config):
         assert status == 404, (method, path)
     # Its events do not trigger this project's workflows.
     assert (await api.post("/v1/events", key=other, json={"name": "go", "contact_id": "u"}))[1]["runs_started"] == []
+
+
+# ---------------------------------------------------------------- lints
+
+LINTS = ("unknown_field", "branch_falls_through")
+
+
+def lints_of(definition: dict) -> list[tuple[str, str, str | None, str]]:
+    """(code, path, step_id, message) of each lint warning, in report order."""
+    _, issues = analyze(normalize(definition))
+    assert all(i.severity == "warning" for i in issues if i.code in LINTS)
+    return [(i.code, i.path, i.step_id, i.message) for i in issues if i.code in LINTS]
+
+
+def cond(field: str, op: str = "eq", value: object = "pro") -> dict:
+    return {"field": field, "op": op, "value": value}
+
+
+DATA_PLAN = cond("contact.data.plan")
+TRAITS_PLAN = "Did you mean 'contact.traits.plan'?"
+
+
+@pytest.mark.parametrize("definition,path,step_id,suggestion", [
+    # Reference 004's CONDITION, in each place a condition is read.
+    (steps({"id": "a", "type": "exit"},
+           {"id": "b", "type": "condition", "config": {"if": DATA_PLAN}}),
+     "steps[1].config.if.field", "b", TRAITS_PLAN),
+    ({"trigger": {"type": "event", "event": "go", "filter": DATA_PLAN},
+      "steps": [{"id": "a", "type": "exit"}]}, "trigger.filter.field", None, TRAITS_PLAN),
+    ({"trigger": {"type": "event", "event": "go"},
+      "settings": {"exit_on": [{"event": "x"},
+                               {"event": "y", "filter": {"all": [cond("event.n"), DATA_PLAN]}}]},
+      "steps": [{"id": "a", "type": "exit"}]}, "settings.exit_on[1].filter.all[1].field", None,
+     TRAITS_PLAN),
+    (steps({"id": "w", "type": "wait_for_event",
+            "config": {"event": "upgraded", "filter": {"not": DATA_PLAN}, "timeout": "P1D"}}),
+     "steps[0].config.filter.not.field", "w", TRAITS_PLAN),
+    (steps({"id": "s", "type": "split", "config": {"branches": [
+        {"name": "vip", "if": cond("contact.traits.vip", "exists")},
+        {"name": "pro", "if": DATA_PLAN}]}}),
+     "steps[0].config.branches[1].if.field", "s", TRAITS_PLAN),
+    # Templates: in any config string, and inside a condition's value.
+    (steps({"id": "h", "type": "webhook", "config": {
+        "url": "https://example.com/hook", "body": {"user": {"plan": "{{ contact.data.plan }}"}}}}),
+     "steps[0].config.body.user.plan", "h", TRAITS_PLAN),
+    (steps({"id": "c", "type": "condition",
+            "config": {"if": cond("event.plan", value="{{ contact.attributes.plan }}")}}),
+     "steps[0].config.if.value", "c", TRAITS_PLAN),
+    (steps({"id": "c", "type": "set",
+            "config": {"vars": {"p": 'plan: {{ contact.properties["Plan name"] | upper }}'}}}),
+     "steps[0].config.vars.p", "c", """Did you mean 'contact.traits["Plan name"]'?"""),
+    # A close typo of a real field; a name that is no field at all.
+    (steps({"id": "c", "type": "condition", "config": {"if": cond("contact.emial", "exists")}}),
+     "steps[0].config.if.field", "c", "Did you mean 'contact.email'?"),
+    (steps({"id": "c", "type": "condition", "config": {"if": cond("contact.plan")}}),
+     "steps[0].config.if.field", "c", TRAITS_PLAN),
+    # Other roots: a step that does not exist, run and now fields the scope does not have.
+    (steps({"id": "send", "type": "webhook", "config": {"url": "https://example.com"}},
+           {"id": "c", "type": "condition", "config": {"if": cond("steps.sned.status", "exists")}}),
+     "steps[1].config.if.field", "c", "Did you mean 'steps.send.status'?"),
+    (steps({"id": "s", "type": "set", "config": {"vars": {"w": "{{ run.workflow }}"}}}),
+     "steps[0].config.vars.w", "s", "Did you mean 'run.workflow_id'?"),
+    (steps({"id": "s", "type": "set", "config": {"vars": {"w": "{{ run.status }}"}}}),
+     "steps[0].config.vars.w", "s", "a run has only id, workflow_id, workflow_version, contact_id"),
+    (steps({"id": "s", "type": "set", "config": {"vars": {"y": "{{ now.year }}"}}}),
+     "steps[0].config.vars.y", "s", "Did you mean 'now'?"),
+    # Filters matched against an incoming event see only that event and the contact.
+    ({"trigger": {"type": "event", "event": "go", "filter": cond("vars.plan")},
+      "steps": [{"id": "a", "type": "exit"}]}, "trigger.filter.field", None,
+     "a trigger filter sees only the event and the contact"),
+    ({"trigger": {"type": "event", "event": "go", "filter": cond("event.n", value="{{ steps.a.n }}")},
+      "steps": [{"id": "a", "type": "exit"}]}, "trigger.filter.value", None,
+     "a trigger filter sees only the event and the contact"),
+    (steps({"id": "w", "type": "wait_for_event",
+            "config": {"event": "paid", "filter": cond("vars.order_id", value="x")}}),
+     "steps[0].config.filter.field", "w", '"value": "{{ vars.order_id }}"'),
+])
+def test_a_path_that_is_always_missing_is_an_unknown_field_warning(definition, path, step_id,
+                                                                    suggestion):
+    found = lints_of(definition)
+    assert [(code, where, sid) for code, where, sid, _ in found] == [
+        ("unknown_field", path, step_id)], found
+    assert suggestion in found[0][3]
+
+
+def test_a_custom_attribute_bag_name_suggests_traits():
+    [(_, _, _, message)] = lints_of(steps(
+        {"id": "c", "type": "condition", "config": {"if": DATA_PLAN}}))
+    assert message == ("'contact.data.plan' is always missing: a contact keeps custom attributes "
+                       "in traits, not data. Did you mean 'contact.traits.plan'?")
+
+
+def test_paths_that_may_hold_a_value_do_not_warn():
+    definition = {
+        "trigger": {"type": "event", "event": "order.*", "filter": {"all": [
+            cond("event.properties.amount", "gt", 10), cond("event.amount", "gt", 10),
+            cond("contact.traits.plan"), cond("user.plan"), cond("profile.plan"),
+            cond("trait.vip", "exists"), cond("contact.tags", "contains", "{{ event.tag }}")]}},
+        "settings": {"exit_on": [{"event": "x", "filter": cond("contact.subscribed.email", "exists")}]},
+        "steps": [
+            {"id": "check", "type": "condition", "config": {"if": {"any": [
+                cond("contact.email", "exists"), cond("contact", "exists"),
+                cond("vars.anything.at.all", value="{{ vars.other }}"),
+                cond("steps.call.status", value=200), cond("now", "after", "-P1D"),
+                cond("run.contact_id", value="{{ contact.id }}")]}},
+             "next": {"yes": "call", "no": None}},
+            {"id": "call", "type": "webhook", "config": {
+                "url": "https://example.com/{{ run.id }}",
+                "body": {"v": "{{ run.workflow_version }}", "at": "{{ now }}", "e": "{{ event.name }}",
+                         "out": "{{ steps.check.output.result }}", "all": "{{ steps | json }}",
+                         "item": "{{ loop.item }}", "t": "{{ contact.traits.first_name | default: 'x' }}"}}},
+            {"id": "wait", "type": "wait_for_event", "config": {
+                "event": "paid", "filter": cond("event.properties.order", value="{{ vars.order }}")}},
+        ]}
+    _, issues = analyze(normalize(definition))
+    assert [i.to_json() for i in issues] == []
+
+
+def test_an_unknown_root_is_reported_once_as_the_error_it_already_was():
+    found = issues_of(steps(
+        {"id": "c", "type": "condition", "config": {"if": cond("x.y", "exists")}},
+        {"id": "s", "type": "set", "config": {"vars": {"a": "{{ foo.bar }}", "b": "{{ contact.data.x"}}}))
+    assert found == {("invalid_condition", "steps[0].config.if.field"): "error",
+                     ("invalid_template", "steps[1].config.vars.a"): "error",
+                     ("invalid_template", "steps[1].config.vars.b"): "error"}
+
+
+def test_unknown_field_reports_a_path_once_per_place_and_at_most_100_in_all():
+    found = lints_of(steps({"id": "s", "type": "set", "config": {"vars": {
+        "same": "{{ contact.data.a }} and {{ contact.data.a }}",
+        **{f"k{i}": f"{{{{ contact.data.k{i} }}}}" for i in range(150)}}}}))
+    assert len(found) == 100
+    assert [where for _, where, _, _ in found[:3]] == [
+        "steps[0].config.vars.same", "steps[0].config.vars.k0", "steps[0].config.vars.k1"]
+
+
+def test_a_draft_with_errors_still_gets_its_lints():
+    found = issues_of(steps(
+        {"id": "c", "type": "condition", "config": {"if": DATA_PLAN}, "next": {"yes": "pro", "no": "bye"}},
+        {"id": "pro", "type": "wait", "config": {"duration": "soon"}},
+        {"id": "bye", "type": "teleport"}))
+    assert found == {("invalid_duration", "steps[1].config.duration"): "error",
+                     ("unknown_step_type", "steps[2].type"): "error",
+                     ("unknown_field", "steps[0].config.if.field"): "warning",
+                     ("branch_falls_through", "steps[1]"): "warning"}
+
+
+@pytest.mark.parametrize("definition", [
+    {},
+    {"trigger": "x", "settings": [], "steps": "no"},
+    {"trigger": {"filter": "contact.data"}, "settings": {"exit_on": [1, {"filter": [None]}]},
+     "steps": [1, None, {"id": 3, "type": ["x"], "next": ["a"]}, {"id": "a"}]},
+    {"steps": [{"id": "c", "type": "condition", "config": {"if": {"all": {"field": 1}, "not": 5}},
+                "next": {"yes": {"x": 1}, "no": ["y"], 3: None}},
+               {"id": "s", "type": "split", "config": {"branches": 5}, "next": {"x": "c"}},
+               {"id": "t", "type": "split", "config": {"branches": [5, {"if": "x"}, {"name": 1}]}},
+               {"id": "w", "type": "wait_for_event", "config": "filter"},
+               {"id": "h", "type": "webhook", "config": {"body": {"{{ k }}": ["{{ contact.", 7]}}}]},
+])
+def test_the_lints_never_raise_on_odd_input(definition):
+    from flowd.lints import lint
+    found: list[tuple] = []
+    lint(definition, lambda *issue: found.append(issue))
+    assert all(code in LINTS for code, *_ in found)
+
+
+def test_the_lints_are_bounded_on_a_condition_too_deep_to_compile():
+    from flowd.conditions import MAX_CONDITION_DEPTH
+    from flowd.lints import lint
+
+    def nested(depth: int) -> dict:
+        node: dict = DATA_PLAN
+        for _ in range(depth):
+            node = {"not": node}
+        return node
+    found: list[str] = []
+    for depth in (MAX_CONDITION_DEPTH - 1, MAX_CONDITION_DEPTH, 5000):  # no recursion: no limit hit
+        lint(steps({"id": "c", "type": "condition", "config": {"if": nested(depth)}}),
+             lambda code, path, message, step_id: found.append(path))
+    assert found == ["steps[0].config.if" + ".not" * (MAX_CONDITION_DEPTH - 1) + ".field"]
+
+
+FALLS_INTO_GOODBYE = ("the 'yes' branch of 'cond' reaches 'pro', which has no next, so the run "
+                      "falls through into 'goodbye', where the 'no' branch goes: give 'pro' a "
+                      "next (null to end the run there, or \"goodbye\" if both paths should go "
+                      "on there)")
+
+
+def branching(*rest: dict, next_: dict | None = None) -> dict:
+    """Reference 000's example: a condition step, then `rest` in list order."""
+    return steps({"id": "cond", "type": "condition", "config": {"if": cond("contact.traits.plan")},
+                  "next": next_ or {"yes": "pro", "no": "goodbye"}}, *rest)
+
+
+def test_a_branch_that_falls_through_into_another_branch_warns():
+    found = lints_of(branching({"id": "pro", "type": "set", "config": {"vars": {"pro": True}}},
+                               {"id": "goodbye", "type": "exit"}))
+    assert found == [("branch_falls_through", "steps[1]", "pro", FALLS_INTO_GOODBYE)]
+
+
+@pytest.mark.parametrize("definition,path,step_id", [
+    # The branch is several steps long: the last one without `next` falls through.
+    (branching({"id": "pro", "type": "exit"}, {"id": "more", "type": "exit"},
+               {"id": "goodbye", "type": "exit"}), "steps[2]", "more"),
+    # `split` branch names come from its config.
+    (steps({"id": "s", "type": "split", "next": {"vip": "v", "default": "d"}, "config": {
+        "branches": [{"name": "vip", "if": cond("contact.traits.vip", "exists")}]}},
+        {"id": "v", "type": "exit"}, {"id": "d", "type": "exit"}), "steps[1]", "v"),
+    # The success path of a step with an error handler runs into the handler.
+    (steps({"id": "call", "type": "webhook", "config": {"url": "https://example.com"},
+            "next": {"error": "alert"}},
+           {"id": "done", "type": "set", "config": {"vars": {}}}, {"id": "alert", "type": "exit"}),
+     "steps[1]", "done"),
+])
+def test_branch_falls_through_variants(definition, path, step_id):
+    assert [(code, where, sid) for code, where, sid, _ in lints_of(definition)] == [
+        ("branch_falls_through", path, step_id)]
+
+
+@pytest.mark.parametrize("definition", [
+    # `next` set on the branch's last step: ended, or converging on purpose.
+    branching({"id": "pro", "type": "exit", "next": None}, {"id": "goodbye", "type": "exit"}),
+    branching({"id": "pro", "type": "exit", "next": "goodbye"}, {"id": "goodbye", "type": "exit"}),
+    # The step it falls into is only reached by falling through.
+    branching({"id": "pro", "type": "exit"}, {"id": "thanks", "type": "exit", "next": None},
+              {"id": "goodbye", "type": "exit"}),
+    # The other branch's step comes first; the last one has nowhere to fall.
+    branching({"id": "goodbye", "type": "exit", "next": None}, {"id": "pro", "type": "exit"}),
+    # An unmapped label ends the run, and a label the type never takes leads nowhere.
+    branching({"id": "pro", "type": "exit"}, {"id": "goodbye", "type": "exit"},
+              next_={"yes": "pro"}),
+    branching({"id": "pro", "type": "exit"}, {"id": "goodbye", "type": "exit"},
+              next_={"yes": "pro", "maybe": "goodbye"}),
+    # Both labels go to the same step.
+    branching({"id": "pro", "type": "exit"}, {"id": "goodbye", "type": "exit"},
+              next_={"yes": "pro", "no": "pro"}),
+    # An error handler whose success path ends first.
+    steps({"id": "call", "type": "webhook", "config": {"url": "https://example.com"},
+           "next": {"error": "alert"}},
+          {"id": "done", "type": "exit", "next": None}, {"id": "alert", "type": "exit"}),
+])
+def test_an_intended_fall_through_does_not_warn(definition):
+    assert [code for code, *_ in lints_of(definition)] == []
+
+
+async def test_lint_warnings_come_back_from_the_api_and_do_not_block_activation(api: Api):
+    status, workflow = await api.post("/v1/workflows", json={"name": "pro upsell", "status": "active",
+                                                             **branching(
+        {"id": "pro", "type": "webhook", "config": {"url": "https://example.com/hook",
+                                                     "body": {"plan": "{{ contact.data.plan }}"}}},
+        {"id": "goodbye", "type": "exit"})})
+    assert status == 201 and workflow["status"] == "active"
+    assert workflow["issues"] == [
+        {"severity": "warning", "code": "unknown_field", "step_id": "pro",
+         "path": "steps[1].config.body.plan",
+         "message": "'contact.data.plan' is always missing: a contact keeps custom attributes in "
+                    "traits, not data. Did you mean 'contact.traits.plan'?"},
+        {"severity": "warning", "code": "branch_falls_through", "step_id": "pro",
+         "path": "steps[1]", "message": FALLS_INTO_GOODBYE}]
+    _, fetched = await api.get(f"/v1/workflows/{workflow['id']}")
+    assert fetched["issues"] == workflow["issues"]
+
+
+async def test_the_lint_knows_the_fields_a_run_really_has(api: Api):
+    """unknown_field judges contact.x and run.x by these lists: keep them true to the engine."""
+    from flowd.lints import CONTACT_FIELDS, RUN_FIELDS
+    workflow = await api.workflow({"trigger": {"type": "manual"}, "steps": [
+        {"id": "s", "type": "set", "config": {"vars": {"contact": "{{ contact }}", "run": "{{ run }}"}}}]})
+    status, run = await api.post(f"/v1/workflows/{workflow['id']}/runs", json={"contact_id": "u1"})
+    assert status == 201, run
+    done = await api.run_until(run["id"], "completed")
+    assert sorted(done["vars"]["contact"]) == sorted(CONTACT_FIELDS)
+    assert sorted(done["vars"]["run"]) == sorted(RUN_FIELDS)
