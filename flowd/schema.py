@@ -6,6 +6,7 @@ OpenAPI document shows. One source of truth for what the server accepts and what
 from __future__ import annotations
 
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -88,6 +89,10 @@ class Schema:
     def named(self, name: str) -> "Schema":
         self.name = name
         return self
+
+    def described(self, description: str) -> "Schema":
+        """A copy with another description (and no component name)."""
+        return dataclasses.replace(self, description=description)  # type: ignore[type-var]
 
     def json_schema(self, components: Components | None = None) -> dict[str, Any]:
         """The JSON Schema; with `components`, named schemas become `$ref`s into it."""
@@ -398,6 +403,7 @@ class Object(Schema):
     defaults: dict[str, Any] = field(default_factory=dict)
     # Field → fields that must then be given too, and not null (`dependentSchemas`).
     requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    exclusive: tuple[str, ...] = ()    # at most one of these fields may be given
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, dict):
@@ -421,6 +427,9 @@ class Object(Schema):
                 problems.extend(Problem(str(_Child(path, other)), f"is required when {key} is given",
                                         "dependent_required")
                                 for other in needed if value.get(other) is None)
+        if sum(key in value for key in self.exclusive) > 1:
+            problems.append(Problem(str(path), f"give at most one of {', '.join(self.exclusive)}",
+                                    "exclusive_fields"))
         for key, default in self.defaults.items():
             out.setdefault(key, default)
         return INVALID if len(problems) > before else out
@@ -438,6 +447,9 @@ class Object(Schema):
                 "required": list(needed),
                 "properties": {other: {"not": {"type": "null"}} for other in needed}}
                 for key, needed in self.requires.items()}
+        if self.exclusive:
+            rendered["not"] = {"anyOf": [{"required": [a, b]} for i, a in enumerate(self.exclusive)
+                                         for b in self.exclusive[i + 1:]]}
         return self._doc(rendered)
 
 

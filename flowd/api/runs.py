@@ -11,7 +11,6 @@ from flowd.definition_schema import STEP_ID, WORKFLOW_STATUSES
 from flowd.schema import (
     Array,
     Boolean,
-    Either,
     Enum,
     Integer,
     Json,
@@ -55,14 +54,13 @@ TRACE_ENTRY = shape("TraceEntry", {
 }, description="One visit of a step.")
 RUN_WITH_STEPS = shape("RunWithTrace", {**_RUN_FIELDS, "steps": Array(TRACE_ENTRY, description=(
     "The trace, oldest first."))})
-_FIRE_FIELDS = {"payload": Json(object_only=True, description="The trigger event's properties.")}
-FIRE = Either((
-    Object({"contact_id": Nullable(CONTACT_ID), **_FIRE_FIELDS}),
-    Object({"email": EMAIL, **_FIRE_FIELDS}, description="Names the contact by email: the "
-           "newest contact with that address; none is a 404."),
-), pick=lambda body: (None if "contact_id" in body and "email" in body
-                      else 1 if "email" in body else 0) if isinstance(body, dict) else 0,
-    mixed="give contact_id or email, not both").named("FireRequest")
+FIRE = Object({
+    "contact_id": Nullable(CONTACT_ID),
+    "email": EMAIL.described("Names the contact by email instead: an unknown email is a 404, "
+                             "an email several contacts have a 409."),
+    "payload": Json(object_only=True, description="The trigger event's properties."),
+}, exclusive=("contact_id", "email"),
+    description="Names the contact by contact_id or by email (at most one).").named("FireRequest")
 RETRY = Object({"from_step": STEP_ID}).named("RetryRequest")
 STATS = shape("Stats", {
     "workflows": Object({s: Integer(min=0) for s in WORKFLOW_STATUSES},

@@ -80,6 +80,8 @@ class SplitStep(StepType):
 
     def branch_labels(self, config: dict[str, Any]) -> tuple[str, ...]:
         entries = config.get("branches") or config.get("random") or []
+        if not isinstance(entries, list):  # a draft's config may be anything until it is fixed
+            return ("default",)
         return tuple(e.get("name") for e in entries if isinstance(e, dict)) + ("default",)
 
     async def run(self, ctx: StepContext) -> Outcome:
