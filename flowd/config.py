@@ -11,6 +11,7 @@ the closest setting's name): deployment tools and test harnesses put their own v
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -121,6 +122,8 @@ def _coerce(section: str, f: Any, value: Any, origin: str) -> Any:
         value = float(value)
     if type(value) is not kind:
         raise _wrong_type(name, origin, kind, value)
+    if kind is float and not math.isfinite(value):  # nan slips past every min/max comparison
+        raise ConfigError(f"setting {name} ({origin}) must be a finite number; got {value!r}")
     meta = f.metadata
     if meta["choices"] and value not in meta["choices"]:
         raise ConfigError(f"setting {name} ({origin}) must be one of {', '.join(meta['choices'])}; "

@@ -27,7 +27,7 @@ from flowd.store.workflows import Workflow, WorkflowStatus
 from flowd.templates import Scope, TemplateError
 
 EMPTY_SCOPE = Scope({})
-from flowd.timeutil import Clock, format_ms
+from flowd.timeutil import Clock, deadline, format_ms
 from flowd.triggers import IndexedWorkflow, TriggerIndex
 
 log = logging.getLogger("flowd.engine")
@@ -411,7 +411,7 @@ class Engine:
         run.steps_executed += 1
         run.trace_len = entry.seq
         if failure.retryable and run.attempt < step.retry.max_attempts:
-            until = now + step.retry.delay_ms(run.attempt)
+            until = deadline(now, step.retry.delay_ms(run.attempt))
             run.attempt += 1
             run.status, run.due_at = RunStatus.WAITING, until
             run.wait = {"kind": "timer", "until": until, "retry": True}

@@ -36,6 +36,12 @@ _FORMAT_MESSAGE = "must be an RFC 3339 time such as 2026-11-23T18:00:00Z"
 _RANGE_MESSAGE = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in UTC"
 
 
+def deadline(now_ms: int, duration_ms: int) -> int:
+    """`now + duration`, but never past MAX_MS: a wait of thousands of years means "for ever",
+    and its time must still be writable."""
+    return min(now_ms + duration_ms, MAX_MS)
+
+
 def format_ms(ms: int | None) -> str | None:
     """Epoch ms → RFC 3339 with four-digit years for MIN_MS … MAX_MS (a time outside, which only
     arithmetic such as a 10,000-year wait can make, is written with the year it has)."""

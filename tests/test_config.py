@@ -148,3 +148,9 @@ def test_readme_settings_table_matches_the_code():
             f'"{default}"' if isinstance(default, str) else str(default))
         expected[(section, key)] = (shown, help_text)
     assert documented == expected
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf"])
+def test_a_number_setting_must_be_finite(text):
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        load_config(path=None, environ={"FLOWD_SERVER_SHUTDOWN_TIMEOUT": text})

@@ -431,3 +431,12 @@ async def test_more_runs_due_at_once_than_the_engine_has_slots(tmp_path, aiohttp
         _, stats = await api.get("/v1/stats")
         return stats["runs"]["completed"] == 30
     await eventually(all_completed, timeout=20)
+
+
+async def test_a_wait_of_ten_thousand_years_ends_at_the_last_time_rfc_3339_can_write(api: Api):
+    await api.workflow({"trigger": {"type": "event", "event": "go"},
+                        "steps": [{"id": "w", "type": "wait",
+                                   "config": {"duration": "P3650000D"}}]})
+    run_id = (await api.send("go", "u1"))["runs_started"][0]
+    run = await api.run_until(run_id, "waiting")
+    assert run["wait"]["until"] == "9999-12-31T23:59:59.999Z"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flowd.timeutil import MAX_MS, MIN_MS, format_ms, parse_time
+from flowd.durations import MAX_DURATION_MS
+from flowd.timeutil import MAX_MS, MIN_MS, deadline, format_ms, parse_time
 
 FORMAT_MESSAGE = "must be an RFC 3339 time"
 RANGE_MESSAGE = "must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z in UTC"
@@ -86,3 +87,10 @@ def test_malformed_times_get_the_format_message(text):
 def test_a_time_without_offset_is_refused():
     with pytest.raises(ValueError, match="UTC offset"):
         parse_time("0001-01-01T00:00:00")
+
+
+def test_a_deadline_thousands_of_years_away_stops_at_the_last_writable_time():
+    now = parse_time("2026-11-29T00:00:00Z")
+    assert deadline(now, 60_000) == now + 60_000
+    assert deadline(now, MAX_DURATION_MS) == MAX_MS
+    assert format_ms(deadline(now, MAX_DURATION_MS)) == "9999-12-31T23:59:59.999Z"

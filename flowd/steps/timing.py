@@ -18,7 +18,7 @@ from flowd.steps.base import (
     Wake,
 )
 from flowd.templates import has_templates
-from flowd.timeutil import format_ms, parse_time
+from flowd.timeutil import deadline, format_ms, parse_time
 
 
 def check_duration(config: dict[str, Any], key: str, path: str,
@@ -64,7 +64,7 @@ class WaitStep(StepType):
 
     async def run(self, ctx: StepContext) -> Outcome:
         if "duration" in ctx.config:
-            until = ctx.now_ms + (duration_at_run_time(ctx.config, "duration") or 0)
+            until = deadline(ctx.now_ms, duration_at_run_time(ctx.config, "duration") or 0)
         else:
             try:
                 until = parse_time(str(ctx.config["until"]))
@@ -106,7 +106,7 @@ class WaitForEventStep(StepType):
         # The filter is kept raw: the event is matched inside the transaction that stores it.
         spec = {"event": ctx.config["event"], "filter": ctx.config.get("filter"),
                 "since": min(ctx.entered_at or ctx.now_ms, ctx.now_ms) - lookback}
-        until = ctx.now_ms + timeout if timeout is not None else None
+        until = deadline(ctx.now_ms, timeout) if timeout is not None else None
         return Outcome("waiting", wait=Wait("event", until=until, event=spec))
 
     def resume(self, ctx: StepContext, wake: Wake) -> Outcome:
