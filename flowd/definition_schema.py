@@ -52,7 +52,11 @@ RETRY = Object({
     "max_backoff": String(min_len=1, description="ISO 8601 duration: the cap."),
 }).named("StepRetry")
 POSITION = Object({"x": Number(), "y": Number()},
-                  description="Where the builder draws the step; ignored by the engine.")
+                  description="Where the builder draws the step; ignored by the engine."
+                  ).named("StepPosition")
+ON_ERROR = Enum(("fail", "continue"), description=(
+    "After the last failed attempt (without an `error` branch): fail the run, or take the "
+    "default next.")).named("OnError")
 
 
 def _camel(name: str) -> str:
@@ -100,8 +104,7 @@ def _step_kinds(*, id_required: bool, prefix: str) -> dict[str, Schema]:
             "config": _CONFIGS[name],
             "next": NEXT,
             "retry": RETRY,
-            "on_error": Enum(("fail", "continue"), description="After the last failed attempt "
-                             "(without an `error` branch): fail the run, or take the default next."),
+            "on_error": ON_ERROR,
             "position": POSITION,
         }, required=("id", "type") if id_required else ("type",),
             description=_describe(step_type)).named(f"{prefix}{_camel(name)}Step")

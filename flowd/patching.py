@@ -10,6 +10,7 @@ from typing import Any
 
 from flowd.definition_schema import (
     NEW_STEP,
+    ON_ERROR,
     NEXT,
     POSITION,
     RETRY,
@@ -36,7 +37,7 @@ OPERATION = Tagged("op", {
         "op": Enum(("update_step",)), "id": _REF,
         "set": Object({"type": String(min_len=1, max_len=64), "name": text(0, 200),
                        "config": Json(object_only=True), "next": NEXT, "retry": RETRY,
-                       "on_error": Enum(("fail", "continue")), "position": POSITION},
+                       "on_error": ON_ERROR, "position": POSITION},
                       description="Fields to replace; the step is checked as a whole once "
                                   "changed."),
     }, required=("op", "id", "set")).named("UpdateStepOperation"),

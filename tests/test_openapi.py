@@ -104,10 +104,12 @@ async def test_input_and_output_shapes_have_distinct_names_and_responses_are_com
     assert schemas["IngestResult"]["additionalProperties"] is False
     assert "runs_exited" in schemas["IngestResult"]["required"]
 
-    def walk(node: Any) -> None:   # every enum says its type
+    def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if "enum" in node:
+            if "enum" in node:   # every enum says its type
                 assert "type" in node, node
+            if node.get("type") == "object":   # and no object is typed as empty by generators
+                assert "properties" in node or "additionalProperties" in node, node
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
