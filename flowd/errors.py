@@ -24,6 +24,9 @@ class Problem:
 class FlowdError(Exception):
     status = 500
     code = "internal"
+    # True when the request's body may be left unread on the connection, which then cannot
+    # carry another request.
+    closes_connection = False
 
     def __init__(self, message: str, details: list[Any] | None = None) -> None:
         super().__init__(message)
@@ -64,8 +67,16 @@ class Gone(FlowdError):
     status, code = 410, "gone"
 
 
+class RequestTimeout(FlowdError):
+    """The request body stopped arriving (an extension of the contract's code list)."""
+
+    status, code = 408, "request_timeout"
+    closes_connection = True
+
+
 class PayloadTooLarge(FlowdError):
     status, code = 413, "payload_too_large"
+    closes_connection = True
 
 
 class ValidationError(FlowdError):

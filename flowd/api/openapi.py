@@ -19,8 +19,8 @@ ERROR_SCHEMA = {
         "properties": {
             "code": {"type": "string", "enum": [
                 "bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
-                "conflict", "gone", "payload_too_large", "validation_error", "rate_limited",
-                "internal", "unavailable"]},
+                "request_timeout", "conflict", "gone", "payload_too_large", "validation_error",
+                "rate_limited", "internal", "unavailable"]},
             "message": {"type": "string"},
             "details": {"type": "array", "items": {
                 "type": "object", "properties": {"path": {"type": "string"},
