@@ -43,6 +43,18 @@ class BadRequest(FlowdError):
     status, code = 400, "bad_request"
 
 
+class MalformedBody(BadRequest):
+    """aiohttp could not decode the body (bad gzip, bad chunking); its rest stays unread."""
+
+    closes_connection = True
+
+
+class ClientDisconnected(BadRequest):
+    """The client hung up before sending its whole body: nobody is left to read the answer."""
+
+    closes_connection = True
+
+
 class Unauthorized(FlowdError):
     status, code = 401, "unauthorized"
 

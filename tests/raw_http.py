@@ -88,3 +88,32 @@ def exchange_sync(port: int, data: bytes) -> RawResponse | None:
                 return None
             received += more
         return response
+
+
+async def hang_up_mid_body(port: int, head: bytes, partial_body: bytes) -> None:
+    """Send a request head with `Expect: 100-continue`, wait for the server's go-ahead (the
+    request is then in flowd's hands), send part of the body and close the connection."""
+    assert b"Expect: 100-continue" in head
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        go_ahead = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+        assert go_ahead.startswith(b"HTTP/1.1 100 "), go_ahead
+        writer.write(partial_body)
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+def hang_up_mid_body_sync(port: int, head: bytes, partial_body: bytes) -> None:
+    """`hang_up_mid_body` for a server in another process."""
+    assert b"Expect: 100-continue" in head
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+        sock.sendall(head)
+        go_ahead = b""
+        while b"\r\n\r\n" not in go_ahead:
+            more = sock.recv(1024)
+            assert more, f"connection closed before the go-ahead: {go_ahead!r}"
+            go_ahead += more
+        assert go_ahead.startswith(b"HTTP/1.1 100 "), go_ahead
+        sock.sendall(partial_body)
