@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from flowd.api import add_routes
-from flowd.api.middleware import MAX_BODY_BYTES, SERVICES, envelope_middleware
+from flowd.api.middleware import BODY_TIMEOUT, MAX_BODY_BYTES, SERVICES, envelope_middleware
 from flowd.api.openapi import build_openapi
 from flowd.api.routes import ROUTES
 from flowd.auth import Authenticator, bootstrap_admin
@@ -92,6 +92,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
     services = build_services(config, clock)
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[envelope_middleware])
     app[SERVICES] = services
+    app[BODY_TIMEOUT] = config.server.body_timeout
     add_routes(app)
     env_key = admin_key if admin_key is not None else os.environ.get("FLOWD_ADMIN_KEY")
 

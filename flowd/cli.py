@@ -173,8 +173,10 @@ def _serve(config: Config) -> int:
 
 
 async def _run_server(config: Config) -> None:
+    from flowd.api import client_faults
     from flowd.app import create_app
 
+    client_faults.install()
     app = create_app(config)
     runner = web.AppRunner(app, handle_signals=False,
                            access_log=logging.getLogger("flowd.access") if config.server.access_log else None,

@@ -37,6 +37,10 @@ class ServerConfig:
     access_log: bool = setting(False, "Log one line per HTTP request.")
     shutdown_timeout: float = setting(
         10.0, "Seconds in-flight requests get to finish after SIGINT/SIGTERM.", min=0, max=3600)
+    body_timeout: float = setting(
+        30.0, "Seconds a request body may go without a byte arriving before the request is "
+        "answered 408 and its connection closed (a slow but steady upload never times out).",
+        min=0.1, max=3600)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ class Problem:
 class FlowdError(Exception):
     status = 500
     code = "internal"
+    # True when the request's body may be left unread on the connection, which then cannot
+    # carry another request.
+    closes_connection = False
 
     def __init__(self, message: str, details: list[Any] | None = None) -> None:
         super().__init__(message)
@@ -44,6 +47,18 @@ class FlowdError(Exception):
 
 class BadRequest(FlowdError):
     status, code = 400, "bad_request"
+
+
+class MalformedBody(BadRequest):
+    """aiohttp could not decode the body (bad gzip, bad chunking); its rest stays unread."""
+
+    closes_connection = True
+
+
+class ClientDisconnected(BadRequest):
+    """The client hung up before sending its whole body: nobody is left to read the answer."""
+
+    closes_connection = True
 
 
 class Unauthorized(FlowdError):
@@ -70,8 +85,16 @@ class Gone(FlowdError):
     status, code = 410, "gone"
 
 
+class RequestTimeout(FlowdError):
+    """The request body stopped arriving (an extension of the contract's code list)."""
+
+    status, code = 408, "request_timeout"
+    closes_connection = True
+
+
 class PayloadTooLarge(FlowdError):
     status, code = 413, "payload_too_large"
+    closes_connection = True
 
 
 class ValidationError(FlowdError):

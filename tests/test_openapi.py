@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowd.api.openapi import openapi_path
+from flowd.api.openapi import ERROR_SCHEMA, openapi_path
+from flowd.errors import FlowdError
 from flowd.steps import ALIASES, STEP_TYPES
 from tests.conftest import Api
 
@@ -144,3 +145,13 @@ async def test_health_and_the_page(api: Api):
     assert await api.get("/healthz", key=None) == (200, {"status": "ok"})
     status, html = await api.get("/", key=None)
     assert status == 200 and "flowd" in html and "/v1/openapi.json" in html
+
+
+def test_every_error_code_the_server_sends_is_in_the_documented_enum():
+    documented = set(ERROR_SCHEMA["properties"]["error"]["properties"]["code"]["enum"])
+    classes, codes = [FlowdError], set()
+    while classes:
+        cls = classes.pop()
+        codes.add(cls.code)
+        classes.extend(cls.__subclasses__())
+    assert codes <= documented, codes - documented
