@@ -26,6 +26,7 @@ log = logging.getLogger("flowd")
 config_log = logging.getLogger("flowd.config")
 
 EXIT_USAGE = 2
+MAX_REQUEST_LINE = 16 * 1024
 
 
 def _common_flags() -> argparse.ArgumentParser:
@@ -178,9 +179,13 @@ async def _run_server(config: Config) -> None:
 
     client_faults.install()
     app = create_app(config)
+    # aiohttp refuses a request line or header over 8190 bytes with a plain-text 400 of its own,
+    # before the API sees it; the longest URL the documented parameters allow (every one at its
+    # maxLength, percent-encoded four-byte characters) is shorter than 16 KiB.
     runner = web.AppRunner(app, handle_signals=False,
                            access_log=logging.getLogger("flowd.access") if config.server.access_log else None,
-                           shutdown_timeout=config.server.shutdown_timeout)
+                           shutdown_timeout=config.server.shutdown_timeout,
+                           max_line_size=MAX_REQUEST_LINE, max_field_size=MAX_REQUEST_LINE)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)

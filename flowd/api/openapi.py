@@ -54,6 +54,8 @@ Durable event-triggered workflow automation on one machine.
   (`readOnly` in the schemas) as GET returns them: they are ignored.
 * Endpoints that take no body accept an empty body or `{}`; anything else is refused (400 for
   a body that is not a JSON object, 422 for fields), and nothing is done.
+* A request that is not valid HTTP (a header holding a NUL, a request line or header longer
+  than 16 KiB) is refused by the HTTP layer with a plain-text 400 before it reaches the API.
 * Times are RFC 3339 UTC strings with milliseconds and `Z`; durations are ISO 8601 (`PT1H`,
   `P3D`, `PT0.5S`).
 * A workflow is saved with its `issues`: problems that a schema cannot state (a `next` naming

@@ -55,3 +55,13 @@ def test_a_stalled_body_is_408_after_the_configured_body_timeout(start_server):
     assert "0.5 s" in response.json()["error"]["message"]
     assert response.headers["connection"] == "close"
     assert_no_error_and_no_traceback(server)
+
+
+def test_a_long_url_within_16_kib_reaches_the_api_and_a_longer_one_does_not(
+        server: ServerProcess):
+    # The longest URL the documented parameters allow is over aiohttp's default 8 KiB limit.
+    within = server.get("/v1/contacts?unused=" + "%C3%A9" * 2000)   # 12 KB: a JSON answer
+    assert within.status == 200 and within.body == {"data": [], "next_cursor": None}
+    beyond = server.get("/v1/contacts?email=" + "a" * 20_000)
+    assert beyond.status == 400   # aiohttp's own plain-text answer, as the document says
+    assert_no_error_and_no_traceback(server)
