@@ -16,15 +16,17 @@ from flowd.auth import Authenticator, bootstrap_admin
 from flowd.config import Config
 from flowd.effects.http import HttpClient
 from flowd.effects.signing import WebhookSigner, new_secret
+from flowd.clock import Clock
+from flowd.dueruns import DueRuns
 from flowd.engine import Engine
 from flowd.ingest import Ingest
 from flowd.matching import WaitedNames
 from flowd.run_control import RunControl
+from flowd.registry import Registry
 from flowd.scheduler import Scheduler
+from flowd.slots import RunSlots
 from flowd.steps.base import Effects
-from flowd.store import Database, DbSettings
-from flowd.store import secrets as secret_store
-from flowd.timeutil import Clock
+from flowd.store import DbSettings, SqliteStore, Store
 from flowd.workflows import WorkflowService
 
 
@@ -41,10 +43,12 @@ class Services:
 
     config: Config
     clock: Clock
-    db: Database
+    store: Store
     auth: Authenticator
     ingest: Ingest
+    registry: Registry
     engine: Engine
+    slots: RunSlots
     scheduler: Scheduler
     workflows: WorkflowService
     runs: RunControl
@@ -53,8 +57,10 @@ class Services:
     openapi: dict[str, Any] = field(default_factory=dict)
 
 
-def build_services(config: Config, clock: Clock) -> Services:
-    db = Database(db_settings(config))
+def build_services(config: Config, clock: Clock, store: Store | None = None) -> Services:
+    """Each part gets what it needs when it is made: the store, the registry of workflows, the
+    due runs, the engine, the slots that execute runs, the scheduler that claims them."""
+    store = store or SqliteStore(db_settings(config))
     http = HttpClient(
         allow_private_networks=config.http.allow_private_networks,
         allowed_networks=[n.strip() for n in config.http.allowed_networks.split(",") if n.strip()],
@@ -62,26 +68,27 @@ def build_services(config: Config, clock: Clock) -> Services:
 
     async def load_secrets(project_id: str) -> list[str]:
         now = clock.now_ms()
-        await db.write(secret_store.current_secret, project_id, now, new_secret)
-        return await db.read(secret_store.valid_secrets, project_id, now)
+        await store.write(lambda tx: tx.secrets.current(project_id, now, new_secret))
+        return await store.read(lambda tx: tx.secrets.valid(project_id, now))
 
     signer = WebhookSigner(load_secrets)
     waited = WaitedNames()
-    engine = Engine(db, clock, Effects(http=http, signer=signer), waited=waited,
-                    max_concurrent=config.engine.max_concurrent_runs,
-                    max_steps_per_run=config.engine.max_steps_per_run)
-    scheduler = Scheduler(db, clock, engine, horizon_ms=int(config.engine.horizon_seconds * 1000))
-    engine.on_due = scheduler.notify
+    registry = Registry(store)
+    due = DueRuns(clock)
+    engine = Engine(store, registry, clock, Effects(http=http, signer=signer), due=due,
+                    waited=waited, max_steps_per_run=config.engine.max_steps_per_run)
+    slots = RunSlots(config.engine.max_concurrent_runs, engine.execute)
+    scheduler = Scheduler(store, clock, due, slots, engine.claim,
+                          horizon_ms=int(config.engine.horizon_seconds * 1000))
     return Services(
-        config=config, clock=clock, db=db,
-        auth=Authenticator(db, clock, config.auth.key_cache_seconds),
-        ingest=Ingest(db, clock, index=lambda: engine.index, waited=waited,
-                      on_started=scheduler.start_new,
-                      on_runs_due=scheduler.notify_now),
-        engine=engine, scheduler=scheduler,
-        workflows=WorkflowService(db, clock, engine.workflow_changed, scheduler.notify_now),
-        runs=RunControl(db, clock, lambda wf_id: engine.index.by_id.get(wf_id),
-                        on_runs_due=scheduler.notify_now, on_started=scheduler.start_new),
+        config=config, clock=clock, store=store,
+        auth=Authenticator(store, clock, config.auth.key_cache_seconds),
+        ingest=Ingest(store, clock, index=lambda: registry.index, waited=waited,
+                      on_started=scheduler.start_new, on_runs_due=scheduler.notify_now),
+        registry=registry, engine=engine, slots=slots, scheduler=scheduler,
+        workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
+        runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
+                        on_started=scheduler.start_new),
         signer=signer, http=http, openapi=build_openapi(ROUTES))
 
 
@@ -97,20 +104,21 @@ def create_app(config: Config, *, clock: Clock | None = None,
     env_key = admin_key if admin_key is not None else os.environ.get("FLOWD_ADMIN_KEY")
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await services.db.open()
+        await services.store.open()
         try:
-            await bootstrap_admin(services.db, clock, config.storage.path, env_key)
+            await bootstrap_admin(services.store, clock, config.storage.path, env_key)
             await services.http.start()
-            await services.engine.load_workflows()
+            await services.registry.load()
+            await services.engine.load()
             await services.scheduler.start()
             yield
         finally:
             # After the server stopped accepting and in-flight requests finished: stop starting
             # steps, then the writer commits everything still queued, then the files close.
             await services.scheduler.stop()
-            await services.engine.stop()
+            await services.slots.stop()
             await services.http.close()
-            await services.db.close()
+            await services.store.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

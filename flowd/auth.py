@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from flowd.clock import Clock
 from flowd.errors import ConfigError, Forbidden, Unauthorized
-from flowd.store import Database
-from flowd.store import keys as key_store
+from flowd.store import Store
+from flowd.store.base import Keys
 from flowd.store.records import Role
-from flowd.timeutil import Clock
 
 log = logging.getLogger("flowd.auth")
 
@@ -71,8 +71,8 @@ def key_prefix(key: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, db: Database, clock: Clock, cache_seconds: float) -> None:
-        self._db = db
+    def __init__(self, store: Store, clock: Clock, cache_seconds: float) -> None:
+        self._store = store
         self._clock = clock
         self._cache_ms = int(cache_seconds * 1000)
         # key hash -> (principal, valid until ms). Only keys that exist are cached, so the
@@ -91,7 +91,8 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
-        candidates = await self._db.read(key_store.find_active_keys, digest[:key_store.LOOKUP_LENGTH])
+        lookup = digest[:Keys.LOOKUP_LENGTH]
+        candidates = await self._store.read(lambda tx: tx.keys.find_active(lookup))
         key = next((k for k, stored in candidates if hmac.compare_digest(stored, digest)), None)
         if key is None:
             raise Unauthorized("unknown or revoked API key")
@@ -117,7 +118,7 @@ def admin_key_file(db_path: str) -> Path:
     return Path(db_path).resolve().parent / "admin.key"
 
 
-async def bootstrap_admin(db: Database, clock: Clock, db_path: str, env_key: str | None) -> None:
+async def bootstrap_admin(store: Store, clock: Clock, db_path: str, env_key: str | None) -> None:
     """FLOWD_ADMIN_KEY, when set, is (idempotently) an admin key of project `default`.
     Otherwise a database with no keys at all gets one, written to `admin.key` (mode 0600)."""
     now = clock.now_ms()
@@ -125,10 +126,11 @@ async def bootstrap_admin(db: Database, clock: Clock, db_path: str, env_key: str
         if len(env_key) < MIN_ENV_KEY_LENGTH or not env_key.isprintable() or " " in env_key:
             raise ConfigError(f"FLOWD_ADMIN_KEY must be at least {MIN_ENV_KEY_LENGTH} printable "
                               "characters without spaces")
-        await db.write(key_store.ensure_admin_key, key_hash=hash_key(env_key),
-                       prefix=key_prefix(env_key), name="FLOWD_ADMIN_KEY", now=now)
+        await store.write(lambda tx: tx.keys.ensure_admin(
+            key_hash=hash_key(env_key), prefix=key_prefix(env_key), name="FLOWD_ADMIN_KEY",
+            now=now))
         return
-    if await db.read(key_store.count_keys):
+    if await store.read(lambda tx: tx.keys.count()):
         return
     key = generate_key()
     path = admin_key_file(db_path)
@@ -141,6 +143,7 @@ async def bootstrap_admin(db: Database, clock: Clock, db_path: str, env_key: str
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     os.chmod(path, 0o600)
-    await db.write(key_store.create_key, project_id="default", role=Role.ADMIN,
-                   name="bootstrap", key_hash=hash_key(key), prefix=key_prefix(key), now=now)
+    await store.write(lambda tx: tx.keys.create(
+        project_id="default", role=Role.ADMIN, name="bootstrap", key_hash=hash_key(key),
+        prefix=key_prefix(key), now=now))
     log.info("created the first admin key; it is in %s (mode 0600)", path)

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import signal
-import sqlite3
 import sys
 from typing import Sequence
 
@@ -15,12 +14,12 @@ from aiohttp import web
 from flowd import __version__
 from flowd.auth import generate_key, hash_key, key_prefix
 from flowd.config import Config, load_config
+from flowd.clock import Clock
 from flowd.errors import ConfigError
-from flowd.store import connect_sync, transaction
-from flowd.store import keys as key_store
+from flowd.store import LATEST_SCHEMA_VERSION as LATEST_VERSION
+from flowd.store import LastAdminKey, StoreError, SyncStore
 from flowd.store.records import Role
-from flowd.store.schema import LATEST_VERSION, SchemaTooNew, migrate
-from flowd.timeutil import Clock, format_ms
+from flowd.timeutil import format_ms
 
 log = logging.getLogger("flowd")
 config_log = logging.getLogger("flowd.config")
@@ -97,60 +96,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"flowd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except SchemaTooNew as exc:
+    except StoreError as exc:
         print(f"flowd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except sqlite3.Error as exc:
-        print(f"flowd: database {config.storage.path}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
 
 
-def _open(config: Config) -> sqlite3.Connection:
+def _open(config: Config) -> SyncStore:
     from flowd.app import db_settings
 
-    conn = connect_sync(db_settings(config))
-    migrate(conn)
-    return conn
+    store = SyncStore(db_settings(config))
+    try:
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _migrate(config: Config) -> int:
     from flowd.app import db_settings
 
-    conn = connect_sync(db_settings(config))
-    applied = migrate(conn)
-    for migration in applied:
-        print(f"applied migration {migration.version}: {migration.name}")
+    store = SyncStore(db_settings(config))
+    try:
+        for migration in store.migrate():
+            print(f"applied migration {migration.version}: {migration.name}")
+    finally:
+        store.close()
     print(f"{config.storage.path} is at schema version {LATEST_VERSION}")
-    conn.close()
     return 0
 
 
 def _keys(config: Config, args: argparse.Namespace) -> int:
-    conn = _open(config)
+    store = _open(config)
     now = Clock().now_ms()
     try:
         if args.keys_command == "create":
             secret = generate_key()
-            with transaction(conn):
-                key_store.ensure_project(conn, args.project, now)
-                key = key_store.create_key(conn, project_id=args.project, role=Role(args.role),
-                                           name=args.name, key_hash=hash_key(secret),
-                                           prefix=key_prefix(secret), now=now)
+            with store.transaction() as tx:
+                tx.keys.ensure_project(args.project, now)
+                key = tx.keys.create(project_id=args.project, role=Role(args.role),
+                                     name=args.name, key_hash=hash_key(secret),
+                                     prefix=key_prefix(secret), now=now)
             print(f"created {key.id} ({key.role.value} of project {key.project_id}); "
                   "the key is shown only this once:", file=sys.stderr)
             print(secret)
             return 0
         if args.keys_command == "list":
-            page = key_store.list_keys(conn, project_id=None, before=None, limit=10_000)
+            page = store.read().keys.page(project_id=None, before=None, limit=10_000)
             print(f"{'ID':32} {'PROJECT':16} {'ROLE':7} {'PREFIX':12} {'CREATED':25} NAME")
             for key in page.items:
                 print(f"{key.id:32} {key.project_id:16} {key.role.value:7} {key.prefix + '…':12} "
                       f"{format_ms(key.created_at):25} {key.name}")
             return 0
         try:
-            with transaction(conn):
-                revoked = key_store.revoke_key(conn, key_id=args.id, project_id=None, now=now)
-        except key_store.LastAdminKey as exc:
+            with store.transaction() as tx:
+                revoked = tx.keys.revoke(key_id=args.id, project_id=None, now=now)
+        except LastAdminKey as exc:
             print(f"flowd: cannot revoke {exc.key_id} (admin of project {exc.project_id}): {exc}",
                   file=sys.stderr)
             return 1
@@ -160,7 +161,7 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
         print(f"revoked {args.id}")
         return 0
     finally:
-        conn.close()
+        store.close()
 
 
 def _serve(config: Config) -> int:

@@ -9,17 +9,14 @@ construction.
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
 from typing import Any, Callable, NamedTuple
 
+from flowd.clock import Clock
 from flowd.ids import new_id
 from flowd.matching import WaitedNames, match_event
-from flowd.store import Database
-from flowd.store import contacts as contact_store
-from flowd.store import events as event_store
-from flowd.store.records import Event
-from flowd.store.runs import Run
-from flowd.timeutil import Clock
+from flowd.store import Store, Transaction
+from flowd.store.records import Event, Run
 from flowd.triggers import EMPTY_INDEX, TriggerIndex
 
 
@@ -48,35 +45,27 @@ class IngestResult(NamedTuple):
 
 
 class Ingest:
-    def __init__(self, db: Database, clock: Clock, *,
+    def __init__(self, store: Store, clock: Clock, *,
                  index: Callable[[], TriggerIndex] = lambda: EMPTY_INDEX,
                  waited: WaitedNames | None = None,
                  on_started: Callable[[list[tuple[Run, dict[str, Any] | None]]], None]
                  = lambda runs: None,
                  on_runs_due: Callable[[list[str]], None] = lambda run_ids: None) -> None:
-        self._db = db
+        self._store = store
         self._clock = clock
         self._index = index
         self._waited = waited or WaitedNames()
         self._on_started = on_started
         self._on_runs_due = on_runs_due
 
-    async def ingest(self, project_id: str, events: list[IncomingEvent]) -> list[IngestResult]:
-        """Store `events` (all or none); returns once they and their runs are committed."""
-        now = self._clock.now_ms()
-        results, started, resumed = await self._db.write(self._store_events, project_id, events,
-                                                         now)
-        # Started and resumed runs continue in-process at once, without waiting for a poll.
-        if started:
-            self._on_started(started)
-        if resumed:
-            self._on_runs_due(resumed)
-        return results
+    def ingest(self, project_id: str, events: list[IncomingEvent]
+               ) -> asyncio.Future[list[IngestResult]]:
+        """Store `events` (all or none); resolves once they and their runs are committed.
+        Started and resumed runs continue in-process at once, without waiting for a poll."""
+        return self._store.write(self._store_events, project_id, events, self._clock.now_ms())
 
-    def _store_events(self, conn: sqlite3.Connection, project_id: str,
-                      events: list[IncomingEvent], now: int
-                      ) -> tuple[list[IngestResult], list[tuple[Run, dict[str, Any] | None]],
-                                 list[str]]:
+    def _store_events(self, tx: Transaction, project_id: str, events: list[IncomingEvent],
+                      now: int) -> list[IngestResult]:
         # Contacts are created and events inserted with one statement each for the whole
         # request, not one per event: less Python per event, and SQLite does that work in one
         # call that does not hold the GIL.
@@ -90,35 +79,37 @@ class Ingest:
             if incoming.message_id is not None:
                 if incoming.message_id in first_of:
                     continue  # answered with its first's result below
-                first = event_store.find_by_message_id(conn, project_id, incoming.message_id)
+                first = tx.events.find_by_message_id(project_id, incoming.message_id)
                 if first is not None:
                     results[i] = _repeat(first)
                     continue
                 first_of[incoming.message_id] = i
             fresh.append(i)
-        contact_store.ensure_contacts(conn, project_id, {
+        tx.contacts.ensure(project_id, {
             events[i].contact_id: None for i in fresh   # a dict keeps the first-seen order
             if events[i].contact_id is not None and not events[i].contact}, now)
         stored: list[Event] = []
         for i in fresh:
             incoming = events[i]
             if incoming.contact_id is not None and incoming.contact:
-                contact_store.upsert_contact(conn, project_id, incoming.contact_id,
-                                             incoming.contact, now)
+                tx.contacts.upsert(project_id, incoming.contact_id, incoming.contact, now)
             event = Event(
                 id=new_id("evt", now), project_id=project_id, name=incoming.name,
                 contact_id=incoming.contact_id, properties=incoming.properties or {},
                 timestamp=incoming.timestamp if incoming.timestamp is not None else now,
                 received_at=now, message_id=incoming.message_id)
-            matched = match_event(conn, index, self._waited, event, _contact_loader(conn, event),
-                                  now)
+            matched = match_event(tx, index, self._waited, event, now)
             started += [(run, matched.contact) for run in matched.started
                         if run.due_at is not None]  # paused runs wait for resume
             resumed += matched.resumed
             stored.append(event)
             results[i] = IngestResult(event.id, False, event.runs_started, event.runs_resumed,
                                       event.runs_exited)
-        event_store.insert_events(conn, stored)
+        tx.events.insert(stored)
+        if started:
+            tx.after_commit.append(lambda: self._on_started(started))
+        if resumed:
+            tx.after_commit.append(lambda: self._on_runs_due(resumed))
         answered: list[IngestResult] = []
         for incoming, result in zip(events, results):
             if result is None:  # a message id repeated within this request
@@ -126,18 +117,9 @@ class Ingest:
                 assert first is not None
                 result = first._replace(duplicate=True)
             answered.append(result)
-        return answered, started, resumed
+        return answered
 
 
 def _repeat(first: Event) -> IngestResult:
     """The answer to a message id seen before: the first event's result."""
     return IngestResult(first.id, True, first.runs_started, first.runs_resumed, first.runs_exited)
-
-
-def _contact_loader(conn: sqlite3.Connection, event: Event) -> Callable[[], dict[str, Any] | None]:
-    def load() -> dict[str, Any] | None:
-        if event.contact_id is None:
-            return None
-        contact = contact_store.get_contact(conn, event.project_id, event.contact_id)
-        return contact.to_json() if contact else None
-    return load

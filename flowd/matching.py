@@ -1,22 +1,26 @@
-"""What an event does to workflows, decided inside the transaction that stores it: end runs
+"""What an event does to workflows, decided inside the unit of work that stores it: end runs
 whose `exit_on` it matches, end `wait_for_event` waits it satisfies, and start runs of the
-workflows it triggers (following each workflow's reentry rule). Runs here in the writer thread
-as part of the ingest unit, so an event and its consequences commit together or not at all."""
+workflows it triggers (following each workflow's reentry rule). An event and its consequences
+commit together or not at all.
+
+`wait_matches` is the one test of whether an event ends an event wait: ingest uses it for an
+event that arrives while runs wait, the engine for events that arrived before a wait began
+(`lookback`).
+"""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable
 
 from flowd.conditions import Condition, compile_condition, compile_name_pattern
-from flowd.ids import new_id
-from flowd.store import runs as run_store
-from flowd.store.records import Event
-from flowd.store.runs import Run, RunStatus
+from flowd.runs import blocking_run, end_active_run, new_run
+from flowd.store import Transaction
+from flowd.store.records import Event, Run, RunStatus
 from flowd.templates import Scope
-from flowd.triggers import IndexedWorkflow, TriggerIndex
+from flowd.triggers import TriggerIndex
+from flowd.waits import EventWaitSpec, Wake, WakeReason
 
 
 class WaitedNames:
@@ -63,9 +67,44 @@ def wait_filter(raw: Any) -> Condition:
     return condition
 
 
-def event_json(event: Event) -> dict[str, Any]:
-    """The event as templates and conditions see it (`event.name`, `event.properties.x`)."""
-    return event.to_json()
+class EventView:
+    """An event as conditions see it (`event.…`, `contact.…`), built only when something needs
+    it: most events match nothing, and most matches need no contact."""
+
+    def __init__(self, event: Event, load_contact: Callable[[], dict[str, Any] | None],
+                 now: int) -> None:
+        self.event = event
+        self.now = now
+        self._load_contact = load_contact
+        self._data: dict[str, Any] | None = None
+        self._contact: list[dict[str, Any] | None] = []
+        self._scope: Scope | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = self.event.to_json()
+        return self._data
+
+    def contact(self) -> dict[str, Any] | None:
+        if not self._contact:
+            self._contact.append(self._load_contact())
+        return self._contact[0]
+
+    def passes(self, condition: Condition | None) -> bool:
+        if condition is None:
+            return True
+        if self._scope is None:
+            self._scope = Scope({"event": self.data, "contact": self.contact() or {}})
+        return condition.evaluate(self._scope, self.now)
+
+
+def wait_matches(spec: EventWaitSpec, view: EventView) -> bool:
+    """Whether the event ends a wait for `spec` (whose contact the caller already matched)."""
+    event = view.event
+    if event.received_at < spec.since or not name_pattern(spec.pattern)(event.name):
+        return False
+    return spec.filter is None or view.passes(wait_filter(spec.filter))
 
 
 @dataclass
@@ -76,29 +115,9 @@ class MatchResult:
     exited: list[str] = field(default_factory=list)
 
 
-def new_run(workflow: IndexedWorkflow, contact_id: str | None, trigger: dict[str, Any],
-            now: int) -> Run:
-    status = RunStatus.PAUSED if workflow.paused else RunStatus.PENDING
-    return Run(id=new_id("run", now), project_id=workflow.project_id,
-               workflow_id=workflow.workflow_id, workflow_version=workflow.version,
-               contact_id=contact_id, status=status,
-               current_step_id=workflow.compiled.first_step, trigger=trigger, created_at=now,
-               updated_at=now, due_at=None if workflow.paused else now)
-
-
-def may_enter(conn: sqlite3.Connection, workflow: IndexedWorkflow, contact_id: str | None
-              ) -> str | None:
-    """None when the contact may start a new run; else the id of the run that blocks it."""
-    if contact_id is None or workflow.compiled.reentry == "always":
-        return None
-    if workflow.compiled.reentry == "once":
-        return run_store.latest_run_id(conn, workflow.project_id, workflow.workflow_id, contact_id)
-    return run_store.active_run_id(conn, workflow.project_id, workflow.workflow_id, contact_id)
-
-
-def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNames, event: Event,
-                contact: Callable[[], dict[str, Any] | None], now: int) -> MatchResult:
-    """`contact` loads the event's contact (as JSON) at most once, when something needs it."""
+def match_event(tx: Transaction, index: TriggerIndex, waited: WaitedNames, event: Event,
+                now: int) -> MatchResult:
+    """What `event` does, done in `tx`; it records the run ids on the event as well."""
     result = MatchResult()
     exits = index.exits(event.project_id, event.name) if event.contact_id is not None else ()
     may_wake = waited.may_match(event.project_id, event.name)
@@ -106,61 +125,44 @@ def match_event(conn: sqlite3.Connection, index: TriggerIndex, waited: WaitedNam
     if not (exits or may_wake or triggered):  # most events: nothing to match, nothing to build
         event.runs_started, event.runs_resumed, event.runs_exited = [], [], []
         return result
-    data_cache: list[dict[str, Any]] = []
-    scope_cache: list[Scope] = []
-    loaded: list[dict[str, Any] | None] = []
-
-    # Built only when something matches: most events start and end nothing.
-    def event_data() -> dict[str, Any]:
-        if not data_cache:
-            data_cache.append(event_json(event))
-        return data_cache[0]
 
     def load_contact() -> dict[str, Any] | None:
-        if not loaded:
-            loaded.append(contact())
-        return loaded[0]
+        if event.contact_id is None:
+            return None
+        contact = tx.contacts.get(event.project_id, event.contact_id)
+        return contact.to_json() if contact else None
 
-    def scope() -> Scope:
-        if not scope_cache:
-            scope_cache.append(Scope({"event": event_data(), "contact": load_contact() or {}}))
-        return scope_cache[0]
-
-    def passes(condition: Condition | None) -> bool:
-        return condition is None or condition.evaluate(scope(), now)
+    view = EventView(event, load_contact, now)
 
     # 1. exit_on: this contact's active runs of workflows whose exit rule matches end now.
     if exits:
-        exiting = {wf.workflow_id for wf, rule in exits if passes(rule.filter)}
+        exiting = {wf.workflow_id for wf, rule in exits if view.passes(rule.filter)}
         if exiting:
-            for run_id in run_store.active_runs_of(conn, event.project_id, event.contact_id, exiting):
-                if run_store.finish(conn, run_id, RunStatus.COMPLETED, now,
-                                    exit_reason=f"exit_on:{event.name}"):
+            for run_id in tx.runs.active_ids(event.project_id, contact_id=event.contact_id,
+                                             workflow_ids=exiting):
+                if end_active_run(tx, event.project_id, run_id, RunStatus.COMPLETED, now,
+                                  exit_reason=f"exit_on:{event.name}"):
                     result.exited.append(run_id)
 
     # 2. wait_for_event: waits of this contact (and of contact-less runs) that the event ends.
-    waits = (run_store.event_waits_for(conn, event.project_id, event.name, event.contact_id)
-             if may_wake else ())
-    for wait in waits:
-        if event.received_at < wait.since or not name_pattern(wait.pattern)(event.name):
-            continue
-        if wait.filter is not None and not passes(wait_filter(wait.filter)):
-            continue
-        if run_store.wake(conn, wait.run_id, {"reason": "event", "event": event_data()}, now):
-            result.resumed.append(wait.run_id)
+    if may_wake:
+        for wait in tx.runs.event_waits_for(event.project_id, event.name, event.contact_id):
+            if wait_matches(wait.spec, view) and tx.runs.wake(
+                    wait.run_id, Wake(WakeReason.EVENT, event=view.data), now):
+                result.resumed.append(wait.run_id)
 
     # 3. Triggers: start a run of each matching workflow the contact may enter.
     reads_contact = False   # whether a started run's workflow may read its contact
     for workflow, rule in triggered:
-        if not passes(rule.filter) or may_enter(conn, workflow, event.contact_id) is not None:
+        if not view.passes(rule.filter) or blocking_run(tx, workflow, event.contact_id):
             continue
-        run = new_run(workflow, event.contact_id, {"type": "event", "event": event_data()}, now)
-        run_store.insert_run(conn, run)
+        run = new_run(workflow, event.contact_id, {"type": "event", "event": view.data}, now)
+        tx.runs.insert([run])
         result.started.append(run)
         reads_contact = reads_contact or workflow.compiled.reads_contact
     event.runs_started = [run.id for run in result.started]
     event.runs_resumed = list(result.resumed)
     event.runs_exited = list(result.exited)
     if event.contact_id is not None and reads_contact:
-        result.contact = load_contact()  # the engine starts the runs with it, sparing a read
+        result.contact = view.contact()  # the engine starts the runs with it, sparing a read
     return result

@@ -1,50 +1,49 @@
-"""Time: which run to execute next, and when.
+"""Time: which runs to execute next, and when.
 
-Runs due within a near horizon (a minute) sit in a heap, loaded from the index on `runs.due_at`;
-everything further out stays only on disk, so a million week-long waits cost disk, not memory.
-The loop sleeps until the earliest due time, hands due runs to the engine while it has capacity,
-and refills from the database as the horizon advances. Anything that becomes due sooner than the
-heap knows (a new run, an event that ends a wait, a short timer) is pushed in with `notify`,
-which wakes the loop at once: no polling latency.
+`dispatch(now)` does everything due at `now` — refills `DueRuns` from the store as the horizon
+advances, claims due runs in large batches (the engine ends the waits their timers ended) and
+offers them to the run slots — and says when to look again; the loop sleeps on the clock until
+then, or until `DueRuns` says something earlier arrived. Tests drive `dispatch` with a virtual
+clock; the loop is a few lines around it (huey's `Scheduler.loop(now=None)`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-from typing import Any
+from typing import Any, Awaitable, Callable
 
-from flowd.engine import Engine
-from flowd.store import Database
-from flowd.store import runs as run_store
-from flowd.store.runs import Run
-from flowd.timeutil import Clock
+from flowd.clock import Clock
+from flowd.dueruns import DueRuns
+from flowd.slots import RunSlots
+from flowd.store import Store
+from flowd.store.records import Run
 
 log = logging.getLogger("flowd.scheduler")
 
-_CLAIM_BATCH = 2000     # due runs claimed per transaction
-_MAX_BACKLOG = 10_000   # claimed runs waiting for a slot before the scheduler stops claiming
+CLAIM_BATCH = 2000     # due runs claimed per transaction
+MAX_BACKLOG = 10_000   # runs waiting for a slot before the scheduler stops claiming
+
+Claimed = list[tuple[Run, "dict[str, Any] | None", bool]]
 
 
 class Scheduler:
-    def __init__(self, db: Database, clock: Clock, engine: Engine, *, horizon_ms: int = 60_000,
-                 refill_batch: int = 10_000) -> None:
-        self._db = db
+    def __init__(self, store: Store, clock: Clock, due: DueRuns, slots: RunSlots,
+                 claim: Callable[[list[str]], Awaitable[Claimed]], *,
+                 horizon_ms: int = 60_000, refill_batch: int = 10_000) -> None:
+        self._store = store
         self._clock = clock
-        self._engine = engine
+        self._due = due
+        self._slots = slots
+        self._claim = claim
         self._horizon = horizon_ms
         self._batch = refill_batch
-        self._heap: list[tuple[int, str]] = []
-        self._queued: set[tuple[int, str]] = set()
-        # Every run due at or before this time is in the heap, executing, or already done.
-        self._loaded_until = -1
-        self._wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        recovered = await self._db.write(run_store.recover_running, self._clock.now_ms())
+        now = self._clock.now_ms()
+        recovered = await self._store.write(lambda tx: tx.runs.recover_running(now))
         if recovered:
             log.info("recovered %d runs that were executing when the server stopped", recovered)
         self._task = asyncio.create_task(self._loop(), name="flowd-scheduler")
@@ -53,90 +52,82 @@ class Scheduler:
         # The flag as well as the cancel: Python 3.11's wait primitives can swallow a
         # cancellation that races with the wake-up they were waiting for.
         self._stopping = True
-        self._wakeup.set()
-        self._engine.capacity.set()
+        self._due.changed.set()
+        self._slots.free.set()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def notify(self, run_id: str, due_at: int) -> None:
-        """A run is due at `due_at`. Only needed when that is inside the loaded horizon: later
-        times are found on disk when the horizon gets there."""
-        if due_at <= self._loaded_until and (due_at, run_id) not in self._queued:
-            heapq.heappush(self._heap, (due_at, run_id))
-            self._queued.add((due_at, run_id))
-            if self._heap[0] == (due_at, run_id):
-                self._wakeup.set()
-
     def start_new(self, runs: list[tuple[Run, dict[str, Any] | None]]) -> None:
-        """Runs this process just created (still `pending`): the engine takes them straight
-        away, or queues them for a slot with their contact; their first commit claims them.
-        Beyond the backlog bound they go through the heap and a claim like any due run."""
+        """Runs this process just created (still `pending`): the slots take them straight
+        away, or hold them with their contact; their first commit claims them. Beyond the
+        backlog bound they go through DueRuns and a claim like any due run."""
         for run, contact in runs:
-            if self._engine.backlog < _MAX_BACKLOG:
+            if self._slots.backlog < MAX_BACKLOG:
                 # Ingest loads the contact when the workflow may read it (it always exists).
-                self._engine.enqueue(run, contact, contact_loaded=contact is not None)
+                self._slots.offer(run, contact, contact_loaded=contact is not None)
             else:
-                self.notify(run.id, run.due_at or self._clock.now_ms())
+                self._due.notify(run.id, run.due_at or self._clock.now_ms())
 
     def notify_now(self, run_ids: list[str]) -> None:
-        now = self._clock.now_ms()
-        for run_id in run_ids:
-            self.notify(run_id, now)
+        self._due.notify_now(run_ids)
 
     @property
     def queued(self) -> int:
-        return len(self._heap)
+        return len(self._due)
+
+    async def dispatch(self, now: int | None = None) -> int:
+        """Execute (offer to the slots) every run due at `now`; returns when to look again."""
+        now = self._clock.now_ms() if now is None else now
+        if now + self._horizon // 2 > self._due.loaded_until:
+            await self._refill(now)
+        while not self._stopping and self._is_due(now):
+            if self._slots.backlog >= MAX_BACKLOG:
+                await self._slots.free.wait()
+                now = self._clock.now_ms()
+                continue
+            # Claim due runs in large batches: one transaction claims them, and ends the waits
+            # of those whose timer came due; the slots execute them as they free.
+            due = self._due.pop_due(now, CLAIM_BATCH, self._slots.holds)
+            for run, contact, loaded in await self._claim(due) if due else ():
+                self._slots.offer(run, contact, contact_loaded=loaded)
+            now = max(now, self._clock.now_ms())
+        refill_at = self._due.loaded_until - self._horizon // 2
+        next_due = self._due.next_due
+        return refill_at if next_due is None else min(next_due, refill_at)
+
+    def _is_due(self, now: int) -> bool:
+        next_due = self._due.next_due
+        return next_due is not None and next_due <= now
 
     async def _refill(self, now: int) -> None:
         until = now + self._horizon
-        due = await self._db.read(run_store.due_runs, until, self._batch)
+        due = await self._store.read(lambda tx: tx.runs.due(until, self._batch))
         # A full batch means more are due than we load at once: only trust up to the last one.
-        self._loaded_until = due[-1][0] if len(due) == self._batch else until
-        for item in due:
-            if item not in self._queued and not self._engine.is_executing(item[1]):
-                heapq.heappush(self._heap, item)
-                self._queued.add(item)
+        self._due.load(due, due[-1][0] if len(due) == self._batch else until, self._slots.holds)
 
     async def _loop(self) -> None:
         while not self._stopping:
             try:
-                await self._tick()
+                wake_at = await self.dispatch()
+                if not self._stopping:
+                    await self._sleep_until(wake_at)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("scheduler tick failed; retrying in a second")
-                await asyncio.sleep(1)
+                await self._clock.sleep_until(self._clock.now_ms() + 1000)
 
-    async def _tick(self) -> None:
-        now = self._clock.now_ms()
-        if now + self._horizon // 2 > self._loaded_until:
-            await self._refill(now)
-        while self._heap and self._heap[0][0] <= now and not self._stopping:
-            if self._engine.backlog >= _MAX_BACKLOG:
-                await self._engine.capacity.wait()
-                now = self._clock.now_ms()
-                continue
-            # Claim due runs in large batches: one transaction claims them, and ends the waits
-            # of those whose timer came due; the engine executes them as slots free.
-            due: list[str] = []
-            while self._heap and self._heap[0][0] <= now and len(due) < _CLAIM_BATCH:
-                item = heapq.heappop(self._heap)
-                self._queued.discard(item)
-                if not self._engine.is_executing(item[1]):
-                    due.append(item[1])
-            for run, contact, loaded in await self._engine.claim(due) if due else ():
-                self._engine.enqueue(run, contact, contact_loaded=loaded)
-            now = self._clock.now_ms()
-        next_due = self._heap[0][0] if self._heap else None
-        refill_at = self._loaded_until - self._horizon // 2
-        wake_at = refill_at if next_due is None else min(next_due, refill_at)
-        delay = max(0, wake_at - self._clock.now_ms()) / 1000
-        if self._stopping:
+    async def _sleep_until(self, wake_at: int) -> None:
+        """Sleep on the clock until `wake_at`, or until something due earlier arrives."""
+        self._due.changed.clear()
+        if self._is_due(wake_at - 1):   # something earlier arrived while dispatching
             return
-        self._wakeup.clear()
+        sleeper = asyncio.ensure_future(self._clock.sleep_until(max(wake_at,
+                                                                    self._clock.now_ms() + 1)))
+        woken = asyncio.ensure_future(self._due.changed.wait())
         try:
-            async with asyncio.timeout(max(delay, 0.001)):
-                await self._wakeup.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            woken.cancel()

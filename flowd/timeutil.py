@@ -1,4 +1,4 @@
-"""Time: the injectable clock and the wire format (RFC 3339 UTC with `Z`, millisecond precision).
+"""Time on the wire (RFC 3339 UTC with `Z`, millisecond precision).
 
 Inside flowd, times are integer milliseconds since the Unix epoch; they become strings only at
 the API boundary.
@@ -11,13 +11,6 @@ from datetime import datetime, timedelta, timezone
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE_MS = timedelta(milliseconds=1)
-
-
-class Clock:
-    """Wall-clock time. Tests and dry runs substitute their own; nothing else calls time.time()."""
-
-    def now_ms(self) -> int:
-        return int(time.time() * 1000)
 
 
 # strftime costs microseconds and a burst of records shares a handful of seconds: remember

@@ -4,18 +4,14 @@ of the group commit; the engine's trigger index is updated once it has committed
 
 from __future__ import annotations
 
-import sqlite3
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from flowd.clock import Clock
 from flowd.definitions import Issue, analyze, normalize
 from flowd.errors import Conflict, NotFound, Problem, ValidationError
 from flowd.patching import apply_operations
-from flowd.store import Database
-from flowd.store import runs as run_store
-from flowd.store import workflows as workflow_store
-from flowd.store.workflows import Workflow, WorkflowStatus
-from flowd.timeutil import Clock
+from flowd.store import Store, Transaction
+from flowd.store.records import Workflow, WorkflowStatus
 
 ACTIVE_OR_PAUSED = (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED)
 
@@ -30,23 +26,17 @@ def _refuse(issues: list[Issue], why: str) -> ValidationError:
                            message=why)
 
 
-@dataclass
-class Changed:
-    workflow: Workflow
-    released_runs: list[str]     # paused runs that became due (resume)
-
-
 class WorkflowService:
-    def __init__(self, db: Database, clock: Clock,
+    def __init__(self, store: Store, clock: Clock,
                  on_change: Callable[[Workflow | None, str], None],
                  on_runs_due: Callable[[list[str]], None]) -> None:
-        self._db = db
+        self._store = store
         self._clock = clock
         self._on_change = on_change
         self._on_runs_due = on_runs_due
 
     async def get(self, project_id: str, workflow_id: str) -> Workflow:
-        workflow = await self._db.read(workflow_store.get_workflow, project_id, workflow_id)
+        workflow = await self._store.get_workflow(project_id, workflow_id)
         if workflow is None:
             raise NotFound("no such workflow")
         return workflow
@@ -57,12 +47,17 @@ class WorkflowService:
         status = WorkflowStatus(body.get("status", "draft"))
         if status is WorkflowStatus.ACTIVE and _errors_of(issues):
             raise _refuse(issues, "the workflow has errors, so it cannot be created active")
-        workflow = await self._db.write(
-            workflow_store.create_workflow, project_id=project_id, name=body["name"],
-            description=body.get("description", ""), status=status, definition=definition,
-            issues=[i.to_json() for i in issues], now=self._clock.now_ms())
-        self._on_change(workflow, workflow.id)
-        return workflow
+        now = self._clock.now_ms()
+
+        def unit(tx: Transaction) -> Workflow:
+            workflow = tx.workflows.create(
+                project_id=project_id, name=body["name"], description=body.get("description", ""),
+                status=status, definition=definition, issues=[i.to_json() for i in issues],
+                now=now)
+            tx.after_commit.append(lambda: self._on_change(workflow, workflow.id))
+            return workflow
+
+        return await self._store.write(unit)
 
     async def replace(self, project_id: str, workflow_id: str, body: dict[str, Any]) -> Workflow:
         return await self._edit(project_id, workflow_id, lambda current: (
@@ -83,8 +78,8 @@ class WorkflowService:
                     change: Callable[[Workflow], tuple[str, str, dict[str, Any]]]) -> Workflow:
         now = self._clock.now_ms()
 
-        def unit(conn: sqlite3.Connection) -> Workflow:
-            current = workflow_store.get_workflow(conn, project_id, workflow_id)
+        def unit(tx: Transaction) -> Workflow:
+            current = tx.workflows.get(project_id, workflow_id)
             if current is None:
                 raise NotFound("no such workflow")
             name, description, definition = change(current)
@@ -92,50 +87,50 @@ class WorkflowService:
             if current.status in ACTIVE_OR_PAUSED and _errors_of(issues):
                 raise _refuse(issues, f"the workflow is {current.status.value} and the new "
                                       "definition has errors; nothing was changed")
-            return workflow_store.update_workflow(
-                conn, current, name=name, description=description, definition=definition,
+            workflow = tx.workflows.update(
+                current, name=name, description=description, definition=definition,
                 issues=[i.to_json() for i in issues], now=now)
+            tx.after_commit.append(lambda: self._on_change(workflow, workflow.id))
+            return workflow
 
-        workflow = await self._db.write(unit)
-        self._on_change(workflow, workflow.id)
-        return workflow
+        return await self._store.write(unit)
 
     async def transition(self, project_id: str, workflow_id: str, action: str) -> Workflow:
         """activate | deactivate | pause | resume | archive."""
         now = self._clock.now_ms()
 
-        def unit(conn: sqlite3.Connection) -> Changed:
-            workflow = workflow_store.get_workflow(conn, project_id, workflow_id)
+        def unit(tx: Transaction) -> Workflow:
+            workflow = tx.workflows.get(project_id, workflow_id)
             if workflow is None:
                 raise NotFound("no such workflow")
             target = _target_status(workflow, action)
             released: list[str] = []
             if workflow.status is WorkflowStatus.PAUSED and target is not WorkflowStatus.PAUSED:
                 # Leaving `paused` in any direction lets held runs go on, oldest first.
-                released = run_store.release_paused(conn, workflow.id, now)
+                released = tx.runs.release_paused(workflow.id, now)
             if target is not workflow.status:
-                workflow_store.set_status(conn, workflow.id, target, now)
+                tx.workflows.set_status(workflow.id, target, now)
                 workflow.status, workflow.updated_at = target, now
-            return Changed(workflow, released)
+            # The index first: a released run must find its workflow no longer paused.
+            tx.after_commit.append(lambda: self._on_change(workflow, workflow_id))
+            if released:
+                tx.after_commit.append(lambda: self._on_runs_due(released))
+            return workflow
 
-        changed = await self._db.write(unit)
-        self._on_change(changed.workflow, workflow_id)
-        if changed.released_runs:
-            self._on_runs_due(changed.released_runs)
-        return changed.workflow
+        return await self._store.write(unit)
 
     async def delete(self, project_id: str, workflow_id: str, *, force: bool) -> None:
-        def unit(conn: sqlite3.Connection) -> None:
-            workflow = workflow_store.get_workflow(conn, project_id, workflow_id)
+        def unit(tx: Transaction) -> None:
+            workflow = tx.workflows.get(project_id, workflow_id)
             if workflow is None:
                 raise NotFound("no such workflow")
             if workflow.status in ACTIVE_OR_PAUSED and not force:
                 raise Conflict(f"the workflow is {workflow.status.value}; deactivate it first, "
                                "or delete with ?force=true")
-            workflow_store.delete_workflow(conn, workflow_id)
+            tx.workflows.delete(workflow_id)
+            tx.after_commit.append(lambda: self._on_change(None, workflow_id))
 
-        await self._db.write(unit)
-        self._on_change(None, workflow_id)
+        await self._store.write(unit)
 
 
 def _target_status(workflow: Workflow, action: str) -> WorkflowStatus:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from flowd.store.events import BULK_ROWS
+from flowd.store.sqlite.paging import BULK_ROWS
 from tests.conftest import Api
 
 

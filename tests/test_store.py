@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from flowd.errors import Conflict
-from flowd.store import Database, DbSettings, connect_sync
+from flowd.store.db import Database, DbSettings, connect_sync
 from flowd.store.db import BACKGROUND_CHECKPOINT_BYTES
 from flowd.store.schema import LATEST_VERSION, MIGRATIONS, SchemaTooNew, migrate
 from tests.conftest import Api
@@ -144,7 +144,7 @@ async def test_wal_is_checkpointed_beside_the_writer(tmp_path):
 
 async def test_200_concurrent_event_posts_share_transactions(api: Api):
     from flowd.api.middleware import SERVICES
-    writer = api.app[SERVICES].db.writer
+    writer = api.app[SERVICES].store.db.writer
     before_tx, before_units = writer.stats.transactions, writer.stats.units
     results = await asyncio.gather(*[
         api.post("/v1/events", json={"name": "load", "contact_id": f"u{i}"}) for i in range(200)])

@@ -9,7 +9,6 @@ from flowd.auth import Access
 from flowd.contact_fields import CHANNELS, CONTACT_FIELDS, CONTACT_ID
 from flowd.errors import NotFound
 from flowd.schema import Array, Boolean, Json, Nullable, Object, String, text, time_string
-from flowd.store import contacts as contact_store
 
 CONTACT = shape("Contact", {
     "id": String(), "email": Nullable(String()), "phone": Nullable(String()),
@@ -28,15 +27,15 @@ _ID = (Param("id", CONTACT_ID),)
                    "other given fields replace. The time zone must exist (422 otherwise).")
 async def upsert_contact(call: Call) -> web.Response:
     now = call.services.clock.now_ms()
-    contact, created = await call.services.db.write(
-        contact_store.upsert_contact, call.project, call.path("id"), call.body, now)
+    contact, created = await call.services.store.write(
+        lambda tx: tx.contacts.upsert(call.project, call.path("id"), call.body, now))
     return json_response(contact.to_json(), status=201 if created else 200)
 
 
 @route("GET", "/v1/contacts/{id}", access=Access.READ, tag="contacts", errors=(404,),
        path_params=_ID, summary="Get one contact.", response=CONTACT)
 async def get_contact(call: Call) -> web.Response:
-    contact = await call.services.db.read(contact_store.get_contact, call.project, call.path("id"))
+    contact = await call.services.store.get_contact(call.project, call.path("id"))
     if contact is None:
         raise NotFound("no such contact")
     return json_response(contact.to_json())
@@ -47,9 +46,9 @@ async def get_contact(call: Call) -> web.Response:
               Param("tag", text(1, 100, description="Contacts carrying this tag."))),
        summary="List contacts, newest first.", response=CONTACT)
 async def list_contacts(call: Call) -> web.Response:
-    page = await call.services.db.read(
-        contact_store.list_contacts, call.project, email=call.query.get("email"),
-        tag=call.query.get("tag"), before=call.before, limit=call.limit)
+    page = await call.services.store.list_contacts(
+        call.project, email=call.query.get("email"), tag=call.query.get("tag"),
+        before=call.before, limit=call.limit)
     return page_response(page)
 
 

@@ -11,7 +11,6 @@ from flowd.auth import Access
 from flowd.contact_fields import CONTACT_FIELDS, CONTACT_ID
 from flowd.ingest import IncomingEvent
 from flowd.schema import Array, Boolean, Either, Json, Nullable, Object, String, text, time_string
-from flowd.store import events as event_store
 from flowd.timeutil import parse_time
 
 MAX_BATCH = 1000
@@ -91,7 +90,7 @@ async def post_events(call: Call) -> web.Response:
               Param("contact_id", CONTACT_ID)),
        summary="Recent events, newest first.", response=STORED_EVENT)
 async def list_events(call: Call) -> web.Response:
-    page = await call.services.db.read(
-        event_store.list_events, call.project, name=call.query.get("name"),
-        contact_id=call.query.get("contact_id"), before=call.before, limit=call.limit)
+    page = await call.services.store.list_events(
+        call.project, name=call.query.get("name"), contact_id=call.query.get("contact_id"),
+        before=call.before, limit=call.limit)
     return page_response(page)

@@ -8,7 +8,7 @@ from flowd.api.routes import Call, json_response, page_response, route, shape
 from flowd.auth import Access, generate_key, hash_key, key_prefix
 from flowd.errors import Conflict, NotFound
 from flowd.schema import Enum, Object, String, text, time_string
-from flowd.store import keys as key_store
+from flowd.store import LastAdminKey
 from flowd.store.records import Role
 
 ROLES = tuple(r.value for r in Role)
@@ -29,8 +29,8 @@ NEW_KEY = Object({"role": Enum(ROLES), "name": text(0, 100, description="A label
 @route("GET", "/v1/keys", access=Access.ADMIN, tag="keys", paginated=True,
        summary="List the project's active API keys.", response=KEY)
 async def list_keys(call: Call) -> web.Response:
-    page = await call.services.db.read(key_store.list_keys, project_id=call.project,
-                                       before=call.before, limit=call.limit)
+    page = await call.services.store.list_keys(call.project, before=call.before,
+                                               limit=call.limit)
     return page_response(page)
 
 
@@ -40,21 +40,21 @@ async def list_keys(call: Call) -> web.Response:
        response=CREATED_KEY)
 async def create_key(call: Call) -> web.Response:
     secret = generate_key()
-    key = await call.services.db.write(
-        key_store.create_key, project_id=call.project, role=Role(call.body["role"]),
-        name=call.body.get("name", ""), key_hash=hash_key(secret), prefix=key_prefix(secret),
-        now=call.services.clock.now_ms())
+    now = call.services.clock.now_ms()
+    key = await call.services.store.write(lambda tx: tx.keys.create(
+        project_id=call.project, role=Role(call.body["role"]), name=call.body.get("name", ""),
+        key_hash=hash_key(secret), prefix=key_prefix(secret), now=now))
     return json_response({**key.to_json(), "key": secret}, status=201)
 
 
 @route("DELETE", "/v1/keys/{id}", access=Access.ADMIN, tag="keys", status=204, errors=(404, 409),
        summary="Revoke an API key at once.")
 async def revoke_key(call: Call) -> web.Response:
+    now = call.services.clock.now_ms()
     try:
-        revoked = await call.services.db.write(key_store.revoke_key, key_id=call.path("id"),
-                                               project_id=call.project,
-                                               now=call.services.clock.now_ms())
-    except key_store.LastAdminKey as exc:
+        revoked = await call.services.store.write(lambda tx: tx.keys.revoke(
+            key_id=call.path("id"), project_id=call.project, now=now))
+    except LastAdminKey as exc:
         raise Conflict(str(exc)) from None
     if not revoked:
         raise NotFound("no such key")

@@ -19,9 +19,7 @@ from flowd.schema import (
     String,
     time_string,
 )
-from flowd.store import runs as run_store
-from flowd.store import workflows as workflow_store
-from flowd.store.runs import RunStatus
+from flowd.store.records import RunStatus
 
 RUN_ERROR = shape("RunError", {"code": String(), "message": String(),
                                "step_id": Nullable(String())}, optional=("step_id",))
@@ -76,10 +74,9 @@ STATS = shape("Stats", {
               Param("contact_id", CONTACT_ID)),
        summary="List runs, newest first.", response=RUN)
 async def list_runs(call: Call) -> web.Response:
-    page = await call.services.db.read(
-        run_store.list_runs, call.project, workflow_id=call.query.get("workflow_id"),
-        status=call.query.get("status"), contact_id=call.query.get("contact_id"),
-        before=call.before, limit=call.limit)
+    page = await call.services.store.list_runs(
+        call.project, workflow_id=call.query.get("workflow_id"), status=call.query.get("status"),
+        contact_id=call.query.get("contact_id"), before=call.before, limit=call.limit)
     return page_response(page)
 
 
@@ -87,7 +84,7 @@ async def list_runs(call: Call) -> web.Response:
        summary="One run with its full step trace.", response=RUN_WITH_STEPS)
 async def get_run(call: Call) -> web.Response:
     run = await call.services.runs.get(call.project, call.path("id"))
-    trace = await call.services.db.read(run_store.trace, run.id)
+    trace = await call.services.store.run_trace(run.id)
     return json_response({**run.to_json(), "steps": [entry.to_json() for entry in trace]})
 
 
@@ -145,6 +142,4 @@ async def cancel_all(call: Call) -> web.Response:
        summary="Workflows and runs by status, zeros included.",
        response=STATS)
 async def stats(call: Call) -> web.Response:
-    workflows = await call.services.db.read(workflow_store.status_counts, call.project)
-    runs = await call.services.db.read(run_store.status_counts, call.project)
-    return json_response({"workflows": workflows, "runs": runs})
+    return json_response(await call.services.store.status_counts(call.project))

@@ -8,7 +8,6 @@ from flowd.api.routes import Call, json_response, route, shape
 from flowd.auth import Access
 from flowd.effects.signing import new_secret
 from flowd.schema import String
-from flowd.store import secrets as secret_store
 
 ROTATION_GRACE_MS = 24 * 3600 * 1000
 SECRET = shape("WebhookSecret", {"secret": String(
@@ -19,8 +18,9 @@ SECRET = shape("WebhookSecret", {"secret": String(
        summary="The secret webhook deliveries are signed with (Standard Webhooks).",
        response=SECRET)
 async def get_webhook_secret(call: Call) -> web.Response:
-    secret = await call.services.db.write(secret_store.current_secret, call.project,
-                                          call.services.clock.now_ms(), new_secret)
+    now = call.services.clock.now_ms()
+    secret = await call.services.store.write(
+        lambda tx: tx.secrets.current(call.project, now, new_secret))
     return json_response({"secret": secret})
 
 
@@ -28,8 +28,8 @@ async def get_webhook_secret(call: Call) -> web.Response:
        summary="Make a new secret; the old one also signs deliveries for 24 hours.",
        response=SECRET)
 async def rotate_webhook_secret(call: Call) -> web.Response:
-    secret = await call.services.db.write(secret_store.rotate_secret, call.project,
-                                          call.services.clock.now_ms(), ROTATION_GRACE_MS,
-                                          new_secret)
+    now = call.services.clock.now_ms()
+    secret = await call.services.store.write(
+        lambda tx: tx.secrets.rotate(call.project, now, ROTATION_GRACE_MS, new_secret))
     call.services.signer.forget(call.project)
     return json_response({"secret": secret})

@@ -20,7 +20,6 @@ from flowd.definition_schema import (
 from flowd.errors import NotFound
 from flowd.patching import MAX_OPERATIONS, OPERATION
 from flowd.schema import Array, Boolean, Either, Enum, Integer, Nullable, Object, String, time_string
-from flowd.store import workflows as workflow_store
 from flowd.timeutil import format_ms
 
 _SUMMARY_FIELDS = {
@@ -77,9 +76,9 @@ _ACTIVE_422 = (" A workflow that is active or paused refuses a definition with a
        summary="List workflows (without steps), newest first; archived ones only when asked.",
        response=WORKFLOW_SUMMARY)
 async def list_workflows(call: Call) -> web.Response:
-    page = await call.services.db.read(
-        workflow_store.list_workflows, call.project, status=call.query.get("status"),
-        name=call.query.get("name"), before=call.before, limit=call.limit)
+    page = await call.services.store.list_workflows(
+        call.project, status=call.query.get("status"), name=call.query.get("name"),
+        before=call.before, limit=call.limit)
     return page_response(page, lambda workflow: workflow.to_json(with_steps=False))
 
 
@@ -150,9 +149,10 @@ _lifecycle("archive", "No new runs; runs in flight go on; hidden from the defaul
        summary="Every version, newest first.", response=VERSIONS)
 async def list_versions(call: Call) -> web.Response:
     workflow = await call.services.workflows.get(call.project, call.path("id"))
-    versions = await call.services.db.read(workflow_store.list_versions, workflow.id)
-    return json_response({"data": [{"version": v, "created_at": format_ms(at), "issues": issues}
-                                   for v, at, issues in versions], "next_cursor": None})
+    versions = await call.services.store.workflow_versions(workflow.id)
+    return json_response({"data": [{"version": v.version, "created_at": format_ms(v.created_at),
+                                    "issues": v.issues} for v in versions],
+                          "next_cursor": None})
 
 
 @route("GET", "/v1/workflows/{id}/versions/{version}", access=Access.READ, tag="workflows",
@@ -161,9 +161,8 @@ async def list_versions(call: Call) -> web.Response:
 async def get_version(call: Call) -> web.Response:
     workflow = await call.services.workflows.get(call.project, call.path("id"))
     version = int(call.path("version"))
-    stored = await call.services.db.read(workflow_store.get_version, workflow.id, version)
+    stored = await call.services.store.workflow_version(workflow.id, version)
     if stored is None:
         raise NotFound("no such version")
-    definition, issues, created_at = stored
-    return json_response({"workflow_id": workflow.id, "version": version, **definition,
-                          "issues": issues, "created_at": format_ms(created_at)})
+    return json_response({"workflow_id": workflow.id, "version": version, **stored.definition,
+                          "issues": stored.issues, "created_at": format_ms(stored.created_at)})

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import platform
-import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flowd import __version__
+from flowd.store import SQLITE_VERSION
 
 OK, ERROR, NOT_INSTALLED = "ok", "error", "not installed"
 
@@ -112,7 +112,7 @@ def machine_info(*, synchronous: str, quick: bool, dbos: str | None,
         pass
     return {"cores": os.cpu_count(), "cpu": model, "memory_mb": mem_mb,
             "platform": platform.platform(), "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "flowd": __version__, "revision": _revision(),
+            "sqlite": SQLITE_VERSION, "flowd": __version__, "revision": _revision(),
             "synchronous": synchronous, "size": "quick" if quick else "full",
             "dbos": dbos, "server_env": server_env}
 

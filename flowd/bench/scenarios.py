@@ -31,10 +31,10 @@ from aiohttp import web
 from flowd.bench import seed
 from flowd.bench.client import Api
 from flowd.bench.loadgen import bodies, percentile, run_load
-from flowd.bench.probe import Probe
 from flowd.bench.report import Row
 from flowd.bench.server import BenchError, FlowdServer, free_port
-from flowd.store.runs import Run
+from flowd.store import Probe
+from flowd.store.records import Run
 from flowd.timeutil import format_ms, parse_time
 
 T = TypeVar("T")

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from flowd.ids import new_id
-from flowd.store import DbSettings, connect_sync, transaction
-from flowd.store import runs as run_store
-from flowd.store.runs import Run, RunStatus, TraceEntry
+from flowd.store import DbSettings, SyncStore
+from flowd.store.records import Run, RunStatus, TraceEntry
+from flowd.waits import Wait, WaitKind
 
 CHUNK = 20_000   # runs per transaction
 
@@ -21,28 +21,28 @@ def waiting_runs(db_path: Path, *, workflow_id: str, version: int, wait_step: st
     `due_in_ms` from now, with the trace entry a real wait leaves ('waiting'). The server must
     be stopped. Returns the seconds it took."""
     t0 = time.perf_counter()
-    conn = connect_sync(DbSettings(path=str(db_path), synchronous=synchronous))
+    store = SyncStore(DbSettings(path=str(db_path), synchronous=synchronous))
     try:
         now = int(time.time() * 1000)
         due = now + due_in_ms
         trigger = {"type": "api", "event": {"id": None, "name": "bench.seed", "contact_id": None,
                                             "properties": {}, "timestamp": None,
                                             "received_at": None, "message_id": None}}
-        wait = {"kind": "timer", "until": due, "started_at": now, "input": wait_config}
+        wait = Wait(WaitKind.TIMER, until=due, started_at=now, input=wait_config)
         for start in range(0, count, CHUNK):
             runs = [Run(id=new_id("run", now), project_id=project_id, workflow_id=workflow_id,
                         workflow_version=version, contact_id=None, status=RunStatus.WAITING,
                         current_step_id=wait_step, trigger=trigger, created_at=now,
                         updated_at=now, due_at=due, wait=wait, steps_executed=1, trace_len=1)
                     for _ in range(min(CHUNK, count - start))]
-            with transaction(conn):
-                run_store.insert_runs(conn, runs)
+            with store.transaction() as tx:
+                tx.runs.insert(runs)
                 for run in runs:
-                    run_store.write_trace(conn, run.id, TraceEntry(
+                    tx.runs.write_trace(run.id, TraceEntry(
                         1, wait_step, "wait", "waiting", 1, 1, started_at=now,
                         outcome="waiting", input=wait_config))
         # A server that ran for a while has a WAL of at most wal_max_bytes: start like that.
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.truncate_wal()
     finally:
-        conn.close()
+        store.close()
     return time.perf_counter() - t0

@@ -9,11 +9,13 @@ the step's trace record.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowd.errors import Problem
 from flowd.schema import Object
+from flowd.waits import EventWaitSpec, Wait, Wake
 
 if TYPE_CHECKING:
     from flowd.effects.http import HttpClient
@@ -49,32 +51,16 @@ class StepFailed(Exception):
         self.output = output
 
 
-@dataclass(frozen=True)
-class Wait:
-    """How a step waits. `until` is epoch ms (None: no deadline); `event` describes an event wait."""
-
-    kind: str                      # timer | event | approval | child
-    until: int | None = None
-    event: dict[str, Any] | None = None  # {"event": pattern, "filter": raw condition, "since": ms}
-
-
 @dataclass
 class Outcome:
     outcome: str                           # short human label: "waited", "yes", "http_200"
     branch: str | None = None              # the `next` label taken; None = the default path
     output: Any = None
     wait: Wait | None = None               # the run waits; the step ends when woken
+    event_wait: EventWaitSpec | None = None   # …for an event matching this
     contact_patch: dict[str, Any] | None = None
     vars_patch: dict[str, Any] | None = None
     exit_reason: str | None = None         # the run completes now
-
-
-@dataclass(frozen=True)
-class Wake:
-    """Why a waiting step ends: its timer (`timeout`) came due, or an event matched."""
-
-    reason: str                            # "timer" | "event"
-    event: dict[str, Any] | None = None
 
 
 @dataclass
@@ -90,6 +76,7 @@ class StepContext:
     compiled: Any                  # what the type's compile() returned
     scope: "Scope"
     effects: Effects
+    random: random.Random          # the only randomness a step may use (a dry run seeds it)
     contact_id: str | None = None
     # When the run reached this step (its previous step committed, or the run was created):
     # events from then on count for a wait that starts here.
@@ -115,5 +102,8 @@ class StepType:
         raise NotImplementedError
 
     def resume(self, ctx: StepContext, wake: Wake) -> Outcome:
-        """A waiting step ends. Only types with `waits = True` are resumed."""
+        """A waiting step ends, whatever woke it (`wake`: its timer, an event, …). `ctx.config`
+        is the config as resolved when the wait began; `ctx.scope` holds the run's data but
+        not its contact. Only types with `waits = True` are resumed; this runs on the event
+        loop, never inside a transaction."""
         return Outcome("waited")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from flowd.conditions import CONDITION, Condition, ConditionError, compile_condition
@@ -87,7 +86,7 @@ class SplitStep(StepType):
     async def run(self, ctx: StepContext) -> Outcome:
         if ctx.compiled[0] == "random":
             _, names, weights = ctx.compiled
-            label = random.choices(names, weights=weights)[0]
+            label = ctx.random.choices(names, weights=weights)[0]
             return Outcome(label, branch=label, output={"branch": label})
         for name, condition in ctx.compiled[1]:
             if condition.evaluate(ctx.scope, ctx.now_ms):

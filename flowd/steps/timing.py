@@ -8,17 +8,10 @@ from flowd.conditions import CONDITION, ConditionError, compile_condition
 from flowd.durations import parse_duration
 from flowd.errors import Problem
 from flowd.schema import Object, String, text
-from flowd.steps.base import (
-    Outcome,
-    StepConfigError,
-    StepContext,
-    StepFailed,
-    StepType,
-    Wait,
-    Wake,
-)
+from flowd.steps.base import Outcome, StepConfigError, StepContext, StepFailed, StepType
 from flowd.templates import has_templates
 from flowd.timeutil import deadline, format_ms, parse_time
+from flowd.waits import EventWaitSpec, Wait, WaitKind, Wake, WakeReason
 
 
 def check_duration(config: dict[str, Any], key: str, path: str,
@@ -72,7 +65,7 @@ class WaitStep(StepType):
                 raise StepFailed("invalid_time", f"until: {exc}", retryable=False) from None
         if until <= ctx.now_ms:
             return Outcome("no_wait", output={"until": format_ms(until)})
-        return Outcome("waiting", wait=Wait("timer", until=until))
+        return Outcome("waiting", wait=Wait(WaitKind.TIMER, until=until))
 
     def resume(self, ctx: StepContext, wake: Wake) -> Outcome:
         return Outcome("waited", output={"waited_until": format_ms(ctx.now_ms)})
@@ -104,12 +97,14 @@ class WaitForEventStep(StepType):
         timeout = duration_at_run_time(ctx.config, "timeout")
         lookback = duration_at_run_time(ctx.config, "lookback") or 0
         # The filter is kept raw: the event is matched inside the transaction that stores it.
-        spec = {"event": ctx.config["event"], "filter": ctx.config.get("filter"),
-                "since": min(ctx.entered_at or ctx.now_ms, ctx.now_ms) - lookback}
+        pattern = str(ctx.config["event"])
+        spec = EventWaitSpec(pattern, ctx.config.get("filter"),
+                             min(ctx.entered_at or ctx.now_ms, ctx.now_ms) - lookback)
         until = deadline(ctx.now_ms, timeout) if timeout is not None else None
-        return Outcome("waiting", wait=Wait("event", until=until, event=spec))
+        return Outcome("waiting", wait=Wait(WaitKind.EVENT, until=until, event=pattern),
+                       event_wait=spec)
 
     def resume(self, ctx: StepContext, wake: Wake) -> Outcome:
-        if wake.reason == "event":
+        if wake.reason is WakeReason.EVENT:
             return Outcome("event", branch="event", output=wake.event)
         return Outcome("timeout", branch="timeout")

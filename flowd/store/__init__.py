@@ -1,7 +1,15 @@
-"""The store: the only package that speaks SQL. `Database` runs verbs from the modules here
-(`contacts`, `events`, `keys`) on the right connection: reads on a reader, writes as units of
-the group commit."""
+"""The store: the only package that speaks SQL. `Store` (flowd.store.base) is the interface the
+rest of flowd uses — units of work over a `Transaction` of named verbs, and the API's reads —
+and `SqliteStore` its implementation (flowd.store.sqlite)."""
 
-from flowd.store.db import Database, DbSettings, connect_sync, transaction
+from flowd.store.base import Claim, Store, Transaction
+from flowd.store.db import DbSettings
+from flowd.store.records import LastAdminKey, RunPreempted, StoreError
+from flowd.store.schema import LATEST_VERSION as LATEST_SCHEMA_VERSION
+from flowd.store.schema import SchemaTooNew
+from flowd.store.sqlite import SQLITE_VERSION, SqliteStore, SyncStore
+from flowd.store.sqlite.probe import Probe
 
-__all__ = ["Database", "DbSettings", "connect_sync", "transaction"]
+__all__ = ["Claim", "DbSettings", "LATEST_SCHEMA_VERSION", "LastAdminKey", "RunPreempted",
+           "Probe", "SQLITE_VERSION",
+           "SchemaTooNew", "SqliteStore", "Store", "StoreError", "SyncStore", "Transaction"]

@@ -1,4 +1,5 @@
-"""Records the store hands out, and their JSON shapes in the API contract."""
+"""Records the store hands out (plain dataclasses and enums: never rows), their JSON shapes in
+the API contract, and the store's own exceptions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,27 @@ from enum import Enum
 from typing import Any
 
 from flowd.timeutil import format_ms
+from flowd.waits import EventWaitSpec, Wait, Wake
+
+
+class StoreError(Exception):
+    """The database cannot be used (not a database, unreadable, a schema from a newer flowd):
+    the message says why."""
+
+
+class RunPreempted(Exception):
+    """The run changed under the engine (cancelled, exited, deleted): its step is not recorded."""
+
+
+class LastAdminKey(Exception):
+    """Revoking this key would leave its project without an active admin key, and with that
+    nobody could make or revoke its keys through the API again."""
+
+    def __init__(self, key_id: str, project_id: str) -> None:
+        super().__init__("this is the project's last active admin key; "
+                         "create another admin key first")
+        self.key_id = key_id
+        self.project_id = project_id
 
 
 class Role(str, Enum):
@@ -100,3 +122,132 @@ def decode_cursor(cursor: str) -> int:
     if not raw.startswith("p") or not raw[1:].isdigit():
         raise ValueError("is not a cursor this server returned")
     return int(raw[1:])
+
+
+class WorkflowStatus(str, Enum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+
+
+@dataclass
+class Workflow:
+    id: str
+    project_id: str
+    name: str
+    description: str
+    status: WorkflowStatus
+    version: int
+    definition: dict[str, Any]     # {"trigger", "settings", "steps"} of `version`
+    issues: list[dict[str, Any]]
+    created_at: int
+    updated_at: int
+
+    def to_json(self, *, with_steps: bool = True) -> dict[str, Any]:
+        body = {"id": self.id, "name": self.name, "description": self.description,
+                "status": self.status.value, "version": self.version,
+                "trigger": self.definition["trigger"], "settings": self.definition["settings"]}
+        if with_steps:
+            body["steps"] = self.definition["steps"]
+        body["issues"] = self.issues
+        body["created_at"] = format_ms(self.created_at)
+        body["updated_at"] = format_ms(self.updated_at)
+        return body
+
+
+@dataclass(frozen=True)
+class WorkflowVersion:
+    workflow_id: str
+    version: int
+    definition: dict[str, Any]
+    issues: list[dict[str, Any]]
+    created_at: int
+
+
+class RunStatus(str, Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED)
+TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+@dataclass
+class Run:
+    id: str
+    project_id: str
+    workflow_id: str
+    workflow_version: int
+    contact_id: str | None
+    status: RunStatus
+    current_step_id: str | None
+    trigger: dict[str, Any]
+    created_at: int
+    updated_at: int
+    due_at: int | None = None
+    wait: Wait | None = None
+    wake: Wake | None = None
+    vars: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    steps_executed: int = 0
+    trace_len: int = 0
+    error: dict[str, Any] | None = None
+    exit_reason: str | None = None
+    parent_run_id: str | None = None
+    completed_at: int | None = None
+    # Derived from the trace (see Runs.step_state), kept in memory while the engine drives the
+    # run: writing them with every step would rewrite a growing blob per step.
+    outputs: dict[str, Any] = field(default_factory=dict)   # step id -> latest output
+    visits: dict[str, int] = field(default_factory=dict)    # step id -> times entered
+    # The status the stored row has, which the next save expects (None: as `status`).
+    stored_status: RunStatus | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "workflow_id": self.workflow_id,
+                "workflow_version": self.workflow_version, "contact_id": self.contact_id,
+                "status": self.status.value, "current_step_id": self.current_step_id,
+                "wait": None if self.wait is None else self.wait.to_json(),
+                "trigger": self.trigger, "vars": self.vars, "error": self.error,
+                "exit_reason": self.exit_reason, "parent_run_id": self.parent_run_id,
+                "created_at": format_ms(self.created_at), "updated_at": format_ms(self.updated_at),
+                "completed_at": format_ms(self.completed_at)}
+
+
+@dataclass
+class TraceEntry:
+    seq: int
+    step_id: str
+    type: str
+    status: str              # ok | failed | skipped | waiting
+    attempt: int
+    visit: int
+    started_at: int
+    finished_at: int | None = None
+    outcome: str | None = None
+    branch: str | None = None
+    input: Any = None
+    output: Any = None
+    error: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        duration = None if self.finished_at is None else self.finished_at - self.started_at
+        return {"seq": self.seq, "step_id": self.step_id, "type": self.type, "status": self.status,
+                "outcome": self.outcome, "branch": self.branch, "attempt": self.attempt,
+                "started_at": format_ms(self.started_at), "finished_at": format_ms(self.finished_at),
+                "duration_ms": duration, "input": self.input, "output": self.output,
+                "error": self.error}
+
+
+@dataclass(frozen=True)
+class EventWait:
+    """A registered event wait: which run, and what ends it."""
+
+    run_id: str
+    spec: EventWaitSpec

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import NamedTuple
 
-from flowd.timeutil import Clock
+from flowd.store.records import StoreError
+from flowd.clock import Clock
 
 
 class Migration(NamedTuple):
@@ -183,8 +184,8 @@ MIGRATIONS: list[Migration] = [
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
-class SchemaTooNew(Exception):
-    pass
+class SchemaTooNew(StoreError):
+    """The database was made by a newer flowd."""
 
 
 def applied_version(conn: sqlite3.Connection) -> int:

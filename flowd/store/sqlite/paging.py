@@ -8,6 +8,8 @@ from typing import Any, Callable, Iterable
 from flowd.store.records import Page
 
 _END = 2**63 - 1
+# From this many rows on, one statement over a JSON array beats binding each row.
+BULK_ROWS = 8
 
 
 def fetch_page(conn: sqlite3.Connection, *, table: str, columns: str, where: list[str],

@@ -1,12 +1,13 @@
-"""Reading the server's database from the bench process, read-only, to learn what happened and
-when — without asking the server (whose event loop is what is being measured).
+"""Reading a running server's database from another process (the benchmark), read-only, to learn
+what happened and when — without asking the server (whose event loop is what is measured).
 
 The connection is `file:PATH?mode=ro` with `query_only`; in WAL mode a reader never blocks the
 server's writer. Times in the database are the server's wall clock (epoch ms); the server runs
 on this machine, so they compare directly with this process's `time.time()`.
 
-Store verbs are used where one fits (`runs.status_counts`, `runs.get_run`); the rest are
-aggregate reads the store has no verb for, kept here so the server's store stays the server's.
+The store's verbs are used where one fits (`runs.status_counts`, `runs.get`); the rest are
+aggregate reads only a measurement needs, kept here so that the server's verbs stay the
+server's (and the SQL in flowd.store).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
 
-from flowd.store import runs as run_store
-from flowd.store.runs import ACTIVE_STATUSES, Run
+from flowd.store.records import ACTIVE_STATUSES, Run
+from flowd.store.sqlite.runs import SqliteRuns
 
 PROJECT = "default"
 
@@ -28,6 +29,7 @@ class Probe:
                                      check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 5000")
         self._conn.execute("PRAGMA query_only = ON")
+        self._runs = SqliteRuns(self._conn)
 
     def close(self) -> None:
         self._conn.close()
@@ -41,10 +43,10 @@ class Probe:
     # --- through the store's verbs
 
     def status_counts(self) -> dict[str, int]:
-        return run_store.status_counts(self._conn, PROJECT)
+        return self._runs.status_counts(PROJECT)
 
     def get_run(self, run_id: str) -> Run | None:
-        return run_store.get_run(self._conn, PROJECT, run_id)
+        return self._runs.get(PROJECT, run_id)
 
     # --- aggregates
 
@@ -52,7 +54,8 @@ class Probe:
         """Runs not yet ended: cheap to poll (it reads only the active runs' index entries)."""
         return self._conn.execute(
             f"SELECT COUNT(*) FROM runs WHERE project_id = ? AND status IN "
-            f"({','.join('?' * len(ACTIVE_STATUSES))})", (PROJECT, *ACTIVE_STATUSES)).fetchone()[0]
+            f"({','.join('?' * len(ACTIVE_STATUSES))})",
+            (PROJECT, *(s.value for s in ACTIVE_STATUSES))).fetchone()[0]
 
     def run_window(self, workflow_id: str) -> tuple[int, int | None, int | None, int]:
         """(runs, first created_at, last completed_at, completed runs) of one workflow."""

@@ -1,0 +1,366 @@
+"""The store's interface: every verb the rest of flowd may use, by table family, and the async
+`Store` that runs units of work. Nothing outside `flowd.store` sees a connection, a cursor or a
+row; it gets the records of `flowd.store.records` back.
+
+A *unit of work* is a function `unit(tx) -> result` over a `Transaction`. `Store.write(unit)`
+runs it as one unit of the group commit (all of it or none of it, with everything queued
+beside it in one transaction) and resolves once it is durable; work that must wait for that —
+waking the engine, telling the scheduler, refreshing the trigger index — goes in
+`tx.after_commit`, which runs on the event loop after the commit and before the caller resumes.
+`Store.read(query)` runs `query(tx)` on a read connection.
+
+The families are abstract here; `flowd.store.sqlite` implements them. A second
+implementation (PostgreSQL, or the dry run's throwaway store) subclasses that one where its
+dialect differs.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, TypeVar
+
+from flowd.store.records import (
+    ApiKey,
+    Contact,
+    Event,
+    EventWait,
+    Page,
+    Role,
+    Run,
+    RunStatus,
+    TraceEntry,
+    Workflow,
+    WorkflowStatus,
+    WorkflowVersion,
+)
+from flowd.waits import EventWaitSpec, Wake
+
+T = TypeVar("T")
+
+
+@dataclass
+class Claim:
+    """A due run the scheduler takes, as read by `Runs.claimable` and then moved on."""
+
+    run: Run
+    read_status: RunStatus          # the stored row's status and updated_at when it was read:
+    read_updated_at: int            # the claim takes the run only if both are unchanged
+    ended_wait: TraceEntry | None = None   # its timer ended a wait: the wait's final entry
+    ended_event_wait: bool = False         # …a wait_for_event's, whose registration goes
+
+
+class Keys(abc.ABC):
+    """Projects and API keys (stored as hashes only)."""
+
+    LOOKUP_LENGTH = 16   # hex digits of a key's hash that find it
+
+    @abc.abstractmethod
+    def ensure_project(self, project_id: str, now: int) -> None: ...
+
+    @abc.abstractmethod
+    def create(self, *, project_id: str, role: Role, name: str, key_hash: str, prefix: str,
+               now: int) -> ApiKey: ...
+
+    @abc.abstractmethod
+    def ensure_admin(self, *, key_hash: str, prefix: str, name: str, now: int) -> ApiKey:
+        """Make `key_hash` an active admin key of project `default` (idempotent)."""
+
+    @abc.abstractmethod
+    def find_active(self, lookup: str) -> list[tuple[ApiKey, str]]:
+        """Active keys whose hash starts with `lookup`, each with its full hash: the caller
+        compares that itself, in constant time."""
+
+    @abc.abstractmethod
+    def count(self) -> int: ...
+
+    @abc.abstractmethod
+    def page(self, *, project_id: str | None, before: int | None, limit: int) -> Page:
+        """Active keys, newest first; `project_id` None: every project's (the command line)."""
+
+    @abc.abstractmethod
+    def revoke(self, *, key_id: str, project_id: str | None, now: int) -> bool:
+        """True when an active key was revoked. Raises LastAdminKey, revoking nothing, for the
+        last active admin key of its project."""
+
+
+class Contacts(abc.ABC):
+    @abc.abstractmethod
+    def get(self, project_id: str, contact_id: str) -> Contact | None: ...
+
+    @abc.abstractmethod
+    def get_many_json(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Contacts by (project id, contact id), as JSON; missing ones are left out."""
+
+    @abc.abstractmethod
+    def upsert(self, project_id: str, contact_id: str, patch: dict[str, Any],
+               now: int) -> tuple[Contact, bool]:
+        """Create or update by the contract's rules; returns (contact, created)."""
+
+    @abc.abstractmethod
+    def ensure(self, project_id: str, contact_ids: Iterable[str], now: int) -> None:
+        """Contacts named by events or fired runs exist (unknown ones with only their id)."""
+
+    @abc.abstractmethod
+    def delete(self, project_id: str, contact_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, email: str | None, tag: str | None,
+             before: int | None, limit: int) -> Page: ...
+
+
+class Events(abc.ABC):
+    @abc.abstractmethod
+    def find_by_message_id(self, project_id: str, message_id: str) -> Event | None: ...
+
+    @abc.abstractmethod
+    def insert(self, events: list[Event]) -> None:
+        """Store events in order, with what ingesting each did (for duplicates' answers)."""
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, name: str | None, contact_id: str | None,
+             before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def since(self, project_id: str, contact_id: str | None, since: int,
+              limit: int) -> list[Event]:
+        """Events received at or after `since` (of one contact, or of the project), oldest
+        first."""
+
+
+class Runs(abc.ABC):
+    """Runs, their step trace, and the event waits ingest matches events against."""
+
+    @abc.abstractmethod
+    def insert(self, runs: list[Run]) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, project_id: str | None, run_id: str) -> Run | None: ...
+
+    @abc.abstractmethod
+    def claimable(self, run_ids: list[str], now: int) -> list[Run]:
+        """The runs among `run_ids` that are due and not taken (pending or waiting), each with
+        its outputs and visits (see step_state). A read: `claim` then takes them."""
+
+    @abc.abstractmethod
+    def claim(self, claims: list[Claim]) -> list[Run]:
+        """Take the claimed runs whose stored row still has the status and `updated_at` it had
+        when claimable() read it, writing their new state (moved on in memory meanwhile); the
+        others are left alone. Returns the runs taken."""
+
+    @abc.abstractmethod
+    def save(self, run: Run, *, expect: RunStatus) -> None:
+        """Write the run's state; RunPreempted when the stored row is no longer in `expect`.
+        A terminal status goes through `end` instead."""
+
+    @abc.abstractmethod
+    def end(self, run: Run, *, expect: Iterable[RunStatus], waiting: bool = True) -> bool:
+        """The one way a run ends (completed, failed, cancelled; an exit is a completion):
+        write its final state if the stored row is in one of `expect`, and (unless the caller
+        knows the run has no wait open: `waiting=False`) drop its event wait and close a trace
+        entry left waiting. False when the row was not in `expect`. (The orchestration issue
+        wakes a waiting parent here.)"""
+
+    @abc.abstractmethod
+    def write_trace(self, run_id: str, entry: TraceEntry, *, replace: bool = False) -> None:
+        """Append a trace entry; `replace`: it ends the waiting entry with the same seq."""
+
+    @abc.abstractmethod
+    def step_state(self, run_id: str) -> tuple[dict[str, Any], dict[str, int]]:
+        """(outputs, visits) rebuilt from the trace: each step's latest output, and how many
+        times each step was entered."""
+
+    @abc.abstractmethod
+    def trace(self, run_id: str, limit: int = 20_000) -> list[TraceEntry]: ...
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, workflow_id: str | None, status: str | None,
+             contact_id: str | None, before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def due(self, until: int, limit: int) -> list[tuple[int, str]]:
+        """(due_at, id) of runs due by `until`, earliest first."""
+
+    @abc.abstractmethod
+    def recover_running(self, now: int) -> int:
+        """At start: runs a crash left `running` become due again."""
+
+    @abc.abstractmethod
+    def blocking_entry(self, project_id: str, workflow_id: str, contact_id: str, *,
+                       ever: bool) -> str | None:
+        """The run that keeps the contact from entering the workflow again: its active one, or
+        (`ever`) its latest one."""
+
+    @abc.abstractmethod
+    def active_ids(self, project_id: str, *, contact_id: str | None = None,
+                   workflow_ids: Iterable[str] | None = None, limit: int | None = None
+                   ) -> list[str]:
+        """Ids of active runs of a contact and/or of workflows."""
+
+    @abc.abstractmethod
+    def release_paused(self, workflow_id: str, now: int) -> list[str]:
+        """Paused runs of a workflow become due now; their ids, oldest first."""
+
+    @abc.abstractmethod
+    def resume(self, run_id: str, now: int) -> bool:
+        """A paused run becomes due now; False unless it was paused."""
+
+    @abc.abstractmethod
+    def wake(self, run_id: str, wake: Wake, now: int) -> bool:
+        """A waiting (or paused) run's wait ends: due now, `wake` recorded; False when it was
+        not waiting or had already been woken."""
+
+    @abc.abstractmethod
+    def add_event_wait(self, run: Run, spec: EventWaitSpec) -> None: ...
+
+    @abc.abstractmethod
+    def remove_event_waits(self, run_ids: list[str]) -> None: ...
+
+    @abc.abstractmethod
+    def waited_event_names(self) -> list[tuple[str, str]]:
+        """(project id, name pattern) of every registered event wait."""
+
+    @abc.abstractmethod
+    def event_waits_for(self, project_id: str, name: str,
+                        contact_id: str | None) -> list[EventWait]:
+        """Waits an event named `name` of `contact_id` may end: the contact's own, and
+        contact-less runs' waits (which match by filter alone)."""
+
+    @abc.abstractmethod
+    def status_counts(self, project_id: str) -> dict[str, int]: ...
+
+
+class Workflows(abc.ABC):
+    """Workflows and their immutable versions."""
+
+    @abc.abstractmethod
+    def create(self, *, project_id: str, name: str, description: str, status: WorkflowStatus,
+               definition: dict[str, Any], issues: list[dict[str, Any]], now: int) -> Workflow: ...
+
+    @abc.abstractmethod
+    def get(self, project_id: str, workflow_id: str) -> Workflow | None: ...
+
+    @abc.abstractmethod
+    def update(self, workflow: Workflow, *, name: str, description: str,
+               definition: dict[str, Any], issues: list[dict[str, Any]], now: int) -> Workflow:
+        """Save edits; a changed definition becomes a new immutable version."""
+
+    @abc.abstractmethod
+    def set_status(self, workflow_id: str, status: WorkflowStatus, now: int) -> None: ...
+
+    @abc.abstractmethod
+    def delete(self, workflow_id: str) -> None:
+        """The workflow, its versions, runs, their traces and event waits."""
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, status: str | None, name: str | None,
+             before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def versions(self, workflow_id: str) -> list[WorkflowVersion]:
+        """Every version, newest first (definitions left empty)."""
+
+    @abc.abstractmethod
+    def version(self, workflow_id: str, version: int) -> WorkflowVersion | None: ...
+
+    @abc.abstractmethod
+    def all_current(self) -> list[Workflow]:
+        """Every workflow with its current version (the trigger index is built from it)."""
+
+    @abc.abstractmethod
+    def status_counts(self, project_id: str) -> dict[str, int]: ...
+
+
+class Secrets(abc.ABC):
+    """Per-project webhook signing secrets."""
+
+    @abc.abstractmethod
+    def valid(self, project_id: str, now: int) -> list[str]:
+        """The secrets deliveries are signed with now, newest first."""
+
+    @abc.abstractmethod
+    def current(self, project_id: str, now: int, new_secret: Callable[[], str]) -> str:
+        """The project's newest secret, created on first use."""
+
+    @abc.abstractmethod
+    def rotate(self, project_id: str, now: int, grace_ms: int,
+               new_secret: Callable[[], str]) -> str: ...
+
+
+class Transaction:
+    """What a unit of work (or a read) may do: the verbs of each table family, and the work
+    that waits for the commit."""
+
+    __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "after_commit")
+
+    def __init__(self, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
+                 workflows: Workflows, secrets: Secrets) -> None:
+        self.keys = keys
+        self.contacts = contacts
+        self.events = events
+        self.runs = runs
+        self.workflows = workflows
+        self.secrets = secrets
+        # Called on the event loop once this unit is durable, before its caller resumes.
+        self.after_commit: list[Callable[[], None]] = []
+
+
+class Store(abc.ABC):
+    """Runs units of work and reads; named verbs for what the API reads one at a time."""
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Commit what is queued, then close."""
+
+    @abc.abstractmethod
+    def write(self, unit: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run `unit(tx, *args)` as one unit of the next group commit; the future has its
+        result once it is committed (and its `after_commit` work done)."""
+
+    @abc.abstractmethod
+    async def read(self, query: Callable[..., T], *args: Any) -> T:
+        """Run `query(tx, *args)` on a read connection (time-limited)."""
+
+    # -- the API's reads, one verb each ---------------------------------------------------
+
+    async def get_run(self, project_id: str, run_id: str) -> Run | None:
+        return await self.read(lambda tx: tx.runs.get(project_id, run_id))
+
+    async def run_trace(self, run_id: str) -> list[TraceEntry]:
+        return await self.read(lambda tx: tx.runs.trace(run_id))
+
+    async def list_runs(self, project_id: str, **filters: Any) -> Page:
+        return await self.read(lambda tx: tx.runs.page(project_id, **filters))
+
+    async def get_contact(self, project_id: str, contact_id: str) -> Contact | None:
+        return await self.read(lambda tx: tx.contacts.get(project_id, contact_id))
+
+    async def list_contacts(self, project_id: str, **filters: Any) -> Page:
+        return await self.read(lambda tx: tx.contacts.page(project_id, **filters))
+
+    async def list_events(self, project_id: str, **filters: Any) -> Page:
+        return await self.read(lambda tx: tx.events.page(project_id, **filters))
+
+    async def get_workflow(self, project_id: str, workflow_id: str) -> Workflow | None:
+        return await self.read(lambda tx: tx.workflows.get(project_id, workflow_id))
+
+    async def list_workflows(self, project_id: str, **filters: Any) -> Page:
+        return await self.read(lambda tx: tx.workflows.page(project_id, **filters))
+
+    async def workflow_versions(self, workflow_id: str) -> list[WorkflowVersion]:
+        return await self.read(lambda tx: tx.workflows.versions(workflow_id))
+
+    async def workflow_version(self, workflow_id: str, version: int) -> WorkflowVersion | None:
+        return await self.read(lambda tx: tx.workflows.version(workflow_id, version))
+
+    async def list_keys(self, project_id: str, *, before: int | None, limit: int) -> Page:
+        return await self.read(lambda tx: tx.keys.page(project_id=project_id, before=before,
+                                                       limit=limit))
+
+    async def status_counts(self, project_id: str) -> dict[str, dict[str, int]]:
+        return await self.read(lambda tx: {"workflows": tx.workflows.status_counts(project_id),
+                                           "runs": tx.runs.status_counts(project_id)})

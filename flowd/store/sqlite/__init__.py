@@ -1,0 +1,127 @@
+"""The SQLite store: one file in WAL mode, a single group-commit writer, read connections, and
+one module of SQL per table family. `SqliteStore` is what the server runs on; `SyncStore` is
+the same verbs for the command line and the benchmark's seeding, without an event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+from flowd.store.base import Store, Transaction
+from flowd.store.db import Database, DbSettings, connect_sync
+from flowd.store.records import StoreError
+from flowd.store.schema import Migration, migrate
+from flowd.store.sqlite.contacts import SqliteContacts
+from flowd.store.sqlite.events import SqliteEvents
+from flowd.store.sqlite.keys import SqliteKeys
+from flowd.store.sqlite.runs import SqliteRuns
+from flowd.store.sqlite.secrets import SqliteSecrets
+from flowd.store.sqlite.workflows import SqliteWorkflows
+
+T = TypeVar("T")
+SQLITE_VERSION = sqlite3.sqlite_version
+
+
+class SqliteTransaction(Transaction):
+    __slots__ = ()
+
+    @classmethod
+    def on(cls, conn: sqlite3.Connection) -> "SqliteTransaction":
+        return cls(SqliteKeys(conn), SqliteContacts(conn), SqliteEvents(conn), SqliteRuns(conn),
+                   SqliteWorkflows(conn), SqliteSecrets(conn))
+
+
+class _Transactions:
+    """A connection's families are made once (they only hold the connection); each unit gets
+    a fresh Transaction over them, with its own after-commit list."""
+
+    def __init__(self) -> None:
+        self._families: dict[int, SqliteTransaction] = {}
+
+    def __call__(self, conn: sqlite3.Connection) -> Transaction:
+        families = self._families.get(id(conn))
+        if families is None:
+            families = self._families[id(conn)] = SqliteTransaction.on(conn)
+        return Transaction(families.keys, families.contacts, families.events, families.runs,
+                           families.workflows, families.secrets)
+
+
+class SqliteStore(Store):
+    def __init__(self, settings: DbSettings) -> None:
+        self.settings = settings
+        self._transactions = _Transactions()
+        self.db = Database(settings)
+
+    async def open(self) -> None:
+        try:
+            await self.db.open()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.settings.path}: {exc}") from None
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    def write(self, unit: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.ensure_future(self._write(unit, args))
+
+    async def _write(self, unit: Callable[..., T], args: tuple) -> T:
+        result, callbacks = await self.db.write(self._run_unit, unit, args)
+        for callback in callbacks:
+            callback()
+        return result
+
+    def _run_unit(self, conn: sqlite3.Connection, unit: Callable[..., T], args: tuple
+                  ) -> tuple[T, list[Callable[[], None]]]:
+        tx = self._transactions(conn)
+        return unit(tx, *args), tx.after_commit
+
+    async def read(self, query: Callable[..., T], *args: Any) -> T:
+        return await self.db.read(lambda conn: query(self._transactions(conn), *args))
+
+
+class SyncStore:
+    """The store's verbs on one plain connection (no event loop, no group commit): for the
+    command line, and for seeding a stopped server's database in the benchmark."""
+
+    def __init__(self, settings: DbSettings) -> None:
+        self.settings = settings
+        try:
+            self._conn = connect_sync(settings)
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {settings.path}: {exc}") from None
+        self._tx = SqliteTransaction.on(self._conn)
+
+    def migrate(self) -> list[Migration]:
+        """Bring the schema up to date; the migrations applied now."""
+        with self._errors():
+            return migrate(self._conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """BEGIN IMMEDIATE … COMMIT around the verbs used inside."""
+        with self._errors():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._tx
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def read(self) -> Transaction:
+        return self._tx
+
+    def truncate_wal(self) -> None:
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.settings.path}: {exc}") from None
