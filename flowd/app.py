@@ -9,20 +9,25 @@ from typing import Any, AsyncIterator
 from aiohttp import web
 
 from flowd.api import add_routes
-from flowd.api.middleware import BODY_TIMEOUT, MAX_BODY_BYTES, SERVICES, envelope_middleware
+from flowd.api.middleware import (
+    BODY_TIMEOUT,
+    MAX_BODY_BYTES,
+    SERVICES,
+    envelope_middleware,
+)
 from flowd.api.openapi import build_openapi
 from flowd.api.routes import ROUTES
 from flowd.auth import Authenticator, bootstrap_admin
+from flowd.clock import Clock
 from flowd.config import Config
+from flowd.dueruns import DueRuns
 from flowd.effects.http import HttpClient
 from flowd.effects.signing import WebhookSigner, new_secret
-from flowd.clock import Clock
-from flowd.dueruns import DueRuns
 from flowd.engine import Engine
 from flowd.ingest import Ingest
 from flowd.matching import WaitedNames
-from flowd.run_control import RunControl
 from flowd.registry import Registry
+from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects

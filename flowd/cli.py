@@ -13,8 +13,8 @@ from aiohttp import web
 
 from flowd import __version__
 from flowd.auth import generate_key, hash_key, key_prefix
-from flowd.config import Config, load_config
 from flowd.clock import Clock
+from flowd.config import Config, load_config
 from flowd.errors import ConfigError
 from flowd.store import LATEST_SCHEMA_VERSION as LATEST_VERSION
 from flowd.store import LastAdminKey, StoreError, SyncStore

@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 from flowd.durations import parse_signed_duration
 from flowd.errors import Problem, ValidationError
-from flowd.schema import INVALID, Array, Enum, Json, Object, Schema, String, join, type_name
 from flowd.templates import (
     MISSING,
     Path,
@@ -28,6 +27,17 @@ from flowd.templates import (
     compile_value,
 )
 from flowd.timeutil import parse_time
+from flowd.validation import (
+    INVALID,
+    Array,
+    Enum,
+    Json,
+    Object,
+    Schema,
+    String,
+    join,
+    type_name,
+)
 
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "not_contains",
        "starts_with", "ends_with", "wildcard", "eq_ignore_case", "exists", "not_exists", "empty",

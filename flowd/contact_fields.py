@@ -6,7 +6,7 @@ from __future__ import annotations
 import zoneinfo
 from functools import lru_cache
 
-from flowd.schema import (
+from flowd.validation import (
     EMAIL_PATTERN,
     Array,
     Boolean,

@@ -15,7 +15,9 @@ import dataclasses
 from typing import Any
 
 from flowd.conditions import CONDITION
-from flowd.schema import (
+from flowd.steps import ALIASES, STEP_TYPES
+from flowd.steps.base import StepType
+from flowd.validation import (
     Array,
     Either,
     Enum,
@@ -30,8 +32,6 @@ from flowd.schema import (
     text,
     time_string,
 )
-from flowd.steps import ALIASES, STEP_TYPES
-from flowd.steps.base import StepType
 
 MAX_STEPS = 500
 STEP_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"

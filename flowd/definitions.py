@@ -25,10 +25,10 @@ from flowd.conditions import (
 from flowd.durations import parse_duration
 from flowd.errors import Problem
 from flowd.lints import lint
-from flowd.schema import INVALID
 from flowd.steps import ALIASES, STEP_TYPES
 from flowd.steps.base import StepConfigError, StepType
 from flowd.templates import CONTACT_ROOTS, CompiledValue, TemplateError, compile_value
+from flowd.validation import INVALID
 
 DEFAULT_TRIGGER = {"type": "manual"}
 DEFAULT_SETTINGS = {"reentry": "after_completion", "exit_on": []}

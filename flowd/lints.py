@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from flowd.conditions import MAX_CONDITION_DEPTH, MAX_CONDITION_PARTS
-from flowd.schema import MAX_JSON_DEPTH, join
 from flowd.steps import STEP_TYPES
 from flowd.templates import (
     CONTACT_ROOTS,
@@ -36,6 +35,7 @@ from flowd.templates import (
     compile_path,
     compile_template,
 )
+from flowd.validation import MAX_JSON_DEPTH, join
 
 Warn = Callable[[str, str, str, str | None], None]  # (code, path, message, step_id)
 

@@ -10,16 +10,16 @@ from typing import Any
 
 from flowd.definition_schema import (
     NEW_STEP,
-    ON_ERROR,
     NEXT,
+    ON_ERROR,
     POSITION,
     RETRY,
     TRIGGER,
     validate_definition_parts,
 )
 from flowd.errors import Problem, ValidationError
-from flowd.schema import Enum, Json, Object, String, Tagged, text
 from flowd.steps import ALIASES, STEP_TYPES
+from flowd.validation import Enum, Json, Object, String, Tagged, text
 
 MAX_OPERATIONS = 200
 _REF = String(min_len=1, max_len=65, description="A step id, or $alias of a step added earlier "

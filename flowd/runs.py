@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from flowd.ids import new_id
-from flowd.triggers import IndexedWorkflow
 from flowd.store import Transaction
 from flowd.store.records import ACTIVE_STATUSES, Run, RunStatus
+from flowd.triggers import IndexedWorkflow
 
 
 def new_run(workflow: IndexedWorkflow, contact_id: str | None, trigger: dict[str, Any],

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from flowd.errors import Problem, ValidationError
-from flowd.schema import MAX_JSON_DEPTH, join
+from flowd.validation import MAX_JSON_DEPTH, join
 
 ROOTS = ("contact", "event", "vars", "steps", "run", "now", "loop", "user", "profile", "trait")
 _CONTACT_ALIASES = frozenset({"user", "profile", "trait"})

@@ -9,8 +9,12 @@ import sqlite3
 import pytest
 
 from flowd.errors import Conflict
-from flowd.store.db import Database, DbSettings, connect_sync
-from flowd.store.db import BACKGROUND_CHECKPOINT_BYTES
+from flowd.store.db import (
+    BACKGROUND_CHECKPOINT_BYTES,
+    Database,
+    DbSettings,
+    connect_sync,
+)
 from flowd.store.schema import LATEST_VERSION, MIGRATIONS, SchemaTooNew, migrate
 from tests.conftest import Api
 

@@ -8,7 +8,16 @@ from flowd.api.routes import Call, Param, json_response, page_response, route, s
 from flowd.auth import Access
 from flowd.contact_fields import CHANNELS, CONTACT_FIELDS, CONTACT_ID
 from flowd.errors import NotFound
-from flowd.schema import Array, Boolean, Json, Nullable, Object, String, text, time_string
+from flowd.validation import (
+    Array,
+    Boolean,
+    Json,
+    Nullable,
+    Object,
+    String,
+    text,
+    time_string,
+)
 
 CONTACT = shape("Contact", {
     "id": String(), "email": Nullable(String()), "phone": Nullable(String()),

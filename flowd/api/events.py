@@ -10,8 +10,18 @@ from flowd.api.routes import Call, Param, json_response, page_response, route, s
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_FIELDS, CONTACT_ID
 from flowd.ingest import IncomingEvent
-from flowd.schema import Array, Boolean, Either, Json, Nullable, Object, String, text, time_string
 from flowd.timeutil import parse_time
+from flowd.validation import (
+    Array,
+    Boolean,
+    Either,
+    Json,
+    Nullable,
+    Object,
+    String,
+    text,
+    time_string,
+)
 
 MAX_BATCH = 1000
 

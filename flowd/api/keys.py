@@ -7,9 +7,9 @@ from aiohttp import web
 from flowd.api.routes import Call, json_response, page_response, route, shape
 from flowd.auth import Access, generate_key, hash_key, key_prefix
 from flowd.errors import Conflict, NotFound
-from flowd.schema import Enum, Object, String, text, time_string
 from flowd.store import LastAdminKey
 from flowd.store.records import Role
+from flowd.validation import Enum, Object, String, text, time_string
 
 ROLES = tuple(r.value for r in Role)
 _KEY_FIELDS = {

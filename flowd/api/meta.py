@@ -9,8 +9,8 @@ from aiohttp import web
 from flowd.api.routes import Call, json_response, route, shape
 from flowd.auth import Access
 from flowd.errors import NotFound
-from flowd.schema import Enum, Json, String
 from flowd.store.records import Role
+from flowd.validation import Enum, Json, String
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 

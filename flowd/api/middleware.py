@@ -35,7 +35,7 @@ from flowd.errors import (
     RequestTimeout,
     ValidationError,
 )
-from flowd.schema import INVALID
+from flowd.validation import INVALID
 
 log = logging.getLogger("flowd.api")
 

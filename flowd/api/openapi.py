@@ -11,7 +11,7 @@ from typing import Any
 from flowd import __version__
 from flowd.api.routes import ANY_ID, Route
 from flowd.auth import Access
-from flowd.schema import Components
+from flowd.validation import Components
 
 _PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 

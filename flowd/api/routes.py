@@ -12,8 +12,17 @@ from aiohttp import web
 
 from flowd.auth import Access, Principal
 from flowd.errors import Problem, ValidationError
-from flowd.schema import INVALID, Array, Boolean, Integer, Nullable, Object, Schema, String
 from flowd.store.records import Page, decode_cursor, encode_cursor
+from flowd.validation import (
+    INVALID,
+    Array,
+    Boolean,
+    Integer,
+    Nullable,
+    Object,
+    Schema,
+    String,
+)
 
 if TYPE_CHECKING:
     from flowd.app import Services

@@ -8,7 +8,8 @@ from flowd.api.routes import Call, Param, json_response, page_response, route, s
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_ID, EMAIL
 from flowd.definition_schema import STEP_ID, WORKFLOW_STATUSES
-from flowd.schema import (
+from flowd.store.records import RunStatus
+from flowd.validation import (
     Array,
     Boolean,
     Enum,
@@ -19,7 +20,6 @@ from flowd.schema import (
     String,
     time_string,
 )
-from flowd.store.records import RunStatus
 
 RUN_ERROR = shape("RunError", {"code": String(), "message": String(),
                                "step_id": Nullable(String())}, optional=("step_id",))

@@ -7,7 +7,7 @@ from aiohttp import web
 from flowd.api.routes import Call, json_response, route, shape
 from flowd.auth import Access
 from flowd.effects.signing import new_secret
-from flowd.schema import String
+from flowd.validation import String
 
 ROTATION_GRACE_MS = 24 * 3600 * 1000
 SECRET = shape("WebhookSecret", {"secret": String(

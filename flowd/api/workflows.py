@@ -19,8 +19,18 @@ from flowd.definition_schema import (
 )
 from flowd.errors import NotFound
 from flowd.patching import MAX_OPERATIONS, OPERATION
-from flowd.schema import Array, Boolean, Either, Enum, Integer, Nullable, Object, String, time_string
 from flowd.timeutil import format_ms
+from flowd.validation import (
+    Array,
+    Boolean,
+    Either,
+    Enum,
+    Integer,
+    Nullable,
+    Object,
+    String,
+    time_string,
+)
 
 _SUMMARY_FIELDS = {
     "id": String(), "name": String(), "description": String(),

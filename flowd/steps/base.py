@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowd.errors import Problem
-from flowd.schema import Object
+from flowd.validation import Object
 from flowd.waits import EventWaitSpec, Wait, Wake
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ from typing import Any
 
 from flowd.contact_fields import CONTACT_FIELDS
 from flowd.errors import Problem
-from flowd.schema import INVALID, Array, Json, Object, String
 from flowd.steps.base import Outcome, StepConfigError, StepContext, StepFailed, StepType
+from flowd.validation import INVALID, Array, Json, Object, String
 
 _FIELDS = ("email", "phone", "timezone", "traits", "subscribed")
 

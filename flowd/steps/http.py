@@ -9,9 +9,9 @@ from typing import Any
 from flowd.effects.http import DestinationNotAllowed, HttpCallFailed
 from flowd.effects.signing import delivery_id
 from flowd.errors import Problem
-from flowd.schema import Enum, Json, MapOf, Object, String
 from flowd.steps.base import Outcome, StepConfigError, StepContext, StepFailed, StepType
 from flowd.steps.timing import check_duration, duration_at_run_time
+from flowd.validation import Enum, Json, MapOf, Object, String
 
 DEFAULT_TIMEOUT_MS = 10_000
 MAX_TIMEOUT_MS = 300_000

@@ -6,8 +6,8 @@ from typing import Any
 
 from flowd.conditions import CONDITION, Condition, ConditionError, compile_condition
 from flowd.errors import Problem
-from flowd.schema import Array, Json, Number, Object, String
 from flowd.steps.base import Outcome, StepConfigError, StepContext, StepType
+from flowd.validation import Array, Json, Number, Object, String
 
 
 def _compile(cond: Any, path: str, issues: list[tuple[str, Problem]]) -> Condition | None:

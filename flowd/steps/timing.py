@@ -7,10 +7,10 @@ from typing import Any
 from flowd.conditions import CONDITION, ConditionError, compile_condition
 from flowd.durations import parse_duration
 from flowd.errors import Problem
-from flowd.schema import Object, String, text
 from flowd.steps.base import Outcome, StepConfigError, StepContext, StepFailed, StepType
 from flowd.templates import has_templates
 from flowd.timeutil import deadline, format_ms, parse_time
+from flowd.validation import Object, String, text
 from flowd.waits import EventWaitSpec, Wait, WaitKind, Wake, WakeReason
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 from typing import NamedTuple
 
-from flowd.store.records import StoreError
 from flowd.clock import Clock
+from flowd.store.records import StoreError
 
 
 class Migration(NamedTuple):

@@ -5,8 +5,8 @@ OpenAPI document shows. One source of truth for what the server accepts and what
 
 from __future__ import annotations
 
-import re
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
