@@ -70,6 +70,12 @@ class RunSlots:
         if len(self._executing) < self.capacity:
             self.free.set()
 
+    async def drained(self) -> None:
+        """Return once nothing executes and nothing waits for a slot (runs that wait for
+        time or an event are not executing)."""
+        while self._executing:
+            await asyncio.gather(*self._executing.values(), return_exceptions=True)
+
     async def stop(self) -> None:
         """Cancel what is executing; those runs stay `running` on disk and are recovered at
         the next start like any run a crash left so."""

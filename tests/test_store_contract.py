@@ -1,0 +1,345 @@
+"""The store's contract: what every verb of flowd.store.base promises, run against each
+implementation (a second one — PostgreSQL, the dry run's throwaway store — adds itself to
+`IMPLEMENTATIONS` and must pass the same tests)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+
+from flowd.store import DbSettings, LastAdminKey, RunPreempted, SqliteStore, Store
+from flowd.store.base import Claim, Transaction
+from flowd.store.records import (
+    ACTIVE_STATUSES,
+    Event,
+    Role,
+    Run,
+    RunStatus,
+    TraceEntry,
+    WorkflowStatus,
+)
+from flowd.waits import EventWaitSpec, Wait, WaitKind, Wake, WakeReason
+
+NOW = 1_800_000_000_000
+
+
+def sqlite_file(tmp_path: Any) -> Store:
+    return SqliteStore(DbSettings(path=str(tmp_path / "contract.db")))
+
+
+IMPLEMENTATIONS: list[Callable[[Any], Store]] = [sqlite_file]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS, ids=lambda make: make.__name__)
+async def store(request, tmp_path):
+    store = request.param(tmp_path)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def write(store: Store, unit: Callable[[Transaction], Any]) -> Any:
+    return await store.write(unit)
+
+
+def a_run(workflow_id: str, *, run_id: str = "run_1", contact_id: str | None = "u1",
+          status: RunStatus = RunStatus.PENDING, due_at: int | None = NOW, **fields: Any) -> Run:
+    return Run(id=run_id, project_id="default", workflow_id=workflow_id, workflow_version=1,
+               contact_id=contact_id, status=status, current_step_id="s1",
+               trigger={"type": "api"}, created_at=NOW, updated_at=NOW, due_at=due_at, **fields)
+
+
+async def a_workflow(store: Store, name: str = "wf") -> str:
+    workflow = await store.write(lambda tx: tx.workflows.create(
+        project_id="default", name=name, description="", status=WorkflowStatus.ACTIVE,
+        definition={"trigger": {"type": "manual"}, "settings": {}, "steps": []}, issues=[],
+        now=NOW))
+    return workflow.id
+
+
+# ------------------------------------------------------------------ units of work
+
+async def test_after_commit_work_runs_once_the_unit_is_durable_and_never_for_a_failed_one(
+        store: Store):
+    happened: list[str] = []
+
+    def add_key(tx: Transaction, name: str) -> None:
+        tx.keys.create(project_id="default", role=Role.VIEWER, name=name, key_hash=name * 64,
+                       prefix=name, now=NOW)
+        tx.after_commit.append(lambda: happened.append(name))
+
+    def good(tx: Transaction) -> str:
+        add_key(tx, "g")
+        return "done"
+
+    def bad(tx: Transaction) -> None:
+        add_key(tx, "b")
+        raise ValueError("no")
+
+    assert await store.write(good) == "done" and happened == ["g"]
+    with pytest.raises(ValueError):
+        await store.write(bad)
+    assert happened == ["g"]   # no after-commit work for a unit that did not commit…
+    keys = await store.read(lambda tx: tx.keys.page(project_id="default", before=None, limit=10))
+    assert [k.name for k in keys.items] == ["g"]   # …and none of its writes
+
+
+# ------------------------------------------------------------------ keys
+
+async def test_keys_are_found_by_hash_prefix_and_the_last_admin_key_stays(store: Store):
+    key = await store.write(lambda tx: tx.keys.create(
+        project_id="default", role=Role.ADMIN, name="first", key_hash="ab" * 32, prefix="flowd_ab",
+        now=NOW))
+    found = await store.read(lambda tx: tx.keys.find_active("ab" * 8))
+    assert [(k.id, full) for k, full in found] == [(key.id, "ab" * 32)]
+    with pytest.raises(LastAdminKey):
+        await store.write(lambda tx: tx.keys.revoke(key_id=key.id, project_id="default", now=NOW))
+    await store.write(lambda tx: tx.keys.ensure_admin(key_hash="cd" * 32, prefix="p",
+                                                      name="env", now=NOW))
+    assert await store.write(lambda tx: tx.keys.revoke(key_id=key.id, project_id="default",
+                                                       now=NOW))
+    assert await store.read(lambda tx: tx.keys.find_active("ab" * 8)) == []
+    assert await store.write(lambda tx: tx.keys.revoke(key_id=key.id, project_id=None,
+                                                       now=NOW)) is False
+
+
+# ------------------------------------------------------------------ contacts
+
+async def test_contact_upserts_follow_the_contracts_merge_rules(store: Store):
+    contact, created = await store.write(lambda tx: tx.contacts.upsert(
+        "default", "u1", {"email": "a@example.com", "traits": {"plan": "pro", "age": 3},
+                          "tags": ["a"]}, NOW))
+    assert created and contact.subscribed == {"email": True, "sms": True, "push": True}
+    contact, created = await store.write(lambda tx: tx.contacts.upsert(
+        "default", "u1", {"traits": {"age": None, "city": "Oslo"}, "subscribed": {"sms": False},
+                          "add_tags": ["b", "a"], "remove_tags": ["a"]}, NOW + 1))
+    assert not created
+    assert contact.traits == {"plan": "pro", "city": "Oslo"} and contact.tags == ["b"]
+    assert contact.subscribed == {"email": True, "sms": False, "push": True}
+    assert contact.email == "a@example.com" and contact.updated_at == NOW + 1
+    assert (await store.get_contact("default", "u1")) == contact
+
+
+@pytest.mark.parametrize("count", [3, 20])   # bound rows, then one statement for many
+async def test_ensure_creates_unknown_contacts_only(store: Store, count: int):
+    await store.write(lambda tx: tx.contacts.upsert("default", "c0", {"email": "x@y.zz"}, NOW))
+    ids = [f"c{i}" for i in range(count)]
+    await store.write(lambda tx: tx.contacts.ensure("default", ids, NOW + 5))
+    found = await store.read(lambda tx: tx.contacts.get_many_json(
+        [("default", i) for i in ids] + [("default", "nobody")]))
+    assert set(found) == {("default", i) for i in ids}
+    assert found[("default", "c0")]["email"] == "x@y.zz"   # not replaced
+
+
+async def test_contacts_are_listed_by_email_and_tag_and_deleted(store: Store):
+    for contact_id, email, tags in (("a", "a@x.io", ["vip"]), ("b", "b@x.io", []),
+                                    ("c", "a@x.io", ["vip", "new"])):
+        await store.write(lambda tx, c=contact_id, e=email, t=tags: tx.contacts.upsert(
+            "default", c, {"email": e, "tags": t}, NOW))
+    by_email = await store.list_contacts("default", email="a@x.io", tag=None, before=None, limit=10)
+    assert [c.id for c in by_email.items] == ["c", "a"]   # newest first
+    by_tag = await store.list_contacts("default", email=None, tag="new", before=None, limit=10)
+    assert [c.id for c in by_tag.items] == ["c"]
+    page = await store.list_contacts("default", email=None, tag=None, before=None, limit=2)
+    rest = await store.list_contacts("default", email=None, tag=None, before=page.next_before,
+                                     limit=2)
+    assert [c.id for c in page.items + rest.items] == ["c", "b", "a"] and rest.next_before is None
+    assert await store.write(lambda tx: tx.contacts.delete("default", "b"))
+    assert not await store.write(lambda tx: tx.contacts.delete("default", "b"))
+
+
+# ------------------------------------------------------------------ events
+
+@pytest.mark.parametrize("count", [2, 12])
+async def test_events_keep_what_ingesting_them_did(store: Store, count: int):
+    events = [Event(f"evt_{i}", "default", "paid", "u1", {"i": i, "text": 'q"\\é'}, NOW + i,
+                    NOW + i, f"m{i}", runs_started=["run_a"] if i == 0 else [],
+                    runs_exited=["run_b"] if i == 1 else []) for i in range(count)]
+    await store.write(lambda tx: tx.events.insert(events))
+    first = await store.read(lambda tx: tx.events.find_by_message_id("default", "m0"))
+    assert first is not None and first.runs_started == ["run_a"] and first.properties["i"] == 0
+    second = await store.read(lambda tx: tx.events.find_by_message_id("default", "m1"))
+    assert second is not None and second.runs_exited == ["run_b"]
+    since = await store.read(lambda tx: tx.events.since("default", "u1", NOW + 1, 100))
+    assert [e.id for e in since] == [f"evt_{i}" for i in range(1, count)]
+    page = await store.list_events("default", name="paid", contact_id=None, before=None, limit=100)
+    assert [e.id for e in page.items] == [f"evt_{i}" for i in reversed(range(count))]
+
+
+# ------------------------------------------------------------------ runs
+
+async def test_a_save_expects_the_stored_status(store: Store):
+    workflow_id = await a_workflow(store)
+    run = a_run(workflow_id)
+    await store.write(lambda tx: tx.runs.insert([run]))
+    run.status, run.vars = RunStatus.RUNNING, {"x": 1}
+    await store.write(lambda tx: tx.runs.save(run, expect=RunStatus.PENDING))
+    with pytest.raises(RunPreempted):
+        await store.write(lambda tx: tx.runs.save(run, expect=RunStatus.PENDING))
+    stored = await store.get_run("default", run.id)
+    assert stored is not None and stored.status is RunStatus.RUNNING and stored.vars == {"x": 1}
+
+
+async def test_end_is_the_one_way_a_run_ends_and_closes_its_wait(store: Store):
+    workflow_id = await a_workflow(store)
+    run = a_run(workflow_id, status=RunStatus.WAITING,
+                wait=Wait(WaitKind.EVENT, until=NOW + 5, started_at=NOW, event="paid"))
+    await store.write(lambda tx: tx.runs.insert([run]))
+    await store.write(lambda tx: tx.runs.write_trace(run.id, TraceEntry(
+        1, "s1", "wait_for_event", "waiting", 1, 1, NOW)))
+    await store.write(lambda tx: tx.runs.add_event_wait(run, EventWaitSpec("paid", None, NOW)))
+    run.status, run.completed_at, run.wait = RunStatus.CANCELLED, NOW + 9, None
+    assert await store.write(lambda tx: tx.runs.end(run, expect=ACTIVE_STATUSES))
+    assert not await store.write(lambda tx: tx.runs.end(run, expect=ACTIVE_STATUSES))
+    assert await store.read(lambda tx: tx.runs.event_waits_for("default", "paid", "u1")) == []
+    [entry] = await store.run_trace(run.id)
+    assert (entry.status, entry.finished_at) == ("skipped", NOW + 9)
+
+
+async def test_waits_and_wakes_round_trip_typed(store: Store):
+    workflow_id = await a_workflow(store)
+    run = a_run(workflow_id, status=RunStatus.WAITING,
+                wait=Wait(WaitKind.RETRY, until=NOW + 10, started_at=NOW, input={"a": 1}))
+    await store.write(lambda tx: tx.runs.insert([run]))
+    stored = await store.get_run("default", run.id)
+    assert stored is not None and stored.wait == run.wait and stored.wait.is_retry
+    assert stored.to_json()["wait"] == {"kind": "timer", "until": "2027-01-15T08:00:00.010Z",
+                                        "retry": True}
+    wake = Wake(WakeReason.EVENT, event={"name": "paid"})
+    assert await store.write(lambda tx: tx.runs.wake(run.id, wake, NOW + 1))
+    assert not await store.write(lambda tx: tx.runs.wake(run.id, wake, NOW + 2))   # once
+    woken = await store.get_run("default", run.id)
+    assert woken is not None and woken.wake == wake and woken.status is RunStatus.PENDING
+
+
+async def test_a_claim_takes_only_runs_nobody_touched_since_they_were_read(store: Store):
+    workflow_id = await a_workflow(store)
+    runs = [a_run(workflow_id, run_id=f"run_{i}", due_at=NOW + i) for i in range(3)]
+    runs.append(a_run(workflow_id, run_id="run_later", due_at=NOW + 1000))
+    await store.write(lambda tx: tx.runs.insert(runs))
+    ids = [run.id for run in runs]
+    read = await store.read(lambda tx: tx.runs.claimable(ids, NOW + 10))
+    assert sorted(run.id for run in read) == ["run_0", "run_1", "run_2"]   # due ones only
+    # Meanwhile one of them is cancelled.
+    cancelled = next(run for run in read if run.id == "run_1")
+    gone = a_run(workflow_id, run_id="run_1", status=RunStatus.CANCELLED, due_at=None,
+                 completed_at=NOW + 5)
+    await store.write(lambda tx: tx.runs.end(gone, expect=ACTIVE_STATUSES))
+    claims = []
+    for run in read:
+        claims.append(Claim(run, run.status, run.updated_at))
+        run.status, run.due_at, run.updated_at = RunStatus.RUNNING, None, NOW + 10
+    taken = await store.write(lambda tx: tx.runs.claim(claims))
+    assert sorted(run.id for run in taken) == ["run_0", "run_2"]
+    assert all(run.stored_status is RunStatus.RUNNING for run in taken)
+    assert (await store.get_run("default", cancelled.id)).status is RunStatus.CANCELLED
+
+
+async def test_due_runs_come_earliest_first_and_recovery_makes_running_runs_due(store: Store):
+    workflow_id = await a_workflow(store)
+    await store.write(lambda tx: tx.runs.insert([
+        a_run(workflow_id, run_id="late", due_at=NOW + 50),
+        a_run(workflow_id, run_id="early", due_at=NOW + 10),
+        a_run(workflow_id, run_id="never", due_at=None, status=RunStatus.RUNNING)]))
+    assert await store.read(lambda tx: tx.runs.due(NOW + 100, 10)) == [
+        (NOW + 10, "early"), (NOW + 50, "late")]
+    assert await store.write(lambda tx: tx.runs.recover_running(NOW + 60)) == 1
+    assert (NOW + 60, "never") in await store.read(lambda tx: tx.runs.due(NOW + 100, 10))
+
+
+async def test_reentry_and_active_runs_are_found(store: Store):
+    workflow_id = await a_workflow(store)
+    done = a_run(workflow_id, run_id="run_done", status=RunStatus.COMPLETED, due_at=None)
+    await store.write(lambda tx: tx.runs.insert([done]))
+
+    def blocking(ever: bool) -> Callable[[Transaction], Any]:
+        return lambda tx: tx.runs.blocking_entry("default", workflow_id, "u1", ever=ever)
+
+    assert await store.read(blocking(False)) is None
+    assert await store.read(blocking(True)) == "run_done"
+    await store.write(lambda tx: tx.runs.insert([a_run(workflow_id, run_id="run_live")]))
+    assert await store.read(blocking(False)) == "run_live"
+    assert await store.read(lambda tx: tx.runs.active_ids(
+        "default", contact_id="u1", workflow_ids=[workflow_id])) == ["run_live"]
+
+
+async def test_paused_runs_are_released_oldest_first_and_resumed_once(store: Store):
+    workflow_id = await a_workflow(store)
+    await store.write(lambda tx: tx.runs.insert([
+        a_run(workflow_id, run_id=f"run_{i}", status=RunStatus.PAUSED, due_at=None)
+        for i in range(3)]))
+    assert await store.write(lambda tx: tx.runs.resume("run_0", NOW)) is True
+    assert await store.write(lambda tx: tx.runs.resume("run_0", NOW)) is False
+    assert await store.write(lambda tx: tx.runs.release_paused(workflow_id, NOW)) == [
+        "run_1", "run_2"]
+
+
+async def test_the_trace_rebuilds_outputs_and_visits(store: Store):
+    workflow_id = await a_workflow(store)
+    run = a_run(workflow_id)
+    await store.write(lambda tx: tx.runs.insert([run]))
+    entries = [TraceEntry(1, "a", "set", "ok", 1, 1, NOW, NOW, output={"v": 1}),
+               TraceEntry(2, "w", "wait", "waiting", 1, 1, NOW),
+               TraceEntry(3, "a", "set", "ok", 1, 2, NOW, NOW, output={"v": 2})]
+    for entry in entries:
+        await store.write(lambda tx, e=entry: tx.runs.write_trace(run.id, e))
+    ended = TraceEntry(2, "w", "wait", "ok", 1, 1, NOW, NOW + 5, outcome="waited",
+                       output={"waited": True})
+    await store.write(lambda tx: tx.runs.write_trace(run.id, ended, replace=True))
+    outputs, visits = await store.read(lambda tx: tx.runs.step_state(run.id))
+    assert outputs == {"a": {"v": 2}, "w": {"waited": True}} and visits == {"a": 2, "w": 1}
+    assert [e.status for e in await store.run_trace(run.id)] == ["ok", "ok", "ok"]
+
+
+# ------------------------------------------------------------------ workflows
+
+async def test_a_changed_definition_is_a_new_version_and_names_are_searched_literally(
+        store: Store):
+    workflow_id = await a_workflow(store, name="100% off_sale")
+    await a_workflow(store, name="1000 offXsale")
+    current = await store.get_workflow("default", workflow_id)
+    assert current is not None
+    same = await store.write(lambda tx: tx.workflows.update(
+        current, name="100% off_sale", description="d", definition=current.definition,
+        issues=[], now=NOW + 1))
+    assert same.version == 1
+    changed = await store.write(lambda tx: tx.workflows.update(
+        same, name=same.name, description="d", definition={**same.definition, "steps": [
+            {"id": "a", "type": "exit"}]}, issues=[{"code": "x"}], now=NOW + 2))
+    assert changed.version == 2
+    assert [v.version for v in await store.workflow_versions(workflow_id)] == [2, 1]
+    old = await store.workflow_version(workflow_id, 1)
+    assert old is not None and old.definition["steps"] == []
+    found = await store.list_workflows("default", status=None, name="% off_", before=None,
+                                       limit=10)
+    assert [w.id for w in found.items] == [workflow_id]
+    await store.write(lambda tx: tx.workflows.set_status(workflow_id, WorkflowStatus.ARCHIVED,
+                                                         NOW + 3))
+    listed = await store.list_workflows("default", status=None, name=None, before=None, limit=10)
+    assert workflow_id not in [w.id for w in listed.items]   # archived: only when asked
+
+
+async def test_deleting_a_workflow_takes_its_runs_with_it(store: Store):
+    workflow_id = await a_workflow(store)
+    await store.write(lambda tx: tx.runs.insert([a_run(workflow_id)]))
+    await store.write(lambda tx: tx.workflows.delete(workflow_id))
+    assert await store.get_run("default", "run_1") is None
+    assert await store.status_counts("default") == {
+        "workflows": {s.value: 0 for s in WorkflowStatus},
+        "runs": {s.value: 0 for s in RunStatus}}
+
+
+# ------------------------------------------------------------------ secrets
+
+async def test_a_rotated_secret_stays_valid_for_its_grace_period(store: Store):
+    secrets = iter(["whsec_one", "whsec_two"])
+    first = await store.write(lambda tx: tx.secrets.current("default", NOW, lambda: next(secrets)))
+    again = await store.write(lambda tx: tx.secrets.current("default", NOW, lambda: "unused"))
+    assert first == again == "whsec_one"
+    second = await store.write(lambda tx: tx.secrets.rotate("default", NOW + 1, 100,
+                                                            lambda: next(secrets)))
+    assert second == "whsec_two"
+    assert await store.read(lambda tx: tx.secrets.valid("default", NOW + 50)) == [
+        "whsec_two", "whsec_one"]
+    assert await store.read(lambda tx: tx.secrets.valid("default", NOW + 101)) == ["whsec_two"]
