@@ -5,6 +5,7 @@ the same verbs for the command line and the benchmark's seeding, without an even
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
@@ -20,6 +21,7 @@ from flowd.store.sqlite.runs import SqliteRuns
 from flowd.store.sqlite.secrets import SqliteSecrets
 from flowd.store.sqlite.workflows import SqliteWorkflows
 
+log = logging.getLogger("flowd.store")
 T = TypeVar("T")
 SQLITE_VERSION = sqlite3.sqlite_version
 
@@ -64,13 +66,10 @@ class SqliteStore(Store):
         await self.db.close()
 
     def write(self, unit: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.ensure_future(self._write(unit, args))
-
-    async def _write(self, unit: Callable[..., T], args: tuple) -> T:
-        result, callbacks = await self.db.write(self._run_unit, unit, args)
-        for callback in callbacks:
-            callback()
-        return result
+        committed = self.db.write(self._run_unit, unit, args)
+        outcome: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        committed.add_done_callback(lambda done: _after_commit(done, outcome))
+        return outcome
 
     def _run_unit(self, conn: sqlite3.Connection, unit: Callable[..., T], args: tuple
                   ) -> tuple[T, list[Callable[[], None]]]:
@@ -79,6 +78,21 @@ class SqliteStore(Store):
 
     async def read(self, query: Callable[..., T], *args: Any) -> T:
         return await self.db.read(lambda conn: query(self._transactions(conn), *args))
+
+
+def _after_commit(committed: asyncio.Future[Any], outcome: asyncio.Future[Any]) -> None:
+    if outcome.cancelled():
+        return
+    if committed.cancelled() or committed.exception() is not None:
+        outcome.set_exception(committed.exception() or asyncio.CancelledError())
+        return
+    result, callbacks = committed.result()
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:
+            log.exception("after-commit work failed")
+    outcome.set_result(result)
 
 
 class SyncStore:
