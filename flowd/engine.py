@@ -18,6 +18,7 @@ from typing import Any
 from flowd.clock import Clock
 from flowd.definitions import CompiledStep
 from flowd.dueruns import DueRuns
+from flowd.effects.base import EffectFailed
 from flowd.errors import FlowdError
 from flowd.matching import EventView, WaitedNames, wait_matches
 from flowd.registry import Registry
@@ -157,6 +158,11 @@ class Engine:
             ctx = self._context(run, step, visit, now, config, scope, entered_at)
             outcome = await step.type.run(ctx)
         except StepFailed as failure:
+            return await self._failed(run, step, entry, failure, contact)
+        except EffectFailed as exc:
+            # Whatever the step type: the effect's code and message are the attempt's error,
+            # and the effect knows whether trying again can help.
+            failure = StepFailed(exc.code, exc.message, retryable=exc.retryable)
             return await self._failed(run, step, entry, failure, contact)
         except FlowdError as exc:
             return await self._failed(run, step, entry, StepFailed(exc.code, exc.message), contact)
