@@ -81,7 +81,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     registry = Registry(store)
     due = DueRuns(clock)
     engine = Engine(store, registry, clock, Effects(http=http, signer=signer), due=due,
-                    waited=waited, max_steps_per_run=config.engine.max_steps_per_run)
+                    waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
+                    step_timeout_seconds=config.engine.step_timeout_seconds)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
