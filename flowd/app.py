@@ -21,6 +21,7 @@ from flowd.auth import Authenticator, bootstrap_admin
 from flowd.clock import Clock
 from flowd.config import Config
 from flowd.dueruns import DueRuns
+from flowd.effects.base import EffectFailed
 from flowd.effects.http import HttpClient
 from flowd.effects.signing import WebhookSigner, new_secret
 from flowd.engine import Engine
@@ -72,16 +73,23 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         max_body_bytes=config.http.max_response_bytes)
 
     async def load_secrets(project_id: str) -> list[str]:
+        # Only reads: every project got its secret when it was made (or at start), so a
+        # webhook step never writes beside its own commit.
         now = clock.now_ms()
-        await store.write(lambda tx: tx.secrets.current(project_id, now, new_secret))
-        return await store.read(lambda tx: tx.secrets.valid(project_id, now))
+        found = await store.read(lambda tx: tx.secrets.valid(project_id, now))
+        if not found:  # only by hand: an unsigned delivery must not go out unnoticed
+            raise EffectFailed("no_webhook_secret", f"project {project_id} has no webhook "
+                               "signing secret; GET /v1/settings/webhook-secret makes one",
+                               retryable=True)
+        return found
 
     signer = WebhookSigner(load_secrets)
     waited = WaitedNames()
     registry = Registry(store)
     due = DueRuns(clock)
     engine = Engine(store, registry, clock, Effects(http=http, signer=signer), due=due,
-                    waited=waited, max_steps_per_run=config.engine.max_steps_per_run)
+                    waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
+                    step_timeout_seconds=config.engine.step_timeout_seconds)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
@@ -95,6 +103,13 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
         signer=signer, http=http, openapi=build_openapi(ROUTES))
+
+
+async def ensure_webhook_secrets(store: Store, clock: Clock) -> None:
+    """Every project has a signing secret before any step runs, in one unit: projects made
+    before secrets were created with their project (or by hand) get theirs here."""
+    now = clock.now_ms()
+    await store.write(lambda tx: tx.secrets.ensure_every_project(now, new_secret))
 
 
 def create_app(config: Config, *, clock: Clock | None = None,
@@ -112,6 +127,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
         await services.store.open()
         try:
             await bootstrap_admin(services.store, clock, config.storage.path, env_key)
+            await ensure_webhook_secrets(services.store, clock)
             await services.http.start()
             await services.registry.load()
             await services.engine.load()

@@ -15,6 +15,7 @@ from flowd import __version__
 from flowd.auth import generate_key, hash_key, key_prefix
 from flowd.clock import Clock
 from flowd.config import Config, load_config
+from flowd.effects.signing import new_secret
 from flowd.errors import ConfigError
 from flowd.store import LATEST_SCHEMA_VERSION as LATEST_VERSION
 from flowd.store import LastAdminKey, StoreError, SyncStore
@@ -133,7 +134,10 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
         if args.keys_command == "create":
             secret = generate_key()
             with store.transaction() as tx:
+                # A new project gets its webhook signing secret with it: the server only reads
+                # secrets (it makes missing ones at start, and this one may be running).
                 tx.keys.ensure_project(args.project, now)
+                tx.secrets.current(args.project, now, new_secret)
                 key = tx.keys.create(project_id=args.project, role=Role(args.role),
                                      name=args.name, key_hash=hash_key(secret),
                                      prefix=key_prefix(secret), now=now)

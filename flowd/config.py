@@ -78,6 +78,12 @@ class EngineConfig:
     horizon_seconds: float = setting(
         60.0, "Runs due within this window are kept in memory; later ones only on disk.",
         min=1, max=3600)
+    # Above the http steps' longest own timeout (300 s), so a call's timeout fires first and
+    # the trace says which call timed out.
+    step_timeout_seconds: float = setting(
+        330.0, "Longest a step attempt may take; past it the attempt fails with step_timeout "
+        "(retried like any failure), so a slow provider cannot hold a run slot for ever.",
+        min=0.01, max=86400)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ ended — in memory, then in one unit that takes the runs if nothing touched the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import Any
 
 from flowd.clock import Clock
+from flowd.config import EngineConfig
 from flowd.definitions import CompiledStep
 from flowd.dueruns import DueRuns
+from flowd.effects.base import EffectFailed
 from flowd.errors import FlowdError
 from flowd.matching import EventView, WaitedNames, wait_matches
 from flowd.registry import Registry
@@ -40,7 +43,8 @@ RunWithContact = tuple[Run, "dict[str, Any] | None", bool]   # (run, contact, co
 class Engine:
     def __init__(self, store: Store, registry: Registry, clock: Clock, effects: Effects, *,
                  due: DueRuns, waited: WaitedNames, rng: random.Random | None = None,
-                 max_steps_per_run: int = 10_000) -> None:
+                 max_steps_per_run: int = 10_000,
+                 step_timeout_seconds: float = EngineConfig.step_timeout_seconds) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -49,6 +53,7 @@ class Engine:
         self._waited = waited
         self._random = rng or random.Random()
         self._step_limit = max_steps_per_run
+        self._step_timeout = step_timeout_seconds
         self.steps_committed = 0
 
     async def load(self) -> None:
@@ -155,8 +160,13 @@ class Engine:
                 raise StepFailed("invalid_template", str(exc), retryable=False) from None
             entry.input = config
             ctx = self._context(run, step, visit, now, config, scope, entered_at)
-            outcome = await step.type.run(ctx)
+            outcome = await self._attempt(step, ctx)
         except StepFailed as failure:
+            return await self._failed(run, step, entry, failure, contact)
+        except EffectFailed as exc:
+            # Whatever the step type: the effect's code and message are the attempt's error,
+            # and the effect knows whether trying again can help.
+            failure = StepFailed(exc.code, exc.message, retryable=exc.retryable)
             return await self._failed(run, step, entry, failure, contact)
         except FlowdError as exc:
             return await self._failed(run, step, entry, StepFailed(exc.code, exc.message), contact)
@@ -179,6 +189,20 @@ class Engine:
                                       contact_patch=outcome.contact_patch)
         self._move_on(run, step, outcome, entry.finished_at)
         return await self._commit(run, entry, contact=contact, contact_patch=outcome.contact_patch)
+
+    async def _attempt(self, step: CompiledStep, ctx: StepContext) -> Outcome:
+        """One attempt of a step, under the one timeout every attempt gets: a slow provider
+        (or a step that never returns) cannot hold a run slot for ever. It is the event loop's
+        monotonic time, not the injected clock: it bounds real waiting on the outside world."""
+        limit = asyncio.timeout(self._step_timeout)
+        try:
+            async with limit:
+                return await step.type.run(ctx)
+        except TimeoutError:
+            if not limit.expired():
+                raise  # the step's own TimeoutError: a crash like any other exception
+            raise StepFailed("step_timeout", f"the step did not finish within "
+                             f"{self._step_timeout:g} s ([engine] step_timeout_seconds)") from None
 
     def _end_wait(self, run: Run, step: CompiledStep, now: int
                   ) -> tuple[TraceEntry, Outcome, bool]:

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from flowd.effects import http as http_mod
+from flowd.effects.base import EffectFailed
 from flowd.effects.http import (
     DestinationNotAllowed,
     GuardedResolver,
@@ -542,6 +543,18 @@ async def test_connection_refused(open_client):
         await open_client.request("GET", f"http://127.0.0.1:{free_port()}/", timeout=2)
     assert err.value.code == "connection_failed"
     assert "could not connect to 127.0.0.1" in str(err.value)
+
+
+async def test_failures_are_effect_failures_that_say_whether_to_retry(guarded, open_client, sink):
+    # The engine records every EffectFailed alike: its code and message, its `retryable`.
+    with pytest.raises(EffectFailed) as refused:
+        await guarded.request("GET", sink.url("localhost"), timeout=2)
+    assert (refused.value.code, refused.value.retryable) == ("destination_not_allowed", False)
+    assert refused.value.message == str(refused.value)
+    with pytest.raises(EffectFailed) as unreachable:
+        await open_client.request("GET", f"http://127.0.0.1:{free_port()}/", timeout=2)
+    assert (unreachable.value.code, unreachable.value.retryable) == ("connection_failed", True)
+    assert sink.connections == 0
 
 
 async def test_keep_alive_connection_is_reused(open_client, target):

@@ -21,6 +21,8 @@ What it guarantees:
 - **Redirects are never followed**: a 3xx is returned like any other response.
 - **Non-2xx is not an exception**: the response is returned and the caller decides.
 - **Every call has a total timeout** (connect, send, headers and body) → `HttpCallFailed("timeout")`.
+- **Failures are `EffectFailed`s** (`flowd.effects.base`), so the engine records them like any
+  effect's: `DestinationNotAllowed` is not retryable, every `HttpCallFailed` is.
 - **Bodies are capped** at `max_body_bytes` (default 64 KiB): at most cap+1 bytes are read off the
   stream and the connection is dropped if there was more; `HttpResponse.truncated` says so.
 - **JSON**: the body is parsed as JSON when the response's media type says it is JSON
@@ -39,13 +41,14 @@ import codecs
 import ipaddress
 import json
 import socket
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
+
+from flowd.effects.base import EffectFailed, HttpResponse
 
 __all__ = [
     "DestinationNotAllowed",
@@ -61,8 +64,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _HINT = "set [http] allow_private_networks = true to allow private destinations"
 
 
-class DestinationNotAllowed(Exception):
-    """The destination resolves to an address the private-network guard refuses. Not retryable.
+class DestinationNotAllowed(EffectFailed):
+    """The destination resolves to an address the private-network guard refuses. Not retryable:
+    the same URL is refused again.
 
     Deliberately not an `OSError`: aiohttp wraps resolver `OSError`s into
     `ClientConnectorDNSError`, while other exceptions from the resolver reach the caller as they are.
@@ -75,10 +79,10 @@ class DestinationNotAllowed(Exception):
         self.reason = reason    # e.g. "is a loopback address"
         self.host = host        # the URL's host when it differs from the address (a name, 0x7f.1…)
         shown = address if host is None or host == address else f"{host} resolves to {address}, which"
-        super().__init__(f"{shown} {reason}; {_HINT}")
+        super().__init__(self.code, f"{shown} {reason}; {_HINT}", retryable=False)
 
 
-class HttpCallFailed(Exception):
+class HttpCallFailed(EffectFailed):
     """The call produced no HTTP response. `code` is one of:
 
     - `"timeout"` — the total timeout ran out (connecting, sending, or reading the response);
@@ -86,23 +90,13 @@ class HttpCallFailed(Exception):
       server sent something that is not HTTP;
     - `"bad_url"` — not an absolute http(s) URL with a host;
     - `"bad_request"` — the method or a header can't be sent (e.g. a newline in a header value).
+
+    All are retryable, as the http steps have always treated them: a timeout or a refused
+    connection may well work next time, and whether to retry is the workflow's retry policy.
     """
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
-    body: Any                # parsed JSON, or text (see the module docstring)
-    truncated: bool          # the body was longer than max_body_bytes and was cut
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
+        super().__init__(code, message, retryable=True)
 
 
 # --- the guard ----------------------------------------------------------------------------------

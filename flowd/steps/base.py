@@ -5,6 +5,10 @@ to compile its config once per workflow version, and a coroutine that runs it. A
 the world only through `StepContext` (effects, clock) and reports everything else — contact
 changes, variables, waits — in its `Outcome`, which the engine commits in one transaction with
 the step's trace record.
+
+`Effects` (defined with its protocols in `flowd.effects.base`) is the outside world as steps see
+it: protocols only, so the server gives steps the real clients and a dry run gives them
+recorders.
 """
 
 from __future__ import annotations
@@ -13,22 +17,15 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from flowd.effects.base import Effects
 from flowd.errors import Problem
 from flowd.validation import Object
 from flowd.waits import EventWaitSpec, Wait, Wake
 
 if TYPE_CHECKING:
-    from flowd.effects.http import HttpClient
-    from flowd.effects.signing import WebhookSigner
     from flowd.templates import Scope
 
-
-@dataclass
-class Effects:
-    """The outside world as steps see it. A dry run swaps these for recorders."""
-
-    http: "HttpClient"
-    signer: "WebhookSigner"
+__all__ = ["Effects", "Outcome", "StepConfigError", "StepContext", "StepFailed", "StepType"]
 
 
 class StepConfigError(Exception):
@@ -40,7 +37,9 @@ class StepConfigError(Exception):
 
 
 class StepFailed(Exception):
-    """An attempt failed. `retryable` False skips the remaining attempts."""
+    """An attempt failed for a reason the step decides itself (a non-2xx answer, a bad
+    template). `retryable` False skips the remaining attempts. An effect's failure is not
+    translated into one: the effect raises `EffectFailed`, which the engine records."""
 
     def __init__(self, code: str, message: str, *, retryable: bool = True,
                  output: Any = None) -> None:

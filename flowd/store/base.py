@@ -281,7 +281,13 @@ class Secrets(abc.ABC):
 
     @abc.abstractmethod
     def current(self, project_id: str, now: int, new_secret: Callable[[], str]) -> str:
-        """The project's newest secret, created on first use."""
+        """The project's newest secret, created if it has none (with the project, or on the
+        first request for it)."""
+
+    @abc.abstractmethod
+    def ensure_every_project(self, now: int, new_secret: Callable[[], str]) -> list[str]:
+        """Every project without a current secret gets one; their ids. (At start, so that
+        signing a delivery only ever reads.)"""
 
     @abc.abstractmethod
     def rotate(self, project_id: str, now: int, grace_ms: int,

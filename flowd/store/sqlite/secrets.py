@@ -23,10 +23,15 @@ class SqliteSecrets(base.Secrets):
                                  "expires_at IS NULL", (project_id,)).fetchone()
         if row:
             return row[0]
-        secret = new_secret()
-        self._conn.execute("INSERT INTO webhook_secrets (project_id, secret, created_at) "
-                           "VALUES (?, ?, ?)", (project_id, secret, now))
-        return secret
+        return self._insert(project_id, now, new_secret)
+
+    def ensure_every_project(self, now: int, new_secret: Callable[[], str]) -> list[str]:
+        missing = [r[0] for r in self._conn.execute(
+            "SELECT id FROM projects p WHERE NOT EXISTS (SELECT 1 FROM webhook_secrets s "
+            "WHERE s.project_id = p.id AND s.expires_at IS NULL) ORDER BY id")]
+        for project_id in missing:
+            self._insert(project_id, now, new_secret)
+        return missing
 
     def rotate(self, project_id: str, now: int, grace_ms: int,
                new_secret: Callable[[], str]) -> str:
@@ -34,6 +39,9 @@ class SqliteSecrets(base.Secrets):
                            "expires_at IS NULL", (now + grace_ms, project_id))
         self._conn.execute("DELETE FROM webhook_secrets WHERE project_id = ? AND expires_at <= ?",
                            (project_id, now))
+        return self._insert(project_id, now, new_secret)
+
+    def _insert(self, project_id: str, now: int, new_secret: Callable[[], str]) -> str:
         secret = new_secret()
         self._conn.execute("INSERT INTO webhook_secrets (project_id, secret, created_at) "
                            "VALUES (?, ?, ?)", (project_id, secret, now))

@@ -1,0 +1,213 @@
+"""What a step may do to the outside world, as protocols: the one failure every effect raises,
+one `Protocol` per effect, the `Effects` bundle a step gets in `ctx.effects`, and a recording
+implementation that performs nothing.
+
+- `EffectFailed(code, message, retryable=…)` is how any effect reports a failure. The engine
+  maps it to the step's trace once, for every step type: code and message become the trace
+  entry's error, and `retryable` decides whether the step's retry policy applies. A step never
+  translates an effect's failure itself.
+- `Http` (the SSRF-guarded client of `flowd.effects.http`) and `Signer` (Standard Webhooks,
+  `flowd.effects.signing`) are the effects today; mail, sms, push and ai join them here as
+  protocols of their own (and fields of `Effects`) when their issues land.
+- `RecordingEffects` is what the dry run gives the same engine: every call is recorded with
+  what would have been sent, nothing leaves the process, and answers come from canned
+  responses — per step, else per URL, else `200 {}`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+from flowd.effects.signing import SECRET_PREFIX, signature_header
+
+__all__ = [
+    "EffectFailed",
+    "Effects",
+    "Http",
+    "HttpCall",
+    "HttpResponse",
+    "RecordingEffects",
+    "RecordingHttp",
+    "RecordingSigner",
+    "Signer",
+    "SigningCall",
+    "TEST_SECRET",
+]
+
+
+class EffectFailed(Exception):
+    """An effect could not do what it was asked. `code` is what the trace shows
+    (`destination_not_allowed`, `timeout`, …); `retryable` False skips the step's remaining
+    attempts (retrying cannot help, e.g. a refused destination)."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
+    body: Any                # parsed JSON, or text (see flowd.effects.http)
+    truncated: bool          # the body was longer than the client's cap and was cut
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+# --- the protocols ------------------------------------------------------------------------------
+
+class Http(Protocol):
+    async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                      body: bytes | None = None, timeout: float) -> HttpResponse:
+        """One call; any status is returned (non-2xx is the caller's to judge). Raises
+        `EffectFailed` when there is no response (refused destination, timeout, …)."""
+        ...
+
+
+class Signer(Protocol):
+    async def signature(self, project_id: str, msg_id: str, timestamp: int, body: bytes) -> str:
+        """The `webhook-signature` header of a delivery: one `v1,<mac>` per valid secret."""
+        ...
+
+
+@dataclass
+class Effects:
+    """The outside world as steps see it: protocols only, so a dry run swaps in recorders.
+    (mail, sms, push and ai are added here as their providers arrive.)"""
+
+    http: Http
+    signer: Signer
+
+
+# --- recording ----------------------------------------------------------------------------------
+
+# 32 fixed bytes: recorded signatures are the same on every dry run, and obviously not real.
+TEST_SECRET = SECRET_PREFIX + "Zmxvd2QtZHJ5LXJ1bi10ZXN0LXNlY3JldC0zMmJ5dGU="
+
+CannedAnswer = HttpResponse | EffectFailed   # a canned failure lets a dry run take error paths
+
+
+@dataclass
+class HttpCall:
+    """A request an `Http` effect would have sent."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None
+    timeout: float
+    step_id: str | None = None   # the step that made it, when the recorder was bound to one
+
+
+@dataclass
+class SigningCall:
+    """A delivery a `Signer` would have signed, and the signature it got (under TEST_SECRET)."""
+
+    project_id: str
+    msg_id: str
+    timestamp: int
+    body: bytes
+    signature: str
+    step_id: str | None = None
+
+
+@dataclass
+class Recording:
+    """What recorders bound to different steps share: the log of calls, in order, and the
+    canned answers."""
+
+    by_step: dict[str, CannedAnswer] = field(default_factory=dict)
+    by_url: dict[str, CannedAnswer] = field(default_factory=dict)
+    http_calls: list[HttpCall] = field(default_factory=list)
+    signing_calls: list[SigningCall] = field(default_factory=list)
+
+
+def default_response() -> HttpResponse:
+    return HttpResponse(status=200, headers={"content-type": "application/json"}, body={},
+                        truncated=False)
+
+
+class RecordingHttp:
+    """An `Http` that sends nothing: records the call and answers from the canned answers."""
+
+    def __init__(self, recording: Recording, step_id: str | None = None) -> None:
+        self._recording = recording
+        self._step_id = step_id
+
+    async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                      body: bytes | None = None, timeout: float) -> HttpResponse:
+        self._recording.http_calls.append(HttpCall(method, url, dict(headers or {}), body,
+                                                   timeout, self._step_id))
+        answer = self._answer(url)
+        if isinstance(answer, EffectFailed):
+            raise answer
+        # A copy, so a step that changes its output cannot change what later calls get.
+        return copy.deepcopy(answer)
+
+    def _answer(self, url: str) -> CannedAnswer:
+        recording = self._recording
+        if self._step_id is not None and self._step_id in recording.by_step:
+            return recording.by_step[self._step_id]
+        if url in recording.by_url:
+            return recording.by_url[url]
+        return default_response()
+
+
+class RecordingSigner:
+    """A `Signer` that signs with TEST_SECRET (deterministic, no store) and records what it
+    signed."""
+
+    def __init__(self, recording: Recording, step_id: str | None = None) -> None:
+        self._recording = recording
+        self._step_id = step_id
+
+    async def signature(self, project_id: str, msg_id: str, timestamp: int, body: bytes) -> str:
+        signature = signature_header([TEST_SECRET], msg_id, timestamp, body)
+        self._recording.signing_calls.append(SigningCall(project_id, msg_id, timestamp, body,
+                                                         signature, self._step_id))
+        return signature
+
+
+class RecordingEffects(Effects):
+    """Effects that perform nothing and record what would have been done.
+
+        effects = RecordingEffects(
+            by_url={"https://crm.example/hook": HttpResponse(201, {}, {"id": 7}, False)},
+            by_step={"charge": EffectFailed("timeout", "…", retryable=True)})
+        step_effects = effects.for_step("charge")      # what the step `charge` is given
+        effects.http_calls, effects.signing_calls      # every call, in the order made
+
+    An answer given for a step wins over one given for the URL; anything else gets `200 {}`.
+    `for_step` returns recorders bound to one step — same log, same answers — so each call
+    says which step made it and that step's canned answer applies. (Unbound, as the engine
+    hands the same effects to every step today, the answers per URL still apply; binding per
+    step is the dry run's to wire.)
+    """
+
+    def __init__(self, *, by_step: Mapping[str, CannedAnswer] | None = None,
+                 by_url: Mapping[str, CannedAnswer] | None = None,
+                 recording: Recording | None = None, step_id: str | None = None) -> None:
+        if recording is None:
+            recording = Recording(by_step=dict(by_step or {}), by_url=dict(by_url or {}))
+        self.recording = recording
+        self.step_id = step_id
+        super().__init__(http=RecordingHttp(recording, step_id),
+                         signer=RecordingSigner(recording, step_id))
+
+    def for_step(self, step_id: str) -> RecordingEffects:
+        return RecordingEffects(recording=self.recording, step_id=step_id)
+
+    @property
+    def http_calls(self) -> list[HttpCall]:
+        return self.recording.http_calls
+
+    @property
+    def signing_calls(self) -> list[SigningCall]:
+        return self.recording.signing_calls
