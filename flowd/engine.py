@@ -193,7 +193,10 @@ class Engine:
     async def _attempt(self, step: CompiledStep, ctx: StepContext) -> Outcome:
         """One attempt of a step, under the one timeout every attempt gets: a slow provider
         (or a step that never returns) cannot hold a run slot for ever. It is the event loop's
-        monotonic time, not the injected clock: it bounds real waiting on the outside world."""
+        monotonic time, not the injected clock: it bounds real waiting on the outside world.
+        Steps that never await (set, condition…) could not be interrupted: they go without."""
+        if not step.type.calls_out:
+            return await step.type.run(ctx)
         limit = asyncio.timeout(self._step_timeout)
         try:
             async with limit:

@@ -343,3 +343,12 @@ async def test_a_rotated_secret_stays_valid_for_its_grace_period(store: Store):
     assert await store.read(lambda tx: tx.secrets.valid("default", NOW + 50)) == [
         "whsec_two", "whsec_one"]
     assert await store.read(lambda tx: tx.secrets.valid("default", NOW + 101)) == ["whsec_two"]
+
+
+async def test_every_project_gets_a_secret_and_a_current_one_is_kept(store: Store):
+    await store.write(lambda tx: tx.keys.ensure_project("p2", NOW))
+    await store.write(lambda tx: tx.secrets.current("p2", NOW, lambda: "whsec_kept"))
+    made = iter(["whsec_new"])
+    await store.write(lambda tx: tx.secrets.ensure_every_project(NOW, lambda: next(made)))
+    assert await store.read(lambda tx: tx.secrets.valid("default", NOW)) == ["whsec_new"]
+    assert await store.read(lambda tx: tx.secrets.valid("p2", NOW)) == ["whsec_kept"]

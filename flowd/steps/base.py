@@ -89,6 +89,9 @@ class StepType:
     branches: ClassVar[tuple[str, ...]] = ()
     waits: ClassVar[bool] = False
     reads_scope: ClassVar[bool] = False   # evaluates conditions against the run's data
+    # Awaits the outside world (an effect): its attempts run under the engine's step timeout.
+    # A step that never awaits could not be interrupted by a timeout anyway.
+    calls_out: ClassVar[bool] = False
 
     def compile(self, config: dict[str, Any], path: str) -> Any:
         """Check and pre-compile `config` (already shape-checked by `schema`)."""

@@ -30,6 +30,7 @@ def _check_url(config: dict[str, Any], path: str) -> None:
 class HttpStep(StepType):
     name = "http_request"
     summary = "Calls an HTTP endpoint (any method, unsigned); the response is the output."
+    calls_out = True
     signed = False
     schema = Object({
         "url": String(min_len=1, max_len=4096),
