@@ -1,6 +1,7 @@
 """The in-memory trigger index: which workflows an event name starts or exits, without
-scanning every workflow per event. Immutable once built; the engine swaps in a new one whenever
-a workflow changes, so readers (ingest units in the writer thread) never see a half-built index.
+scanning every workflow per event. Immutable once built; the registry swaps in a new one
+whenever a workflow changes, so readers (ingest units in the writer thread) never see a
+half-built index.
 """
 
 from __future__ import annotations
