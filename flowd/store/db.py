@@ -20,8 +20,10 @@ This module owns every connection the server opens and the thread each one runs 
   it costs the writer nothing (SQLite's C code does not hold the GIL). Under steady writes such a
   checkpoint ends a little behind, and SQLite only starts the WAL over once every frame is back
   in the database, so the writer then copies the few frames written meanwhile, between two
-  transactions (the catch-up). A WAL that still grows past `wal_max_bytes` is truncated by the
-  writer.
+  transactions (the catch-up). If the writer outruns the checkpointer by far, it waits for it:
+  that bounds the WAL by the writer's own pace, not by how the two threads happen to be
+  scheduled. A WAL that still grows past `wal_max_bytes` (a reader holding an old snapshot) is
+  truncated by the writer.
 
 The context a unit or a read gets is `make_context(conn)`, a fresh one each time, the connection
 itself by default. If a unit's context has an `after_commit` list, those callables run on the
@@ -74,6 +76,13 @@ class WriterStats:
 # A background checkpoint starts once the WAL is larger than this (SQLite's own automatic
 # checkpoint starts at 1,000 pages, about the same).
 BACKGROUND_CHECKPOINT_BYTES = 4 * 1024 * 1024
+# While a background checkpoint runs, the writer goes on until the WAL is this large, then waits
+# for the checkpoint to end. A checkpoint normally ends long before (it copies about 4 MB); only
+# a slow disk or a starved thread gets here, and then the WAL stays bounded all the same.
+CHECKPOINT_HIGH_WATER_BYTES = 3 * BACKGROUND_CHECKPOINT_BYTES
+# How long the writer waits for it at most: a PASSIVE checkpoint never waits for a lock, so
+# only a stalled disk takes this long, and the writer's own commits would stall on it too.
+CHECKPOINT_WAIT_SECONDS = 10.0
 # SQLite calls a reader's progress handler every this many virtual-machine instructions: every
 # 7 ms at the 140 million a second it runs on the bench machine, precise enough for a limit of
 # 100 ms or more on a machine several times slower. A read shorter than that never calls back
@@ -220,7 +229,7 @@ class _Checkpointer:
         self._requests.put(_STOP)
         await self._thread.stopped()
 
-    # The two below are called from the writer's thread.
+    # The three below are called from the writer's thread.
 
     def request(self) -> None:
         self._idle.clear()
@@ -228,6 +237,9 @@ class _Checkpointer:
 
     def idle(self) -> bool:
         return self._idle.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._idle.wait(timeout)
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         while self._requests.get() is not _STOP:
@@ -247,6 +259,8 @@ class Writer:
         self._settings = settings
         self._make_context = make_context
         self._wal_path = settings.path + "-wal"
+        # A checkpoint ends only when the writer caught up with it: it waits that long at most.
+        self._wait_for_checkpoint_above = min(CHECKPOINT_HIGH_WATER_BYTES, settings.wal_max_bytes)
         self._checkpoint_requested = False  # only the writer's thread reads and writes it
         self._queue: queue.SimpleQueue[Job | object] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -362,6 +376,10 @@ class Writer:
     def _keep_wal_bounded(self, conn: sqlite3.Connection) -> None:
         size = self._wal_size()
         if self._checkpoint_requested:
+            if size > self._wait_for_checkpoint_above and not self._checkpointer.idle():
+                if not self._checkpointer.wait(CHECKPOINT_WAIT_SECONDS):
+                    log.warning("the background WAL checkpoint is still running after %.0f s",
+                                CHECKPOINT_WAIT_SECONDS)
             if not self._checkpointer.idle():
                 return  # still copying beside the writer
             self._checkpoint_requested = False
