@@ -40,7 +40,7 @@ def db_settings(config: Config) -> DbSettings:
     s = config.storage
     return DbSettings(path=s.path, synchronous=s.synchronous, busy_timeout_ms=s.busy_timeout_ms,
                       wal_max_bytes=s.wal_max_bytes, group_commit_max=s.group_commit_max,
-                      read_connections=s.read_connections)
+                      read_connections=s.read_connections, read_timeout_ms=s.read_timeout_ms)
 
 
 @dataclass

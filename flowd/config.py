@@ -58,6 +58,9 @@ class StorageConfig:
         2000, "Most queued write units committed together in one transaction.", min=1, max=100000)
     read_connections: int = setting(2, "Connections (each with its own thread) serving reads.",
                                     min=1, max=32)
+    read_timeout_ms: int = setting(
+        10000, "A read that takes longer than this is stopped and answered 503 unavailable "
+        "(writes are never stopped).", min=100, max=600000)
 
 
 @dataclass(frozen=True)
