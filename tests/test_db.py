@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable
 import pytest
 
 from flowd.errors import Conflict, Unavailable
-from flowd.store.db import Database, DbSettings
+from flowd.store.sqlite.db import Database, DbSettings
 
 COUNT_TO = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
             "SELECT COUNT(*) FROM c")
@@ -211,7 +211,7 @@ async def test_close_stops_every_thread_it_started_and_refuses_more_work(tmp_pat
 def test_a_database_that_is_never_closed_does_not_hold_up_the_exit(tmp_path):
     script = f"""
 import asyncio, sqlite3
-from flowd.store.db import Database, DbSettings
+from flowd.store.sqlite.db import Database, DbSettings
 
 def insert(conn, name):
     conn.execute("INSERT INTO projects (id, created_at) VALUES (?, 0)", (name,))

@@ -9,13 +9,13 @@ import sqlite3
 import pytest
 
 from flowd.errors import Conflict
-from flowd.store.db import (
+from flowd.store.sqlite.db import (
     BACKGROUND_CHECKPOINT_BYTES,
     Database,
     DbSettings,
     connect_sync,
 )
-from flowd.store.schema import LATEST_VERSION, MIGRATIONS, SchemaTooNew, migrate
+from flowd.store.sqlite.schema import LATEST_VERSION, MIGRATIONS, SchemaTooNew, migrate
 from tests.conftest import Api
 
 

@@ -42,8 +42,9 @@ _ERRORS = {
     409: ("Conflict", "Conflicts with the object's current state; the message says which."),
     413: ("PayloadTooLarge", "The body is larger than 1 MiB."),
     422: ("ValidationError", "Validation failed: `details` lists each problem with its path."),
-    503: ("Unavailable", "The database is busy (locked by another process) or the server is "
-                         "shutting down: retry."),
+    503: ("Unavailable", "The database is busy (locked by another process), a read took "
+                         "longer than [storage] read_timeout_ms (narrow it: a smaller page, a "
+                         "narrower filter), or the server is shutting down."),
 }
 
 INFO_DESCRIPTION = """\

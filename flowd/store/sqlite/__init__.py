@@ -5,23 +5,21 @@ the same verbs for the command line and the benchmark's seeding, without an even
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
 from flowd.store.base import Store, Transaction
-from flowd.store.db import Database, DbSettings, connect_sync
 from flowd.store.records import StoreError
-from flowd.store.schema import Migration, migrate
 from flowd.store.sqlite.contacts import SqliteContacts
+from flowd.store.sqlite.db import Database, DbSettings, connect_sync
 from flowd.store.sqlite.events import SqliteEvents
 from flowd.store.sqlite.keys import SqliteKeys
 from flowd.store.sqlite.runs import SqliteRuns
+from flowd.store.sqlite.schema import Migration, migrate
 from flowd.store.sqlite.secrets import SqliteSecrets
 from flowd.store.sqlite.workflows import SqliteWorkflows
 
-log = logging.getLogger("flowd.store")
 T = TypeVar("T")
 SQLITE_VERSION = sqlite3.sqlite_version
 
@@ -53,8 +51,9 @@ class _Transactions:
 class SqliteStore(Store):
     def __init__(self, settings: DbSettings) -> None:
         self.settings = settings
-        self._transactions = _Transactions()
-        self.db = Database(settings)
+        # Every unit and read gets a Transaction; the writer runs a unit's after_commit work
+        # on the loop once it is durable, before resolving its future.
+        self.db = Database(settings, make_context=_Transactions())
 
     async def open(self) -> None:
         try:
@@ -66,33 +65,10 @@ class SqliteStore(Store):
         await self.db.close()
 
     def write(self, unit: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        committed = self.db.write(self._run_unit, unit, args)
-        outcome: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        committed.add_done_callback(lambda done: _after_commit(done, outcome))
-        return outcome
-
-    def _run_unit(self, conn: sqlite3.Connection, unit: Callable[..., T], args: tuple
-                  ) -> tuple[T, list[Callable[[], None]]]:
-        tx = self._transactions(conn)
-        return unit(tx, *args), tx.after_commit
+        return self.db.write(unit, *args)
 
     async def read(self, query: Callable[..., T], *args: Any) -> T:
-        return await self.db.read(lambda conn: query(self._transactions(conn), *args))
-
-
-def _after_commit(committed: asyncio.Future[Any], outcome: asyncio.Future[Any]) -> None:
-    if outcome.cancelled():
-        return
-    if committed.cancelled() or committed.exception() is not None:
-        outcome.set_exception(committed.exception() or asyncio.CancelledError())
-        return
-    result, callbacks = committed.result()
-    for callback in callbacks:
-        try:
-            callback()
-        except Exception:
-            log.exception("after-commit work failed")
-    outcome.set_result(result)
+        return await self.db.read(query, *args)
 
 
 class SyncStore:

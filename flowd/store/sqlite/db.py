@@ -51,7 +51,7 @@ from functools import partial
 from typing import Any, Callable, Iterator, TypeVar
 
 from flowd.errors import Unavailable
-from flowd.store.schema import migrate
+from flowd.store.sqlite.schema import migrate
 
 log = logging.getLogger("flowd.store")
 
