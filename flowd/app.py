@@ -90,7 +90,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     engine = Engine(store, registry, clock, Effects(http=http, signer=signer), due=due,
                     waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds)
-    slots = RunSlots(config.engine.max_concurrent_runs, engine.execute)
+    slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
     return Services(

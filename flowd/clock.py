@@ -23,6 +23,16 @@ class Clock:
         delay = (at_ms - self.now_ms()) / 1000
         await asyncio.sleep(max(delay, 0))
 
+    async def wait_until(self, event: asyncio.Event, at_ms: int) -> bool:
+        """Wait for `event`, but not past `at_ms`; True when the event came first. (One timer
+        around one wait: the scheduler does this between every two dispatches.)"""
+        try:
+            async with asyncio.timeout(max(at_ms - self.now_ms(), 0) / 1000):
+                await event.wait()
+            return True
+        except TimeoutError:
+            return event.is_set()
+
 
 class VirtualClock(Clock):
     """A clock that moves only when told: `advance(ms)` / `set(ms)` wake every sleeper whose
@@ -43,6 +53,18 @@ class VirtualClock(Clock):
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (at_ms, next(self._order), future))
         await future
+
+    async def wait_until(self, event: asyncio.Event, at_ms: int) -> bool:
+        if event.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self.sleep_until(at_ms))
+        waiter = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+        return event.is_set()
 
     def advance(self, ms: int) -> None:
         self.set(self._now + ms)

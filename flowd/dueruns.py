@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from typing import Callable, Iterable
+from typing import Iterable
 
 from flowd.clock import Clock
-
-Holds = Callable[[str], bool]   # whether the slots already have a run (executing or queued)
 
 
 class DueRuns:
@@ -50,21 +48,19 @@ class DueRuns:
         for run_id in run_ids:
             self.notify(run_id, now)
 
-    def load(self, due: list[tuple[int, str]], loaded_until: int, holds: Holds) -> None:
+    def load(self, due: list[tuple[int, str]], loaded_until: int) -> None:
         """Runs read from the store, due up to `loaded_until`."""
         self.loaded_until = loaded_until
         for item in due:
-            if item not in self._queued and not holds(item[1]):
+            if item not in self._queued:
                 heapq.heappush(self._heap, item)
                 self._queued.add(item)
 
-    def pop_due(self, now: int, limit: int, holds: Holds) -> list[str]:
-        """Up to `limit` ids of runs due by `now`, earliest first, leaving out those the slots
-        already hold."""
+    def pop_due(self, now: int, limit: int) -> list[str]:
+        """Up to `limit` ids of runs due by `now`, earliest first."""
         due: list[str] = []
         while self._heap and self._heap[0][0] <= now and len(due) < limit:
             item = heapq.heappop(self._heap)
             self._queued.discard(item)
-            if not holds(item[1]):
-                due.append(item[1])
+            due.append(item[1])
         return due

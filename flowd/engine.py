@@ -34,6 +34,9 @@ from flowd.waits import TIMER_WAKE, EventWaitSpec, Wait, WaitKind, Wake, WakeRea
 log = logging.getLogger("flowd.engine")
 
 LOOKBACK_SCAN_LIMIT = 1000
+# Runs this engine parked on a timer due within the scheduler's horizon are kept in memory (at
+# most this many), so their claim needs no read: see claim().
+PARKED_LIMIT = 50_000
 EMPTY_SCOPE = Scope({})
 _TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
@@ -54,6 +57,7 @@ class Engine:
         self._random = rng or random.Random()
         self._step_limit = max_steps_per_run
         self._step_timeout = step_timeout_seconds
+        self._parked: dict[str, Run] = {}
         self.steps_committed = 0
 
     async def load(self) -> None:
@@ -326,7 +330,7 @@ class Engine:
             else:
                 tx.runs.save(run, expect=expect)
             if run.status is RunStatus.WAITING and run.due_at is not None:
-                tx.after_commit.append(lambda: self._due.notify(run.id, run.due_at))
+                tx.after_commit.append(lambda: self._park(run))
             return new_contact
 
         new_contact = await self._store.write(unit)
@@ -368,14 +372,35 @@ class Engine:
 
     # ------------------------------------------------------------ timers, in bulk
 
+    def _park(self, run: Run) -> None:
+        """A run's wait is durable: tell the scheduler when it is due, and keep the run (as it
+        was committed, outputs and visits included) if that is soon."""
+        assert run.due_at is not None
+        if run.due_at <= self._due.loaded_until and len(self._parked) < PARKED_LIMIT:
+            self._parked[run.id] = run
+        self._due.notify(run.id, run.due_at)
+
     async def claim(self, run_ids: list[str]) -> list[RunWithContact]:
         """Take due runs. For those whose timer ended a wait, the wait ends here — resume()
         runs on the event loop, between reading the runs and the one unit that takes them —
         so ten thousand timers due in one second end in a few statements per transaction
-        instead of each waiting its turn in the engine. Returns the runs with work left, with
-        their contact when their next step reads it (loaded in bulk, not one read per run)."""
+        instead of each waiting its turn in the engine. Runs this engine parked are taken as
+        it committed them, without a read; the unit takes a run only if its row is still as
+        it was (changed ones are left to whoever changed them, who also made them due).
+        Returns the runs with work left, with their contact when their next step reads it
+        (loaded in bulk, not one read per run)."""
         now = self._clock.now_ms()
-        runs = await self._store.read(lambda tx: tx.runs.claimable(run_ids, now))
+        runs, unknown = [], []
+        for run_id in run_ids:
+            run = self._parked.get(run_id)
+            if run is not None and run.due_at is not None and run.due_at <= now:
+                runs.append(self._parked.pop(run_id))
+            else:
+                # Not parked, or due for another reason than its parked timer (an event woke
+                # it; or an older due time, which the read finds no longer due): read it.
+                unknown.append(run_id)
+        if unknown:
+            runs += await self._store.read(lambda tx: tx.runs.claimable(unknown, now))
         if not runs:
             return []
         now = self._clock.now_ms()   # when the timers are ended: what the trace records

@@ -88,7 +88,12 @@ class Scheduler:
                 continue
             # Claim due runs in large batches: one transaction claims them, and ends the waits
             # of those whose timer came due; the slots execute them as they free.
-            due = self._due.pop_due(now, CLAIM_BATCH, self._slots.holds)
+            due = []
+            for run_id in self._due.pop_due(now, CLAIM_BATCH):
+                if self._slots.holds(run_id):
+                    self._slots.again(run_id)   # its task is finishing: due once it is done
+                else:
+                    due.append(run_id)
             for run, contact, loaded in await self._claim(due) if due else ():
                 self._slots.offer(run, contact, contact_loaded=loaded)
             now = max(now, self._clock.now_ms())
@@ -104,7 +109,7 @@ class Scheduler:
         until = now + self._horizon
         due = await self._store.read(lambda tx: tx.runs.due(until, self._batch))
         # A full batch means more are due than we load at once: only trust up to the last one.
-        self._due.load(due, due[-1][0] if len(due) == self._batch else until, self._slots.holds)
+        self._due.load(due, due[-1][0] if len(due) == self._batch else until)
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -123,11 +128,4 @@ class Scheduler:
         self._due.changed.clear()
         if self._is_due(wake_at - 1):   # something earlier arrived while dispatching
             return
-        sleeper = asyncio.ensure_future(self._clock.sleep_until(max(wake_at,
-                                                                    self._clock.now_ms() + 1)))
-        woken = asyncio.ensure_future(self._due.changed.wait())
-        try:
-            await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            woken.cancel()
+        await self._clock.wait_until(self._due.changed, max(wake_at, self._clock.now_ms() + 1))

@@ -14,9 +14,14 @@ Execute = Callable[[Run, "dict[str, Any] | None", bool], Awaitable[None]]
 
 
 class RunSlots:
-    def __init__(self, capacity: int, execute: Execute) -> None:
+    def __init__(self, capacity: int, execute: Execute,
+                 due_again: Callable[[list[str]], None] = lambda run_ids: None) -> None:
         self.capacity = capacity
         self._execute = execute
+        self._due_again = due_again
+        # Runs that became due again while held here (an event woke a run whose task was
+        # still finishing its commit): due once released.
+        self._again: set[str] = set()
         self._executing: dict[str, asyncio.Task[None]] = {}
         # Runs waiting for a slot: claimed runs, and runs this process created that are still
         # `pending` (their first commit claims them). `_waiting_ids` mirrors it for holds().
@@ -37,6 +42,10 @@ class RunSlots:
     def holds(self, run_id: str) -> bool:
         """True while this process has the run: executing it, or holding it for a slot."""
         return run_id in self._executing or run_id in self._waiting_ids
+
+    def again(self, run_id: str) -> None:
+        """The run is due, but held here: make it due once this process lets it go."""
+        self._again.add(run_id)
 
     def offer(self, run: Run, contact: dict[str, Any] | None = None, *,
               contact_loaded: bool = False) -> None:
@@ -63,6 +72,9 @@ class RunSlots:
 
     def _finished(self, run_id: str) -> None:
         self._executing.pop(run_id, None)
+        if run_id in self._again:
+            self._again.discard(run_id)
+            self._due_again([run_id])
         while self._ready and len(self._executing) < self.capacity:
             run, contact, contact_loaded = self._ready.popleft()
             self._waiting_ids.discard(run.id)
@@ -81,6 +93,7 @@ class RunSlots:
         the next start like any run a crash left so."""
         self._ready.clear()
         self._waiting_ids.clear()
+        self._again.clear()
         tasks = list(self._executing.values())
         for task in tasks:
             task.cancel()

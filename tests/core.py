@@ -100,7 +100,7 @@ async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
     effects = Effects(http=http, signer=WebhookSigner(_no_secrets))
     engine = Engine(store, registry, clock, effects, due=due, waited=waited,
                     rng=random.Random(seed))
-    slots = RunSlots(capacity, engine.execute)
+    slots = RunSlots(capacity, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim, horizon_ms=horizon_ms)
     ingest = Ingest(store, clock, index=lambda: registry.index, waited=waited,
                     on_started=scheduler.start_new, on_runs_due=scheduler.notify_now)

@@ -133,3 +133,41 @@ async def test_a_run_cancelled_while_its_step_ran_is_not_recorded(core: Core):
     await core.execute(run)   # its commit finds the run ended: dropped
     assert (await core.run(run.id)).status is RunStatus.CANCELLED
     assert await core.trace(run.id) == []
+
+
+async def test_a_parked_run_is_claimed_without_a_read_but_never_before_its_time(core: Core):
+    """The engine keeps runs it parked on a near timer; a claim takes them as committed, and
+    an older due time of the same run (a stale heap entry) must not end its wait early."""
+    core.due.loaded_until = START + 60_000   # as the scheduler's first dispatch would
+    workflow = await core.workflow(
+        [{"id": "w", "type": "wait", "config": {"duration": "PT10S"}},
+         {"id": "after", "type": "set", "config": {"vars": {"done": True}}}])
+    run = await core.start(workflow)
+    await core.execute(run)
+    assert await core.engine.claim([run.id]) == []       # due in 10 s: not yet
+    assert (await core.run(run.id)).status is RunStatus.WAITING
+    core.clock.advance(10_000)
+    [(claimed, _, _)] = await core.engine.claim([run.id])
+    assert claimed is run                                 # the parked object, no read
+    assert claimed.current_step_id == "after"
+
+
+async def test_a_parked_run_changed_meanwhile_is_left_to_whoever_changed_it(core: Core):
+    core.due.loaded_until = START + 60_000
+    workflow = await core.workflow(
+        [{"id": "w", "type": "wait_for_event", "config": {"event": "paid", "timeout": "PT10S"},
+          "next": {"event": "yes", "timeout": None}},
+         {"id": "yes", "type": "set", "config": {"vars": {"paid": True}}}])
+    run = await core.start(workflow, "u1")
+    await core.execute(run)
+    await core.send("paid", "u1")            # wakes it: the stored row is no longer as parked
+    core.clock.advance(10_000)
+    # The parked copy (still waiting) is refused: nothing is taken by the timer's claim…
+    assert await core.engine.claim([run.id]) == []
+    # …and the wake's own claim (the scheduler has it due since the event) reads the run anew.
+    assert run.id in core.due.pop_due(core.clock.now_ms(), 10)
+    [(claimed, _, _)] = await core.engine.claim([run.id])
+    assert claimed is not run and claimed.wake is not None
+    await core.execute(claimed)
+    done = await core.run(run.id)
+    assert done.vars == {"paid": True} and done.status is RunStatus.COMPLETED

@@ -104,3 +104,40 @@ async def test_a_run_already_held_by_the_slots_is_not_claimed_twice(core: Core):
     await core.scheduler.dispatch()
     await core.settle()
     assert [e.seq for e in await core.trace(run_id)] == [1, 2]
+
+
+async def test_a_run_due_again_while_its_task_finishes_is_dispatched_once_released():
+    """An event can wake a run in the very transaction that committed its wait, before its
+    task has let go of its slot: the scheduler must not drop that due time."""
+    from flowd.clock import VirtualClock
+    from flowd.dueruns import DueRuns
+    from flowd.scheduler import Scheduler
+    from flowd.slots import RunSlots
+    from flowd.store.records import Run
+
+    clock = VirtualClock(START)
+    due = DueRuns(clock)
+    due.loaded_until = START + 60_000
+    gate = asyncio.Event()
+
+    async def execute(run: Run, contact: object, loaded: bool) -> None:
+        await gate.wait()
+
+    slots = RunSlots(10, execute, due.notify_now)
+    claimed: list[list[str]] = []
+
+    async def claim(run_ids: list[str]) -> list:
+        claimed.append(run_ids)
+        return []
+
+    scheduler = Scheduler(None, clock, due, slots, claim)  # type: ignore[arg-type]
+    run = Run("run_1", "default", "wf", 1, None, RunStatus.PENDING, "a", {}, START, START)
+    slots.offer(run)
+    due.notify("run_1", START)
+    await scheduler.dispatch(START)
+    assert claimed == [] and len(due) == 0        # held: not claimed, not forgotten either
+    gate.set()
+    await slots.drained()
+    await asyncio.sleep(0)                        # the task's done-callback
+    await scheduler.dispatch(START)
+    assert claimed == [["run_1"]]
