@@ -25,8 +25,15 @@ NON_SETTING_ENV = {"FLOWD_ADMIN_KEY", "FLOWD_CONFIG"}
 
 
 def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), min: float | None = None,
-            max: float | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max})
+            max: float | None = None, key: str | None = None) -> Any:
+    """`key`: the setting's name in flowd.toml and the environment, when it is not the field's
+    (`from` is a Python keyword)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "min": min,
+                                            "max": max, "key": key})
+
+
+def _key(f: Any) -> str:
+    return f.metadata["key"] or f.name
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class ServerConfig:
         30.0, "Seconds a request body may go without a byte arriving before the request is "
         "answered 408 and its connection closed (a slow but steady upload never times out).",
         min=0.1, max=3600)
+    public_url: str = setting(
+        "", "Base of the links flowd puts in messages (unsubscribe, tracking, approvals), e.g. "
+        "https://flowd.example.com; empty: http://<host>:<port>.")
 
 
 @dataclass(frozen=True)
@@ -102,19 +112,39 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class EmailConfig:
+    provider: str = setting("outbox", "outbox records messages and sends nothing off the "
+                            "machine; smtp delivers through the server below.",
+                            choices=("outbox", "smtp"))
+    host: str = setting("localhost", "SMTP server.")
+    port: int = setting(25, "SMTP port (587 with starttls, 465 with tls).", min=1, max=65535)
+    username: str = setting("", "SMTP login (none when empty).")
+    password: str = setting("", "SMTP password.")
+    starttls: bool = setting(False, "Upgrade the SMTP connection with STARTTLS.")
+    tls: bool = setting(False, "Connect with TLS from the start (SMTPS).")
+    sender: str = setting("flowd <flowd@localhost>", "Default From of every email.", key="from")
+    reply_to: str = setting("", "Default Reply-To (none when empty).")
+    track_opens: bool = setting(True, "Put a 1x1 open-tracking image in HTML emails.")
+    track_clicks: bool = setting(True, "Rewrite http(s) links of HTML emails to count clicks.")
+    timeout_seconds: float = setting(30.0, "Timeout of every SMTP command.", min=0.1, max=600)
+    connections: int = setting(4, "SMTP connections kept open and reused.", min=1, max=64)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
     # Said once logging is set up (which needs this config): unknown environment variables.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
-                  "engine": EngineConfig, "http": HttpConfig}
+                  "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig}
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:
@@ -122,12 +152,12 @@ def describe_settings() -> list[tuple[str, str, Any, str]]:
     rows = []
     for section, cls in _SECTION_TYPES.items():
         for f in fields(cls):
-            rows.append((section, f.name, f.default, f.metadata["help"]))
+            rows.append((section, _key(f), f.default, f.metadata["help"]))
     return rows
 
 
 def _coerce(section: str, f: Any, value: Any, origin: str) -> Any:
-    name = f"{section}.{f.name}"
+    name = f"{section}.{_key(f)}"
     kind = type(f.default)
     if isinstance(value, str) and kind is not str:
         value = _parse_text(value, kind, name, origin)
@@ -176,12 +206,13 @@ def _apply(config: Config, section: str, key: str, value: Any, origin: str) -> C
     if cls is None:
         raise ConfigError(f"unknown setting section [{section}] ({origin}); "
                           f"known sections: {', '.join(_SECTION_TYPES)}")
-    by_name = {f.name: f for f in fields(cls)}
-    if key not in by_name:
+    by_key = {_key(f): f for f in fields(cls)}
+    if key not in by_key:
         raise ConfigError(f"unknown setting {section}.{key} ({origin}); "
-                          f"known in [{section}]: {', '.join(by_name)}")
-    coerced = _coerce(section, by_name[key], value, origin)
-    return replace(config, **{section: replace(getattr(config, section), **{key: coerced})})
+                          f"known in [{section}]: {', '.join(by_key)}")
+    f = by_key[key]
+    coerced = _coerce(section, f, value, origin)
+    return replace(config, **{section: replace(getattr(config, section), **{f.name: coerced})})
 
 
 def _from_file(config: Config, path: Path) -> Config:
@@ -217,7 +248,7 @@ def _env_setting(name: str) -> tuple[str, str] | None:
     """(section, key) of the setting `FLOWD_<SECTION>_<KEY>` names, or None."""
     section, _, key = name[len("FLOWD_"):].lower().partition("_")
     cls = _SECTION_TYPES.get(section)
-    if cls is None or key not in {f.name for f in fields(cls)}:
+    if cls is None or key not in {_key(f) for f in fields(cls)}:
         return None
     return section, key
 
@@ -236,7 +267,8 @@ def _closest_env_name(name: str) -> str | None:
     candidates = {variable[len("FLOWD_"):]: variable for variable in NON_SETTING_ENV}
     for section, key, _, _ in describe_settings():
         variable = f"FLOWD_{section}_{key}".upper()
-        candidates[key.upper()] = candidates[f"{section}_{key}".upper()] = variable
+        candidates[f"{section}_{key}".upper()] = variable
+        candidates.setdefault(key.upper(), variable)   # a bare key means its first section
     matches = difflib.get_close_matches(name[len("FLOWD_"):].upper(), candidates, n=1, cutoff=0.6)
     return candidates[matches[0]] if matches else None
 

@@ -26,10 +26,12 @@ from flowd.store.records import (
     Contact,
     Event,
     EventWait,
+    Message,
     Page,
     Role,
     Run,
     RunStatus,
+    Template,
     TraceEntry,
     Workflow,
     WorkflowStatus,
@@ -293,21 +295,99 @@ class Secrets(abc.ABC):
     def rotate(self, project_id: str, now: int, grace_ms: int,
                new_secret: Callable[[], str]) -> str: ...
 
+    @abc.abstractmethod
+    def server_key(self, name: str, now: int, new_key: Callable[[], bytes]) -> bytes:
+        """The server's own key `name` (made on first use, kept in the database so that links
+        it signed stay valid across restarts)."""
+
+
+class Templates(abc.ABC):
+    """Message templates, by id or by name within a project."""
+
+    @abc.abstractmethod
+    def create(self, *, project_id: str, name: str, channel: str, content: dict[str, Any],
+               now: int) -> Template:
+        """Raises NameTaken when the project has a template of that name."""
+
+    @abc.abstractmethod
+    def get(self, project_id: str, ref: str) -> Template | None:
+        """By id, else by name."""
+
+    @abc.abstractmethod
+    def update(self, template: Template, *, name: str, content: dict[str, Any],
+               now: int) -> Template:
+        """Raises NameTaken when another template has that name."""
+
+    @abc.abstractmethod
+    def delete(self, template_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def names(self, project_id: str) -> dict[str, str]:
+        """Every template of the project: id → name."""
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, channel: str | None, before: int | None,
+             limit: int) -> Page: ...
+
+
+class Messages(abc.ABC):
+    """Every message sent (or not sent, and why), the addresses that bounced, and the tokens
+    of unsubscribe links."""
+
+    @abc.abstractmethod
+    def get(self, project_id: str | None, message_id: str) -> Message | None: ...
+
+    @abc.abstractmethod
+    def insert(self, message: Message) -> None: ...
+
+    @abc.abstractmethod
+    def finish(self, message: Message) -> None:
+        """Write its outcome: status, provider id, error, sent_at."""
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, contact_id: str | None, channel: str | None,
+             status: str | None, run_id: str | None, before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def unsent(self, limit: int) -> list[Message]:
+        """Messages sent outside any run that are still `sending` (a crash came between their
+        record and their delivery), oldest first."""
+
+    @abc.abstractmethod
+    def bounce(self, project_id: str, address: str, reason: str, message_id: str | None,
+               now: int) -> None: ...
+
+    @abc.abstractmethod
+    def bounced(self, project_id: str, address: str) -> str | None:
+        """Why the address bounced, or None."""
+
+    @abc.abstractmethod
+    def remember_unsubscribe_token(self, token_hash: str, project_id: str, contact_id: str,
+                                   channel: str) -> None: ...
+
+    @abc.abstractmethod
+    def unsubscribe_token(self, token_hash: str) -> tuple[str, str, str] | None:
+        """(project id, contact id, channel) of a token's hash."""
+
 
 class Transaction:
     """What a unit of work (or a read) may do: the verbs of each table family, and the work
     that waits for the commit."""
 
-    __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "after_commit")
+    __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
+                 "messages", "after_commit")
 
     def __init__(self, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
-                 workflows: Workflows, secrets: Secrets) -> None:
+                 workflows: Workflows, secrets: Secrets, templates: Templates,
+                 messages: Messages) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
         self.runs = runs
         self.workflows = workflows
         self.secrets = secrets
+        self.templates = templates
+        self.messages = messages
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

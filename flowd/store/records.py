@@ -18,6 +18,10 @@ class StoreError(Exception):
     the message says why."""
 
 
+class NameTaken(Exception):
+    """Another object of the project already has this name."""
+
+
 class RunPreempted(Exception):
     """The run changed under the engine (cancelled, exited, deleted): its step is not recorded."""
 
@@ -251,3 +255,61 @@ class EventWait:
 
     run_id: str
     spec: EventWaitSpec
+
+
+CHANNELS = ("email", "sms", "push")
+
+
+@dataclass
+class Template:
+    id: str
+    project_id: str
+    name: str
+    channel: str
+    content: dict[str, Any]       # the channel's fields: email subject/html/text; sms body; …
+    created_at: int
+    updated_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "channel": self.channel, **self.content,
+                "created_at": format_ms(self.created_at), "updated_at": format_ms(self.updated_at)}
+
+
+class MessageStatus(str, Enum):
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    SUPPRESSED = "suppressed"
+
+
+@dataclass
+class Message:
+    id: str
+    project_id: str
+    channel: str
+    status: MessageStatus
+    recipients: list[str]
+    subject: str | None
+    body: str | None
+    content: dict[str, Any]        # what sending it again needs (html, headers, links, …)
+    created_at: int
+    contact_id: str | None = None
+    provider_message_id: str | None = None
+    run_id: str | None = None
+    step_id: str | None = None
+    workflow_id: str | None = None
+    error: dict[str, Any] | None = None
+    sent_at: int | None = None
+
+    def to_json(self, *, full: bool = False) -> dict[str, Any]:
+        shown: dict[str, Any] = {
+            "id": self.id, "channel": self.channel, "to": ", ".join(self.recipients),
+            "subject": self.subject, "body": self.body, "status": self.status.value,
+            "provider_message_id": self.provider_message_id, "run_id": self.run_id,
+            "step_id": self.step_id, "contact_id": self.contact_id, "error": self.error,
+            "created_at": format_ms(self.created_at), "sent_at": format_ms(self.sent_at)}
+        if full:
+            shown["html"] = self.content.get("html")
+            shown["text"] = self.content.get("text")
+        return shown

@@ -15,9 +15,11 @@ from flowd.store.sqlite.contacts import SqliteContacts
 from flowd.store.sqlite.db import Database, DbSettings, connect_sync
 from flowd.store.sqlite.events import SqliteEvents
 from flowd.store.sqlite.keys import SqliteKeys
+from flowd.store.sqlite.messages import SqliteMessages
 from flowd.store.sqlite.runs import SqliteRuns
 from flowd.store.sqlite.schema import Migration, migrate
 from flowd.store.sqlite.secrets import SqliteSecrets
+from flowd.store.sqlite.templates import SqliteTemplates
 from flowd.store.sqlite.workflows import SqliteWorkflows
 
 T = TypeVar("T")
@@ -30,7 +32,8 @@ class SqliteTransaction(Transaction):
     @classmethod
     def on(cls, conn: sqlite3.Connection) -> "SqliteTransaction":
         return cls(SqliteKeys(conn), SqliteContacts(conn), SqliteEvents(conn), SqliteRuns(conn),
-                   SqliteWorkflows(conn), SqliteSecrets(conn))
+                   SqliteWorkflows(conn), SqliteSecrets(conn), SqliteTemplates(conn),
+                   SqliteMessages(conn))
 
 
 class _Transactions:
@@ -45,7 +48,8 @@ class _Transactions:
         if families is None:
             families = self._families[id(conn)] = SqliteTransaction.on(conn)
         return Transaction(families.keys, families.contacts, families.events, families.runs,
-                           families.workflows, families.secrets)
+                           families.workflows, families.secrets, families.templates,
+                           families.messages)
 
 
 class SqliteStore(Store):

@@ -179,6 +179,68 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "recovery uses runs_status", """
         DROP INDEX runs_running;
     """),
+    Migration(4, "templates, messages, bounces, unsubscribe tokens, server keys", """
+        CREATE TABLE templates (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            name        TEXT NOT NULL,
+            channel     TEXT NOT NULL CHECK (channel IN ('email', 'sms', 'push')),
+            content     TEXT NOT NULL,          -- JSON: the channel's fields (subject, html, …)
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL,
+            UNIQUE (project_id, name)
+        );
+        CREATE INDEX templates_project ON templates (project_id, seq);
+
+        CREATE TABLE messages (
+            seq          INTEGER PRIMARY KEY,
+            id           TEXT NOT NULL UNIQUE,   -- from (run, step, visit): a re-run finds it
+            project_id   TEXT NOT NULL REFERENCES projects(id),
+            channel      TEXT NOT NULL,
+            status       TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'failed', 'bounced',
+                                                         'suppressed')),
+            contact_id   TEXT,
+            recipients   TEXT NOT NULL,          -- JSON array of addresses
+            subject      TEXT,
+            body         TEXT,                   -- the text part (or the html, without one)
+            content      TEXT NOT NULL,          -- JSON: everything needed to send it again
+            provider_message_id TEXT,
+            run_id       TEXT,
+            step_id      TEXT,
+            workflow_id  TEXT,
+            error        TEXT,                   -- JSON {"code", "message"}
+            created_at   INTEGER NOT NULL,
+            sent_at      INTEGER
+        );
+        CREATE INDEX messages_project ON messages (project_id, seq);
+        CREATE INDEX messages_contact ON messages (project_id, contact_id, seq);
+        CREATE INDEX messages_run ON messages (project_id, run_id, seq);
+        -- Transactional messages still to send (after a crash, at start).
+        CREATE INDEX messages_sending ON messages (seq) WHERE status = 'sending';
+
+        CREATE TABLE bounces (
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            address     TEXT NOT NULL,           -- lower-cased
+            reason      TEXT NOT NULL,
+            message_id  TEXT,
+            created_at  INTEGER NOT NULL,
+            PRIMARY KEY (project_id, address)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE unsubscribe_tokens (
+            token_hash  TEXT PRIMARY KEY,        -- SHA-256 of the token; the token is a MAC
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            contact_id  TEXT NOT NULL,
+            channel     TEXT NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE server_keys (
+            name        TEXT PRIMARY KEY,        -- what the key signs, e.g. 'links'
+            key         BLOB NOT NULL,
+            created_at  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -46,3 +46,12 @@ class SqliteSecrets(base.Secrets):
         self._conn.execute("INSERT INTO webhook_secrets (project_id, secret, created_at) "
                            "VALUES (?, ?, ?)", (project_id, secret, now))
         return secret
+
+    def server_key(self, name: str, now: int, new_key: Callable[[], bytes]) -> bytes:
+        row = self._conn.execute("SELECT key FROM server_keys WHERE name = ?", (name,)).fetchone()
+        if row:
+            return bytes(row[0])
+        key = new_key()
+        self._conn.execute("INSERT INTO server_keys (name, key, created_at) VALUES (?, ?, ?)",
+                           (name, key, now))
+        return key
