@@ -9,9 +9,12 @@ implementation that performs nothing.
 - `Http` (the SSRF-guarded client of `flowd.effects.http`) and `Signer` (Standard Webhooks,
   `flowd.effects.signing`) are the effects today; mail, sms, push and ai join them here as
   protocols of their own (and fields of `Effects`) when their issues land.
+- `MailProvider` is what hands an `OutgoingEmail` to the outside world (`flowd.effects.mail`:
+  the outbox and SMTP); the types it takes and returns live here so the recorder can use them.
 - `RecordingEffects` is what the dry run gives the same engine: every call is recorded with
   what would have been sent, nothing leaves the process, and answers come from canned
-  responses — per step, else per URL, else `200 {}`.
+  responses — per step, else per URL, else `200 {}`. `RecordingMailProvider` does the same
+  for email: it records every message and answers per recipient, else all accepted.
 """
 
 from __future__ import annotations
@@ -23,14 +26,19 @@ from typing import Any, Mapping, Protocol
 from flowd.effects.signing import SECRET_PREFIX, signature_header
 
 __all__ = [
+    "Attachment",
     "EffectFailed",
     "Effects",
     "Http",
     "HttpCall",
     "HttpResponse",
+    "MailProvider",
+    "OutgoingEmail",
     "RecordingEffects",
     "RecordingHttp",
+    "RecordingMailProvider",
     "RecordingSigner",
+    "SendResult",
     "Signer",
     "SigningCall",
     "TEST_SECRET",
@@ -61,6 +69,51 @@ class HttpResponse:
         return 200 <= self.status < 300
 
 
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    content_type: str   # "application/pdf", …
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """One email as the caller means it; `flowd.effects.mail.build_message` makes it RFC 5322.
+
+    `to`, `cc` and `bcc` are plain addresses (`ann@example.com`, no display name): they are the
+    envelope's recipients and the keys of `SendResult`. `sender` and `reply_to` may carry a
+    display name (`Ann Café <ann@example.com>`). `message_id` is the whole `Message-ID` value
+    (`<msg_…@example.com>`): the caller derives it from run, step and visit, so a message sent
+    again after a crash has the same id. `headers` are extra headers (`List-Unsubscribe`, …)."""
+
+    message_id: str
+    sender: str
+    to: tuple[str, ...]
+    subject: str
+    text: str | None
+    html: str | None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """The envelope's recipients: to, cc, then bcc, each address once."""
+        return tuple(dict.fromkeys(self.to + self.cc + self.bcc))
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the provider did with a message. `rejected` maps a recipient to the server's
+    permanent refusal (`"550 5.1.1 no such user"`); nothing was sent when `accepted` is empty."""
+
+    provider_message_id: str | None   # the server's queue id, else the Message-ID; None if unsent
+    accepted: tuple[str, ...]
+    rejected: dict[str, str]
+
+
 # --- the protocols ------------------------------------------------------------------------------
 
 class Http(Protocol):
@@ -74,6 +127,23 @@ class Http(Protocol):
 class Signer(Protocol):
     async def signature(self, project_id: str, msg_id: str, timestamp: int, body: bytes) -> str:
         """The `webhook-signature` header of a delivery: one `v1,<mac>` per valid secret."""
+        ...
+
+
+class MailProvider(Protocol):
+    """Hands emails to the world (`flowd.effects.mail`: `OutboxProvider`, `SmtpProvider`)."""
+
+    async def start(self) -> None:
+        ...
+
+    async def close(self) -> None:
+        """Waits for the sends under way, then lets go of every connection."""
+        ...
+
+    async def send(self, email: OutgoingEmail) -> SendResult:
+        """One message. A recipient the server refuses for good is in `rejected`; anything
+        else that stops the message raises `EffectFailed` (`retryable` when a later attempt
+        may work: a 4xx, a timeout, a server that cannot be reached)."""
         ...
 
 
@@ -211,3 +281,40 @@ class RecordingEffects(Effects):
     @property
     def signing_calls(self) -> list[SigningCall]:
         return self.recording.signing_calls
+
+
+CannedMailAnswer = SendResult | EffectFailed
+
+
+class RecordingMailProvider:
+    """A `MailProvider` that sends nothing: records every email and answers from the answers
+    given per recipient, else with every recipient accepted.
+
+        mail = RecordingMailProvider(by_recipient={
+            "gone@example.com": SendResult(None, (), {"gone@example.com": "550 5.1.1 no user"}),
+            "slow@example.com": EffectFailed("smtp_temporary", "451 4.7.1 later", retryable=True)})
+        await mail.send(email)
+        mail.emails                       # every OutgoingEmail, in the order sent
+
+    The first recipient (to, cc, bcc) with an answer decides the whole message's answer.
+    """
+
+    def __init__(self, *, by_recipient: Mapping[str, CannedMailAnswer] | None = None) -> None:
+        self.by_recipient = dict(by_recipient or {})
+        self.emails: list[OutgoingEmail] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def send(self, email: OutgoingEmail) -> SendResult:
+        self.emails.append(email)
+        for recipient in email.recipients:
+            answer = self.by_recipient.get(recipient)
+            if isinstance(answer, EffectFailed):
+                raise answer
+            if answer is not None:
+                return copy.deepcopy(answer)  # the caller may not change later answers
+        return SendResult(email.message_id, email.recipients, {})
