@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -19,13 +20,16 @@ from flowd.api.openapi import build_openapi
 from flowd.api.routes import ROUTES
 from flowd.auth import Authenticator, bootstrap_admin
 from flowd.clock import Clock
-from flowd.config import Config
+from flowd.config import Config, EmailConfig
 from flowd.dueruns import DueRuns
-from flowd.effects.base import EffectFailed
+from flowd.effects.base import EffectFailed, MailProvider
 from flowd.effects.http import HttpClient
+from flowd.effects.mail import OutboxProvider, SmtpProvider
 from flowd.effects.signing import WebhookSigner, new_secret
 from flowd.engine import Engine
+from flowd.errors import ConfigError
 from flowd.ingest import Ingest
+from flowd.mailer import Mailer, MailSettings
 from flowd.matching import WaitedNames
 from flowd.registry import Registry
 from flowd.run_control import RunControl
@@ -60,7 +64,33 @@ class Services:
     runs: RunControl
     signer: WebhookSigner
     http: HttpClient
+    mailer: Mailer
     openapi: dict[str, Any] = field(default_factory=dict)
+    # Where this server is reached, for the links it puts in messages: [server] public_url, or
+    # the address it listens on (known once it does: the command line sets it).
+    base_url: str = ""
+
+    def public_url(self) -> str:
+        return self.config.server.public_url or self.base_url or (
+            f"http://{self.config.server.host}:{self.config.server.port}")
+
+
+def mail_provider(email: EmailConfig) -> MailProvider:
+    if email.provider == "outbox":
+        return OutboxProvider()
+    context = None
+    if email.ca_file:
+        try:
+            context = ssl.create_default_context(cafile=email.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"email.ca_file: cannot load {email.ca_file}: {exc}") from None
+    try:
+        return SmtpProvider(email.host, email.port, username=email.username or None,
+                            password=email.password or None, starttls=email.starttls,
+                            tls=email.tls, timeout=email.timeout_seconds,
+                            connections=email.connections, ssl_context=context)
+    except ValueError as exc:
+        raise ConfigError(f"[email]: {exc}") from None
 
 
 def build_services(config: Config, clock: Clock, store: Store | None = None) -> Services:
@@ -87,22 +117,29 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     waited = WaitedNames()
     registry = Registry(store)
     due = DueRuns(clock)
-    engine = Engine(store, registry, clock, Effects(http=http, signer=signer), due=due,
-                    waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
+    # The one cycle among the parts is real: an email step's bounce is an event, whose runs
+    # the scheduler starts, on the slots that run the engine, whose effects send the email.
+    # Ingest reaches the scheduler through these closures, which see it once it is made.
+    ingest = Ingest(store, clock, index=lambda: registry.index, waited=waited,
+                    on_started=lambda runs: scheduler.start_new(runs),
+                    on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+    mailer = Mailer(store, clock, mail_provider(config.email), ingest,
+                    MailSettings.of(config.email), public_url=lambda: services.public_url())
+    engine = Engine(store, registry, clock, Effects(http=http, signer=signer, email=mailer),
+                    due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
-    return Services(
+    services = Services(
         config=config, clock=clock, store=store,
-        auth=Authenticator(store, clock, config.auth.key_cache_seconds),
-        ingest=Ingest(store, clock, index=lambda: registry.index, waited=waited,
-                      on_started=scheduler.start_new, on_runs_due=scheduler.notify_now),
+        auth=Authenticator(store, clock, config.auth.key_cache_seconds), ingest=ingest,
         registry=registry, engine=engine, slots=slots, scheduler=scheduler,
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
-        signer=signer, http=http, openapi=build_openapi(ROUTES))
+        signer=signer, http=http, mailer=mailer, openapi=build_openapi(ROUTES))
+    return services
 
 
 async def ensure_webhook_secrets(store: Store, clock: Clock) -> None:
@@ -131,6 +168,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.http.start()
             await services.registry.load()
             await services.engine.load()
+            await services.mailer.start()
             await services.scheduler.start()
             yield
         finally:
@@ -139,6 +177,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.scheduler.stop()
             await services.slots.stop()
             await services.http.close()
+            await services.mailer.close()
             await services.store.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -180,6 +180,7 @@ def _serve(config: Config) -> int:
 
 async def _run_server(config: Config) -> None:
     from flowd.api import client_faults
+    from flowd.api.middleware import SERVICES
     from flowd.app import create_app
 
     client_faults.install()
@@ -196,10 +197,12 @@ async def _run_server(config: Config) -> None:
         site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
         await site.start()
         for address in runner.addresses:
-            host, port = address[0], address[1]
-            log.info("flowd %s listening on http://%s:%s (database %s, settings from %s)",
-                     __version__, host if ":" not in host else f"[{host}]", port,
-                     config.storage.path, config.source)
+            url = "http://{}:{}".format(*address[:2]) if ":" not in address[0] else (
+                "http://[{}]:{}".format(*address[:2]))
+            log.info("flowd %s listening on %s (database %s, settings from %s)",
+                     __version__, url, config.storage.path, config.source)
+            # Links in messages need the port actually bound (port = 0 picks one).
+            app[SERVICES].base_url = app[SERVICES].base_url or url
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -122,6 +122,8 @@ class EmailConfig:
     password: str = setting("", "SMTP password.")
     starttls: bool = setting(False, "Upgrade the SMTP connection with STARTTLS.")
     tls: bool = setting(False, "Connect with TLS from the start (SMTPS).")
+    ca_file: str = setting("", "PEM file of the CAs that may sign the SMTP server's "
+                           "certificate (empty: the system's).")
     sender: str = setting("flowd <flowd@localhost>", "Default From of every email.", key="from")
     reply_to: str = setting("", "Default Reply-To (none when empty).")
     track_opens: bool = setting(True, "Put a 1x1 open-tracking image in HTML emails.")

@@ -94,8 +94,10 @@ class CompiledStep:
         raw = self.next_raw
         if raw is None or isinstance(raw, str):
             return raw
-        if branch is not None:
-            return raw.get(branch)  # a label that `next` does not map ends the run
+        if branch in raw:
+            return raw[branch]
+        if branch is not None and branch not in self.type.optional_branches:
+            return None             # a label that `next` does not map ends the run
         return raw["default"] if "default" in raw else self.following
 
     def error_target(self) -> tuple[bool, str | None]:
@@ -109,7 +111,7 @@ class CompiledStep:
             targets = {self.following}
         elif isinstance(self.next_raw, dict):
             targets = set(self.next_raw.values())
-            if not self.type.branches:
+            if not self.type.branches or self.type.optional_branches:
                 targets.add(self.target(None))
         else:
             targets = {self.next_raw}
@@ -197,7 +199,7 @@ def _step_config(step: dict[str, Any], step_type: StepType, path: str,
     if config is INVALID:
         return None, None
     try:
-        template = compile_value(config, f"{path}.config")
+        template = compile_value(config, f"{path}.config", step_type.escaped)
     except TemplateError as exc:
         for problem in exc.problems:
             issues.error("invalid_template", problem.path, problem.message, step_id)
@@ -340,3 +342,30 @@ def _cycle_without_wait(steps: dict[str, CompiledStep]) -> list[str] | None:
                 path.append(nxt)
                 stack.append((nxt, sorted(steps[nxt].successors() & live)))
     return None
+
+
+# ---------------------------------------------------------------- references to templates
+
+def template_refs(definition: dict[str, Any]) -> list[tuple[int, str, str]]:
+    """(step index, step id, reference) of every step that names a template by id or name (a
+    reference that is a `{{ … }}` is only known when the step runs)."""
+    refs = []
+    for i, step in enumerate(definition.get("steps") or []):
+        ref = (step.get("config") or {}).get("template") if isinstance(step, dict) else None
+        if isinstance(ref, str) and "{{" not in ref:
+            refs.append((i, step["id"], ref))
+    return refs
+
+
+def template_issues(definition: dict[str, Any], templates: dict[str, str]) -> list[Issue]:
+    """An error for each step naming a template the project does not have (`templates`: the
+    project's template ids → names)."""
+    names = set(templates.values())
+    return [Issue("error", "unknown_template", f"no template has the id or name {ref!r}",
+                  f"steps[{i}].config.template", step_id)
+            for i, step_id, ref in template_refs(definition)
+            if ref not in templates and ref not in names]
+
+
+def uses_template(definition: dict[str, Any], template_id: str, name: str) -> bool:
+    return any(ref in (template_id, name) for _, _, ref in template_refs(definition))

@@ -62,10 +62,12 @@ class Ingest:
                ) -> asyncio.Future[list[IngestResult]]:
         """Store `events` (all or none); resolves once they and their runs are committed.
         Started and resumed runs continue in-process at once, without waiting for a poll."""
-        return self._store.write(self._store_events, project_id, events, self._clock.now_ms())
+        return self._store.write(self.store_events, project_id, events, self._clock.now_ms())
 
-    def _store_events(self, tx: Transaction, project_id: str, events: list[IncomingEvent],
-                      now: int) -> list[IngestResult]:
+    def store_events(self, tx: Transaction, project_id: str, events: list[IncomingEvent],
+                     now: int) -> list[IngestResult]:
+        """The unit of work itself, for other units that store an event with their own work
+        (a bounce with its message's outcome): everything it starts goes on after commit."""
         # Contacts are created and events inserted with one statement each for the whole
         # request, not one per event: less Python per event, and SQLite does that work in one
         # call that does not hold the GIL.

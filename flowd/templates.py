@@ -310,6 +310,15 @@ class Template:
         return "".join([part if type(part) is str else to_text(part.evaluate(scope))
                         for part in self._parts])
 
+    def render_text(self, scope: Scope, escape: Callable[[str], str] | None = None) -> str:
+        """Always text; with `escape`, every value put in is escaped (the template's own text
+        is not): `html.escape` for an email's HTML, so a trait holding <script> stays text."""
+        if escape is None:
+            return "".join([part if type(part) is str else to_text(part.evaluate(scope))
+                            for part in self._parts])
+        return "".join([part if type(part) is str else escape(to_text(part.evaluate(scope)))
+                        for part in self._parts])
+
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
 
@@ -426,16 +435,43 @@ class CompiledValue:
         return self.value if self._render is None else self._render(scope)
 
 
-def compile_value(value: Any, path: str = "") -> CompiledValue:
+def compile_value(value: Any, path: str = "",
+                  escapes: Mapping[str, Callable[[str], str]] | None = None) -> CompiledValue:
     """Compile every string containing `{{` inside a JSON value. Raises TemplateError whose
     `.problems` lists every bad template with its JSON path (`config.body.text`,
-    `config.items[2]`)."""
+    `config.items[2]`). `escapes`: top-level keys whose string renders as text with every
+    value put in escaped (an email's `html`)."""
     problems: list[Problem] = []
     paths: list[Path] = []
-    render = _compile_node(value, path, 1, problems, paths)
+    if escapes and isinstance(value, dict) and any(key in value for key in escapes):
+        render = _compile_escaped(value, path, escapes, problems, paths)
+    else:
+        render = _compile_node(value, path, 1, problems, paths)
     if problems:
         raise TemplateError(problems=problems)
     return CompiledValue(value, render, tuple(paths))
+
+
+def _compile_escaped(value: dict[str, Any], path: str,
+                     escapes: Mapping[str, Callable[[str], str]], problems: list[Problem],
+                     paths: list[Path]) -> Renderer | None:
+    entries = []
+    for key, item in value.items():
+        escape = escapes.get(key)
+        if escape is not None and isinstance(item, str) and "{{" in item:
+            try:
+                template = compile_template(item)
+            except TemplateError as error:
+                problems.append(Problem(join(path, key), error.message))
+                continue
+            paths.extend(template.paths)
+            entries.append((key, item, lambda scope, t=template, e=escape: t.render_text(scope, e)))
+        else:
+            entries.append((key, item, _compile_node(item, join(path, key), 2, problems, paths)))
+    if all(render is None for _, _, render in entries):
+        return None
+    return lambda scope: {key: item if render is None else render(scope)
+                          for key, item, render in entries}
 
 
 def _compile_node(value: Any, path: str, depth: int, problems: list[Problem],

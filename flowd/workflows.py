@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flowd.clock import Clock
-from flowd.definitions import Issue, analyze, normalize
+from flowd.definitions import Issue, analyze, normalize, template_issues, template_refs
 from flowd.errors import Conflict, NotFound, Problem, ValidationError
 from flowd.patching import apply_operations
 from flowd.store import Store, Transaction
@@ -18,6 +18,27 @@ ACTIVE_OR_PAUSED = (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED)
 
 def _errors_of(issues: list[Issue]) -> list[Issue]:
     return [issue for issue in issues if issue.severity == "error"]
+
+
+def _issues(tx: Transaction, project_id: str, definition: dict[str, Any]) -> list[Issue]:
+    """The definition's issues, with those only the project's templates can tell."""
+    _, issues = analyze(definition)
+    if template_refs(definition):
+        issues += template_issues(definition, tx.templates.names(project_id))
+    return issues
+
+
+def _refresh_template_issues(tx: Transaction, workflow: Workflow) -> None:
+    """Templates may have been made (or deleted) since the workflow was saved: find its
+    unknown_template issues again before deciding whether it may run."""
+    if not template_refs(workflow.definition):
+        return
+    fresh = [i.to_json() for i in template_issues(workflow.definition,
+                                                  tx.templates.names(workflow.project_id))]
+    issues = [i for i in workflow.issues if i["code"] != "unknown_template"] + fresh
+    if issues != workflow.issues:
+        workflow.issues = issues
+        tx.workflows.set_issues(workflow.id, workflow.version, issues)
 
 
 def _refuse(issues: list[Issue], why: str) -> ValidationError:
@@ -43,13 +64,13 @@ class WorkflowService:
 
     async def create(self, project_id: str, body: dict[str, Any]) -> Workflow:
         definition = normalize(body)
-        _, issues = analyze(definition)
         status = WorkflowStatus(body.get("status", "draft"))
-        if status is WorkflowStatus.ACTIVE and _errors_of(issues):
-            raise _refuse(issues, "the workflow has errors, so it cannot be created active")
         now = self._clock.now_ms()
 
         def unit(tx: Transaction) -> Workflow:
+            issues = _issues(tx, project_id, definition)
+            if status is WorkflowStatus.ACTIVE and _errors_of(issues):
+                raise _refuse(issues, "the workflow has errors, so it cannot be created active")
             workflow = tx.workflows.create(
                 project_id=project_id, name=body["name"], description=body.get("description", ""),
                 status=status, definition=definition, issues=[i.to_json() for i in issues],
@@ -83,7 +104,7 @@ class WorkflowService:
             if current is None:
                 raise NotFound("no such workflow")
             name, description, definition = change(current)
-            _, issues = analyze(definition)
+            issues = _issues(tx, project_id, definition)
             if current.status in ACTIVE_OR_PAUSED and _errors_of(issues):
                 raise _refuse(issues, f"the workflow is {current.status.value} and the new "
                                       "definition has errors; nothing was changed")
@@ -103,6 +124,8 @@ class WorkflowService:
             workflow = tx.workflows.get(project_id, workflow_id)
             if workflow is None:
                 raise NotFound("no such workflow")
+            if action == "activate":
+                _refresh_template_issues(tx, workflow)
             target = _target_status(workflow, action)
             released: list[str] = []
             if workflow.status is WorkflowStatus.PAUSED and target is not WorkflowStatus.PAUSED:

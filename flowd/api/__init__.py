@@ -5,7 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 
 # Importing the resource modules registers their routes.
-from flowd.api import contacts, events, keys, meta, runs, settings, workflows  # noqa: F401
+from flowd.api import (  # noqa: F401
+    contacts,
+    events,
+    keys,
+    links,
+    messages,
+    meta,
+    runs,
+    settings,
+    templates,
+    workflows,
+)
 from flowd.api.middleware import bind
 from flowd.api.routes import ROUTES
 

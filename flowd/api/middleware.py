@@ -15,12 +15,13 @@ import logging
 import re
 import secrets
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from flowd.api import client_faults
-from flowd.api.routes import NO_BODY, Call, Route, json_response, parse_params
+from flowd.api.routes import FORM, NO_BODY, Call, Route, json_response, parse_params
 from flowd.auth import Access, require
 from flowd.errors import (
     BadRequest,
@@ -149,6 +150,25 @@ async def read_json(request: web.Request, *, optional: bool = False) -> dict[str
     return value
 
 
+MAX_FORM_FIELDS = 20
+
+
+def read_form(raw: bytes, content_type: str) -> dict[str, str]:
+    """An url-encoded form's fields (the first value of each); any other body has none."""
+    if content_type != FORM:
+        return {}
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest(f"the form is not UTF-8 text of at most {MAX_FORM_FIELDS} "
+                         "url-encoded fields") from None
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -215,7 +235,9 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         if route.path_params:
             parse_params(route.path_params, request.match_info)
         body = None
-        if route.body is not None or request.body_exists:
+        if route.body_type == FORM:
+            body = read_form(await _read_body(request), request.content_type)
+        elif route.body is not None or request.body_exists:
             problems: list[Problem] = []
             body = body_schema.validate(await read_json(request, optional=body_optional), "",
                                         problems)

@@ -139,7 +139,7 @@ def _operation(route: Route, routes: list[Route], components: Components) -> dic
         op["parameters"] = params
     if route.body is not None:
         op["requestBody"] = {"required": not route.body_optional, "content": {
-            "application/json": {"schema": route.body.json_schema(components)}}}
+            route.body_type: {"schema": route.body.json_schema(components)}}}
     responses = _success(route, routes, components)
     for status in sorted(_error_statuses(route)):
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}

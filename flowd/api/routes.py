@@ -130,8 +130,13 @@ class Route:
     # The object this route answers with is addressed by the paths under this one, with its
     # `id` (and `version`) as their parameters: OpenAPI links, e.g. create → get/update/delete.
     links_to: str | None = None
+    # FORM: the body is an HTML form or RFC 8058 one-click post, handed over as its fields
+    # (text) without schema checks — a mail provider's unsubscribe must never be refused for
+    # how it encodes the form; `body` then only documents it.
+    body_type: str = "application/json"
 
 
+FORM = "application/x-www-form-urlencoded"
 ROUTES: list[Route] = []
 
 
@@ -141,7 +146,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           content_type: str = "application/json", errors: tuple[int, ...] = (),
           body_optional: bool = False, path_params: tuple[Param, ...] = (),
           other_statuses: dict[int, str] | None = None, description: str = "",
-          links_to: str | None = None) -> Callable[[Handler], Handler]:
+          links_to: str | None = None, body_type: str = "application/json"
+          ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if paginated and response is not None:
             documented: Schema | None = page_of(response)
@@ -150,7 +156,7 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
         ROUTES.append(Route(method, path, handler, access, summary, tag, body,
                             query + (PAGINATION if paginated else ()), status, documented,
                             content_type, errors, body_optional, path_params,
-                            other_statuses or {}, description, links_to))
+                            other_statuses or {}, description, links_to, body_type))
         return handler
     return register
 

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 from flowd.effects.signing import SECRET_PREFIX, signature_header
+
+if TYPE_CHECKING:
+    from flowd.effects.messages import Delivery, EmailRequest
+    from flowd.message_templates import CompiledContent
 
 __all__ = [
     "Attachment",
@@ -147,13 +151,26 @@ class MailProvider(Protocol):
         ...
 
 
+class Email(Protocol):
+    """Email as a messaging step sees it (flowd.mailer implements it): templates by id or
+    name, sending with suppression and a durable record, and the audience check."""
+
+    async def template(self, project_id: str, ref: str) -> "CompiledContent | None": ...
+
+    async def send(self, request: "EmailRequest") -> "Delivery": ...
+
+    async def in_audience(self, project_id: str, audience: str,
+                          contact_id: str | None) -> bool: ...
+
+
 @dataclass
 class Effects:
     """The outside world as steps see it: protocols only, so a dry run swaps in recorders.
-    (mail, sms, push and ai are added here as their providers arrive.)"""
+    (sms, push and ai are added here as their providers arrive.)"""
 
     http: Http
     signer: Signer
+    email: Email | None = None
 
 
 # --- recording ----------------------------------------------------------------------------------

@@ -61,7 +61,13 @@ from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 from typing import Callable
 
-from flowd.effects.base import Attachment, EffectFailed, MailProvider, OutgoingEmail, SendResult
+from flowd.effects.base import (
+    Attachment,
+    EffectFailed,
+    MailProvider,
+    OutgoingEmail,
+    SendResult,
+)
 
 __all__ = [
     "Attachment",

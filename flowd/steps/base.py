@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from flowd.effects.base import Effects
 from flowd.errors import Problem
@@ -87,8 +87,13 @@ class StepType:
     summary: ClassVar[str]                # one sentence for people (API docs, the builder)
     schema: ClassVar[Object]
     branches: ClassVar[tuple[str, ...]] = ()
+    # Branches that, when `next` does not map them, take the default path rather than end the
+    # run: an outcome worth routing on, but not one that should stop a journey unnoticed.
+    optional_branches: ClassVar[tuple[str, ...]] = ()
     waits: ClassVar[bool] = False
     reads_scope: ClassVar[bool] = False   # evaluates conditions against the run's data
+    # Config keys whose text is HTML: values rendered into them are escaped (`{"html": …}`).
+    escaped: ClassVar[Mapping[str, Callable[[str], str]]] = {}
     # Awaits the outside world (an effect): its attempts run under the engine's step timeout.
     # A step that never awaits could not be interrupted by a timeout anyway.
     calls_out: ClassVar[bool] = False

@@ -252,6 +252,10 @@ class Workflows(abc.ABC):
     def set_status(self, workflow_id: str, status: WorkflowStatus, now: int) -> None: ...
 
     @abc.abstractmethod
+    def set_issues(self, workflow_id: str, version: int, issues: list[dict[str, Any]]) -> None:
+        """A version's issues, found again (what other objects it names may have changed)."""
+
+    @abc.abstractmethod
     def delete(self, workflow_id: str) -> None:
         """The workflow, its versions, runs, their traces and event waits."""
 
@@ -265,6 +269,10 @@ class Workflows(abc.ABC):
 
     @abc.abstractmethod
     def version(self, workflow_id: str, version: int) -> WorkflowVersion | None: ...
+
+    @abc.abstractmethod
+    def running(self, project_id: str) -> list[Workflow]:
+        """The project's active and paused workflows, with their current versions."""
 
     @abc.abstractmethod
     def all_current(self) -> list[Workflow]:

@@ -66,6 +66,10 @@ class SqliteWorkflows(base.Workflows):
         self._conn.execute("UPDATE workflows SET status = ?, updated_at = ? WHERE id = ?",
                            (status.value, now, workflow_id))
 
+    def set_issues(self, workflow_id: str, version: int, issues: list[dict[str, Any]]) -> None:
+        self._conn.execute("UPDATE workflow_versions SET issues = ? WHERE workflow_id = ? AND "
+                           "version = ?", (_dumps(issues), workflow_id, version))
+
     def delete(self, workflow_id: str) -> None:
         # Runs, their steps and event waits go with it (ON DELETE CASCADE).
         self._conn.execute("DELETE FROM workflows WHERE id = ?", (workflow_id,))
@@ -97,6 +101,11 @@ class SqliteWorkflows(base.Workflows):
                                  (workflow_id, version)).fetchone()
         return (WorkflowVersion(workflow_id, version, json.loads(row[0]), json.loads(row[1]),
                                 row[2]) if row else None)
+
+    def running(self, project_id: str) -> list[Workflow]:
+        return [_workflow(r) for r in self._conn.execute(
+            f"SELECT {_COLUMNS} FROM {_FROM} WHERE w.project_id = ? AND "
+            "w.status IN ('active', 'paused')", (project_id,))]
 
     def all_current(self) -> list[Workflow]:
         return [_workflow(r) for r in self._conn.execute(f"SELECT {_COLUMNS} FROM {_FROM}")]
