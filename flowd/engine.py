@@ -292,7 +292,8 @@ class Engine:
                            step_id=step.id, visit=visit, attempt=run.attempt, now_ms=now,
                            config=config, compiled=step.compiled, scope=scope,
                            effects=self._effects, random=self._random,
-                           contact_id=run.contact_id, entered_at=entered_at)
+                           contact_id=run.contact_id, entered_at=entered_at,
+                           final_attempt=run.attempt >= step.retry.max_attempts)
 
     # ------------------------------------------------------------ the commit
 

@@ -4,15 +4,16 @@
 Every message goes the same way, and never twice once its record says it was sent:
 
 1. One unit decides and records. A message whose record already exists (a step re-run after a
-   crash) is answered from it — or, left `sending` by a crash, sent again exactly as recorded,
-   with the same Message-ID. Otherwise: no address, an unsubscribed contact or an address that
+   crash) is answered from it — or, left `sending` by a crash or `failed`, sent again exactly
+   as recorded, with the same Message-ID. Otherwise: no address, an unsubscribed contact or an address that
    bounced before makes it `suppressed`; else its final content (links rewritten, headers set)
    is recorded as `sending`.
 2. The provider sends it (outside any transaction).
 3. One unit records the outcome: `sent` with the provider's id; `bounced` for a permanent
    refusal (the address is remembered, and `email.bounced` ingested for the contact); a
    temporary failure leaves it `sending` and fails the attempt, so the step's retry policy (or,
-   for a transactional message, the next delivery round) sends it again.
+   for a transactional message, the mailer's next round) sends it again; after the last
+   attempt it says `failed`. A `failed` message is sent again when its step is (a run retried).
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ from flowd.validation import EMAIL_PATTERN
 log = logging.getLogger("flowd.mailer")
 
 UNSENT_BATCH = 100
+# Transactional messages that a failure left unsent are tried again every minute, for an hour
+# (a password reset that arrives later than that is no use), and sent after a crash.
+RETRY_INTERVAL_MS = 60_000
+GIVE_UP_MS = 3_600_000
 _ADDRESS = re.compile(EMAIL_PATTERN)
 
 
@@ -81,6 +86,8 @@ class Mailer:
         self._templates = ContentCache()
         self._key = b""
         self._background: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()     # transactional messages being sent right now
+        self.retry_interval_ms = RETRY_INTERVAL_MS
 
     @property
     def links_key(self) -> bytes:
@@ -91,7 +98,7 @@ class Mailer:
         self._key = await self._store.write(lambda tx: tx.secrets.server_key(
             "links", now, lambda: secrets.token_bytes(32)))
         await self._provider.start()
-        self._in_background(self.deliver_unsent())
+        self._in_background(self.retry_unsent())
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -120,7 +127,7 @@ class Mailer:
                                                     self._clock.now_ms())
         if delivery is not None:
             return delivery
-        return await self._deliver(message)
+        return await self._deliver(message, final=request.final_attempt)
 
     # -- transactional email ---------------------------------------------------------------
 
@@ -130,23 +137,37 @@ class Mailer:
                                                     self._clock.now_ms())
         if delivery is not None:
             return delivery
-        self._in_background(self._deliver_logged(message))
+        self._in_flight.add(message.id)
+        self._in_background(self._try_once(message))
         return _delivery(message)
 
-    async def deliver_unsent(self) -> None:
-        """Send transactional messages a crash left `sending`, oldest first."""
-        while batch := await self._store.read(lambda tx: tx.messages.unsent(UNSENT_BATCH)):
-            for message in batch:
-                await self._deliver_logged(message)
-            if len(batch) < UNSENT_BATCH:
-                return
+    async def retry_unsent(self) -> None:
+        """Every RETRY_INTERVAL_MS, one more attempt at each transactional message still
+        `sending` (a crash came before its outcome, or a failure a retry may cure), oldest
+        first; one that has been trying for GIVE_UP_MS gets a last attempt, then says
+        `failed`."""
+        while True:
+            after = 0
+            while True:
+                batch, after = await self._store.read(
+                    lambda tx: tx.messages.unsent(after, UNSENT_BATCH))
+                due = [m for m in batch if m.id not in self._in_flight]
+                self._in_flight.update(m.id for m in due)
+                await asyncio.gather(*(self._try_once(m) for m in due))
+                if len(batch) < UNSENT_BATCH:
+                    break
+            await self._clock.sleep_until(self._clock.now_ms() + self.retry_interval_ms)
 
-    async def _deliver_logged(self, message: Message) -> None:
+    async def _try_once(self, message: Message) -> None:
+        """One attempt at a transactional message its caller marked in flight."""
         try:
-            await self._deliver(message)
+            final = self._clock.now_ms() - message.created_at >= GIVE_UP_MS
+            await self._deliver(message, final=final)
         except EffectFailed as failure:
-            # Still `sending`: the next start (or round) tries again.
-            log.warning("message %s not sent: %s", message.id, failure.message)
+            log.warning("message %s not sent%s: %s", message.id,
+                        "" if final or not failure.retryable else " yet", failure.message)
+        finally:
+            self._in_flight.discard(message.id)
 
     def _in_background(self, work: Any) -> None:
         task = asyncio.ensure_future(work)
@@ -159,8 +180,9 @@ class Mailer:
                  ) -> tuple[Message, Delivery | None]:
         existing = tx.messages.get(request.project_id, request.message_id)
         if existing is not None:
-            if existing.status is MessageStatus.SENDING:
-                return existing, None        # a crash came before its outcome: send it again
+            if existing.status in (MessageStatus.SENDING, MessageStatus.FAILED):
+                # Not sent (a crash came before its outcome, or it failed): send it again.
+                return existing, None
             return existing, _delivery(existing)
         reason, bounced = self._screen(tx, request)
         message = self._message(tx, request, now, reason, bounced)
@@ -234,14 +256,16 @@ class Mailer:
 
     # -- 2. send, 3. record the outcome -----------------------------------------------------
 
-    async def _deliver(self, message: Message) -> Delivery:
+    async def _deliver(self, message: Message, *, final: bool) -> Delivery:
+        """`final`: no retry follows a failure, so the record then says `failed` (else it
+        stays `sending`, with the failure as its error)."""
         try:
             result = await self._provider.send(_outgoing(message))
         except EffectFailed as failure:
-            if not failure.retryable:
-                message.status = MessageStatus.FAILED
-                message.error = {"code": failure.code, "message": failure.message}
-                await self._store.write(lambda tx: tx.messages.finish(message))
+            message.status = (MessageStatus.FAILED if final or not failure.retryable
+                              else MessageStatus.SENDING)
+            message.error = {"code": failure.code, "message": failure.message}
+            await self._store.write(lambda tx: tx.messages.finish(message))
             raise
         return await self._store.write(self._record, message, result, self._clock.now_ms())
 
@@ -251,6 +275,7 @@ class Mailer:
         if result.accepted:
             message.status, message.sent_at = MessageStatus.SENT, now
             message.provider_message_id = result.provider_message_id
+            message.error = None                 # an earlier attempt's
             if result.rejected:
                 message.error = {"code": "partly_bounced", "message": refused}
         else:

@@ -26,6 +26,7 @@ class Received:
     sender: str
     recipients: list[str]
     raw: bytes
+    tls: bool = False
 
     @property
     def message(self) -> EmailMessage:
@@ -77,11 +78,21 @@ class MailServer:
         self._released.set()
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """For synchronous tests (a flowd in another process)."""
         deadline = time.monotonic() + timeout
         while len(self.messages) < count:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(self.messages)} of {count} messages arrived")
             time.sleep(0.01)
+        return list(self.messages)
+
+    async def arrived(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """For tests on an event loop that the flowd under test shares."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.messages)} of {count} messages arrived")
+            await asyncio.sleep(0.01)
         return list(self.messages)
 
     def __enter__(self) -> MailServer:
@@ -124,6 +135,8 @@ class MailServer:
         if self.data_reply:
             return self.data_reply
         with self._lock:
-            self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                          envelope.original_content or envelope.content))
+            self.messages.append(Received(
+                envelope.mail_from, list(envelope.rcpt_tos),
+                envelope.original_content or envelope.content,
+                tls=server.transport.get_extra_info("ssl_object") is not None))
         return f"250 2.0.0 Ok: queued as Q{len(self.messages):05d}"

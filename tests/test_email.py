@@ -60,7 +60,7 @@ async def test_an_inline_email_goes_out_once_with_its_headers_and_record(api: Ap
         "text": "Welcome, {{ contact.traits.first_name }}!"}}],
         email="ada@example.com", traits={"first_name": "Ada"})
     assert run["status"] == "completed", run
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     message = received.message
     assert received.recipients == ["ada@example.com"]
     assert received.sender == "news@acme.example"
@@ -106,7 +106,7 @@ async def test_a_template_by_name_with_non_ascii_subject_and_sender(api: Api, sm
         "reply_to": "help@acme.example"}}],
         email="jo@example.com", traits={"first_name": "Jörg"})
     assert run["status"] == "completed", run
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     message = received.message
     assert message["Subject"] == "Grüße, Jörg ✓"
     raw_headers = received.raw.split(b"\r\n\r\n")[0]
@@ -123,7 +123,7 @@ async def test_values_are_escaped_in_html_and_left_alone_in_text(api: Api, smtp)
         "html": "<p>{{ contact.traits.nick }}</p>", "text": "{{ contact.traits.nick }}"}}],
         email="x@example.com", traits={"nick": "<script>alert(1)</script>"})
     assert run["status"] == "completed", run
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     parts = _parts(received)
     assert "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>" in parts["text/html"]
     assert "<script>" not in parts["text/html"]
@@ -210,7 +210,7 @@ async def test_a_451_fails_the_attempt_and_the_retry_sends_it(api: Api, smtp):
     smtp.refuse("slow@example.com", "")             # greylisting over: accept
     run = await api.run_until(run_id, "completed", "failed")
     assert run["status"] == "completed", run
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     assert run["steps"][-1]["output"]["status"] == "sent"
     assert len({s["input"]["subject"] for s in run["steps"]}) == 1
     _, bounces = await api.get("/v1/events?name=email.bounced")
@@ -220,7 +220,7 @@ async def test_a_451_fails_the_attempt_and_the_retry_sends_it(api: Api, smtp):
 async def test_unsubscribe_get_changes_nothing_and_post_unsubscribes_once(api: Api, smtp):
     run = await _journey(api, [{"id": "s1", "type": "send_email", "config": {
         "subject": "News", "html": "<p>News</p>"}}])
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     link = received.message["List-Unsubscribe"].strip().strip("<>")
     assert link.startswith(PUBLIC)
     path = urlsplit(link).path
@@ -246,7 +246,7 @@ async def test_unsubscribe_get_changes_nothing_and_post_unsubscribes_once(api: A
 async def test_unsubscribe_tokens_cannot_be_forged_or_guessed(api: Api, smtp):
     await _journey(api, [{"id": "s1", "type": "send_email", "config": {
         "subject": "News", "text": "News"}}])
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     token = received.message["List-Unsubscribe"].strip().strip("<>").rsplit("/", 1)[1]
     assert len(token) >= 32
     forged = [token[:-1] + ("A" if token[-1] != "A" else "B"), token[:-2], "x" * len(token),
@@ -271,7 +271,7 @@ async def test_opens_and_clicks_are_events_and_clicks_only_go_to_their_own_link(
     result = await api.send("go", "u1", contact={"email": "c@example.com"})
     run_id = result["runs_started"][0]
     await api.run_until(run_id, "waiting")
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     html = _parts(received)["text/html"]
     clicks = re.findall(rf"{re.escape(PUBLIC)}(/v1/t/c/[^\"'\s>]+)", html)
     assert len(clicks) == 2
@@ -322,7 +322,7 @@ async def test_transactional_send_with_cc_bcc_and_attachments(api: Api, smtp):
     assert body["status"] == "sending"
     assert body["accepted"] == ["buyer@example.com", "boss@example.com", "audit@example.com"]
     assert body["rejected"] == {}
-    [received] = smtp.wait_for(1)
+    [received] = await smtp.arrived(1)
     assert sorted(received.recipients) == ["audit@example.com", "boss@example.com",
                                            "buyer@example.com"]
     message = received.message
@@ -394,5 +394,93 @@ async def test_transactional_send_to_a_bounced_address_is_rejected_for_it(api: A
         "to": ["gone@example.com", "ok@example.com"], "subject": "S", "text": "T"})
     assert second["accepted"] == ["ok@example.com"]
     assert list(second["rejected"]) == ["gone@example.com"]
-    smtp.wait_for(2)
+    await smtp.arrived(2)
     assert smtp.messages[1].recipients == ["ok@example.com"]
+
+
+async def test_starttls_with_the_operators_ca_file(aiohttp_client, tmp_path):
+    """[email] starttls with ca_file: the server's certificate (made here, for 127.0.0.1) is
+    verified against the operator's CA, and the message travels encrypted."""
+    import ssl
+
+    import trustme
+
+    from flowd.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    with MailServer(tls_context=server_context, require_starttls=True) as smtp:
+        config = dataclasses.replace(make_config(tmp_path), email=EmailConfig(
+            provider="smtp", host="127.0.0.1", port=smtp.port, starttls=True,
+            ca_file=str(tmp_path / "ca.pem"), timeout_seconds=5))
+        api = Api(await aiohttp_client(create_app(config, admin_key=ADMIN_KEY)))
+        status, sent = await api.post("/v1/messages/email", json={
+            "to": "tls@example.com", "subject": "Encrypted", "text": "yes"})
+        assert status == 202, sent
+        [received] = await smtp.arrived(1)
+        assert received.tls and received.message["Subject"] == "Encrypted"
+
+
+async def test_the_outbox_records_and_sends_nothing(aiohttp_client, tmp_path, smtp):
+    from flowd.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    api = Api(await aiohttp_client(create_app(make_config(tmp_path), admin_key=ADMIN_KEY)))
+    run = await _journey(api, [{"id": "s1", "type": "send_email", "config": {
+        "subject": "Kept here", "html": "<p>Hi</p>"}}])
+    assert run["status"] == "completed", run
+    output = run["steps"][0]["output"]
+    _, record = await api.get(f"/v1/messages/{output['message_id']}")
+    assert record["status"] == "sent" and record["subject"] == "Kept here"
+    assert record["provider_message_id"] == f"<{output['message_id']}@localhost>"
+    # Links point at the server's own address when no public_url is set.
+    assert "http://127.0.0.1:8080/v1/t/o/" in record["html"]
+    assert smtp.messages == []
+
+
+async def test_a_transactional_email_left_sending_goes_out_at_the_next_start(
+        aiohttp_client, tmp_path, smtp):
+    """Accepted (202) while the SMTP server was down: the record says `sending`; the next
+    start of the server sends it."""
+    from flowd.app import create_app
+    from tests.conftest import ADMIN_KEY
+    from tests.e2e.conftest import free_port
+
+    def app(port: int):
+        return create_app(dataclasses.replace(make_config(tmp_path), email=EmailConfig(
+            provider="smtp", host="127.0.0.1", port=port, timeout_seconds=5)),
+            admin_key=ADMIN_KEY)
+
+    first = await aiohttp_client(app(free_port()))          # nothing listens there
+    status, accepted = await Api(first).post("/v1/messages/email", json={
+        "to": "later@example.com", "subject": "Eventually", "text": "T"})
+    assert status == 202 and accepted["status"] == "sending"
+    await eventually(lambda: _logged_attempt(first))
+    await first.close()
+
+    second = Api(await aiohttp_client(app(smtp.port)))
+    [received] = await smtp.arrived(1)
+    assert received.message["Message-ID"] == f"<{accepted['id']}@localhost>"
+
+    async def sent() -> bool:
+        _, record = await second.get(f"/v1/messages/{accepted['id']}")
+        return record["status"] == "sent"
+    await eventually(sent)
+
+
+async def _logged_attempt(client) -> bool:
+    _, record = await Api(client).get("/v1/messages")
+    return bool(record["data"])
+
+
+async def test_naming_an_audience_fails_the_step_until_audiences_exist(api: Api, smtp):
+    """The audience check is a hook of the email effect; no audience exists yet, so naming one
+    is an error the run shows, never a send to everyone."""
+    run = await _journey(api, [{"id": "s1", "type": "send_email", "config": {
+        "subject": "Hi", "text": "T", "audience": "vip"}}])
+    assert run["status"] == "failed"
+    assert run["steps"][0]["error"]["code"] == "unknown_audience"
+    assert smtp.messages == []

@@ -352,3 +352,116 @@ async def test_every_project_gets_a_secret_and_a_current_one_is_kept(store: Stor
     await store.write(lambda tx: tx.secrets.ensure_every_project(NOW, lambda: next(made)))
     assert await store.read(lambda tx: tx.secrets.valid("default", NOW)) == ["whsec_new"]
     assert await store.read(lambda tx: tx.secrets.valid("p2", NOW)) == ["whsec_kept"]
+
+
+async def test_templates_by_id_or_name_unique_names_and_pages(store: Store):
+    from flowd.store.records import NameTaken
+
+    made = [await write(store, lambda tx, n=n: tx.templates.create(
+        project_id="default", name=n, channel="sms" if n == "b" else "email",
+        content={"subject": n, "text": "t"}, now=NOW + i)) for i, n in enumerate("abc")]
+    a = made[0]
+    assert (await store.read(lambda tx: tx.templates.get("default", a.id))) == a
+    assert (await store.read(lambda tx: tx.templates.get("default", "a"))) == a
+    assert await store.read(lambda tx: tx.templates.get("other", "a")) is None
+    with pytest.raises(NameTaken):
+        await write(store, lambda tx: tx.templates.create(
+            project_id="default", name="a", channel="email", content={}, now=NOW))
+    with pytest.raises(NameTaken):
+        await write(store, lambda tx: tx.templates.update(a, name="b", content={}, now=NOW))
+    renamed = await write(store, lambda tx: tx.templates.update(
+        a, name="z", content={"subject": "new"}, now=NOW + 9))
+    assert (renamed.name, renamed.content, renamed.updated_at) == ("z", {"subject": "new"}, NOW + 9)
+    assert await store.read(lambda tx: tx.templates.names("default")) == {
+        made[0].id: "z", made[1].id: "b", made[2].id: "c"}
+    page = await store.read(lambda tx: tx.templates.page("default", channel=None, before=None,
+                                                         limit=2))
+    assert [t.name for t in page.items] == ["c", "b"] and page.next_before is not None
+    rest = await store.read(lambda tx: tx.templates.page("default", channel=None,
+                                                         before=page.next_before, limit=2))
+    assert [t.name for t in rest.items] == ["z"] and rest.next_before is None
+    sms = await store.read(lambda tx: tx.templates.page("default", channel="sms", before=None,
+                                                        limit=10))
+    assert [t.name for t in sms.items] == ["b"]
+    await write(store, lambda tx: tx.templates.delete(a.id))
+    assert await store.read(lambda tx: tx.templates.get("default", "z")) is None
+
+
+def a_message(message_id: str, **fields: Any) -> Any:
+    from flowd.store.records import Message, MessageStatus
+
+    values: dict[str, Any] = {
+        "id": message_id, "project_id": "default", "channel": "email",
+        "status": MessageStatus.SENDING, "recipients": ["a@example.com"], "subject": "S",
+        "body": "B", "content": {"html": "<p>B</p>", "links": ["https://x.example"]},
+        "created_at": NOW, "contact_id": "u1"}
+    values.update(fields)
+    return Message(**values)
+
+
+async def test_messages_are_recorded_finished_filtered_and_unsent_ones_found(store: Store):
+    from flowd.store.records import MessageStatus
+
+    await write(store, lambda tx: [tx.messages.insert(m) for m in (
+        a_message("msg_1", run_id="run_1"), a_message("msg_2"), a_message("msg_3"),
+        a_message("msg_4", contact_id="u2", channel="sms"))])
+    first = await store.read(lambda tx: tx.messages.get("default", "msg_1"))
+    assert first == a_message("msg_1", run_id="run_1")
+    assert await store.read(lambda tx: tx.messages.get("other", "msg_1")) is None
+    assert (await store.read(lambda tx: tx.messages.get(None, "msg_1"))) == first
+
+    first.status, first.provider_message_id, first.sent_at = MessageStatus.SENT, "Q1", NOW + 5
+    first.error = {"code": "partly_bounced", "message": "x"}
+    await write(store, lambda tx: tx.messages.finish(first))
+    assert await store.read(lambda tx: tx.messages.get("default", "msg_1")) == first
+
+    async def ids(**filters: Any) -> list[str]:
+        page = await store.read(lambda tx: tx.messages.page(
+            "default", **{"contact_id": None, "channel": None, "status": None, "run_id": None,
+                          **filters}, before=None, limit=10))
+        return [m.id for m in page.items]
+    assert await ids() == ["msg_4", "msg_3", "msg_2", "msg_1"]
+    assert await ids(contact_id="u2") == ["msg_4"]
+    assert await ids(channel="email", status="sent") == ["msg_1"]
+    assert await ids(run_id="run_1") == ["msg_1"]
+
+    # Unsent: transactional (no run) and still sending, oldest first, in pages.
+    batch, after = await store.read(lambda tx: tx.messages.unsent(0, 2))
+    assert [m.id for m in batch] == ["msg_2", "msg_3"]
+    batch, after = await store.read(lambda tx: tx.messages.unsent(after, 2))
+    assert [m.id for m in batch] == ["msg_4"]
+    assert (await store.read(lambda tx: tx.messages.unsent(after, 2)))[0] == []
+
+
+async def test_bounces_and_unsubscribe_tokens(store: Store):
+    assert await store.read(lambda tx: tx.messages.bounced("default", "a@example.com")) is None
+    await write(store, lambda tx: tx.messages.bounce("default", "A@Example.com", "550 gone",
+                                                     "msg_1", NOW))
+    assert await store.read(lambda tx: tx.messages.bounced("default", "a@example.COM")) == "550 gone"
+    assert await store.read(lambda tx: tx.messages.bounced("other", "a@example.com")) is None
+
+    for _ in range(2):   # remembering the same token twice is fine
+        await write(store, lambda tx: tx.messages.remember_unsubscribe_token(
+            "hash1", "default", "u1", "email"))
+    assert await store.read(lambda tx: tx.messages.unsubscribe_token("hash1")) == (
+        "default", "u1", "email")
+    assert await store.read(lambda tx: tx.messages.unsubscribe_token("hash2")) is None
+
+
+async def test_a_server_key_is_made_once_and_kept(store: Store):
+    made = await write(store, lambda tx: tx.secrets.server_key("links", NOW, lambda: b"k" * 32))
+    again = await write(store, lambda tx: tx.secrets.server_key("links", NOW, lambda: b"x" * 32))
+    assert made == again == b"k" * 32
+
+
+async def test_running_workflows_and_refreshed_issues(store: Store):
+    active = await a_workflow(store, "on")
+    draft = await store.write(lambda tx: tx.workflows.create(
+        project_id="default", name="off", description="", status=WorkflowStatus.DRAFT,
+        definition={"trigger": {"type": "manual"}, "settings": {}, "steps": []}, issues=[],
+        now=NOW))
+    assert [w.id for w in await store.read(lambda tx: tx.workflows.running("default"))] == [active]
+    issue = {"severity": "error", "code": "unknown_template", "step_id": "s1", "message": "m"}
+    await write(store, lambda tx: tx.workflows.set_issues(draft.id, 1, [issue]))
+    workflow = await store.read(lambda tx: tx.workflows.get("default", draft.id))
+    assert workflow.issues == [issue]

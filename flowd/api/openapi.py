@@ -63,6 +63,14 @@ Durable event-triggered workflow automation on one machine.
   no step, a duration that does not parse, a condition path that cannot exist, a required
   config field still missing in a draft) are issues, not 422s. A workflow with an `error`
   issue cannot be active.
+* Links flowd puts in messages (unsubscribe, open pixel, click redirects) are absolute, on
+  `[server] public_url` (default: the address the server listens on). Their routes take no API
+  key, and a token this server did not make is a 404. `POST /v1/unsubscribe/{token}` takes an
+  HTML form (RFC 8058's `List-Unsubscribe=One-Click`), not JSON, and accepts any body.
+* A message's `to` is its recipients, comma-separated. A `send_email` step whose email was
+  suppressed takes its `suppressed` branch when `next` maps one, else the default path; a
+  bounce (every recipient refused with a 5xx) fails the step with error code `bounced`, for its
+  `error` branch or `on_error`.
 """
 
 

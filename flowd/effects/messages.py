@@ -36,6 +36,9 @@ class EmailRequest:
     # A workflow's email honours the contact's unsubscribe; a transactional one (a password
     # reset) does not. Both honour earlier bounces.
     respect_unsubscribe: bool = True
+    # A failure that a retry may cure leaves the record `sending` (with its error) unless no
+    # retry follows; then it says `failed`.
+    final_attempt: bool = True
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ class StepContext:
     # When the run reached this step (its previous step committed, or the run was created):
     # events from then on count for a wait that starts here.
     entered_at: int = 0
+    # No retry follows if this attempt fails (an effect's record can then say `failed`).
+    final_attempt: bool = True
 
 
 class StepType:

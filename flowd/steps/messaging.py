@@ -69,7 +69,7 @@ class SendEmailStep(StepType):
             text=_text_or_none(content.get("text")), html=_text_or_none(content.get("html")),
             contact_id=ctx.contact_id, sender=_text_or_none(config.get("from")),
             reply_to=_text_or_none(config.get("reply_to")), run_id=ctx.run_id,
-            step_id=ctx.step_id, workflow_id=ctx.workflow_id))
+            step_id=ctx.step_id, workflow_id=ctx.workflow_id, final_attempt=ctx.final_attempt))
         output = delivery.to_json()
         if delivery.status is MessageStatus.SUPPRESSED:
             return Outcome("suppressed", branch="suppressed", output=output)

@@ -357,9 +357,10 @@ class Messages(abc.ABC):
              status: str | None, run_id: str | None, before: int | None, limit: int) -> Page: ...
 
     @abc.abstractmethod
-    def unsent(self, limit: int) -> list[Message]:
-        """Messages sent outside any run that are still `sending` (a crash came between their
-        record and their delivery), oldest first."""
+    def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
+        """Messages sent outside any run that are still `sending` (not delivered yet: a crash
+        or a failure that a retry may cure), oldest first from position `after` (0 at first);
+        and the position to go on from."""
 
     @abc.abstractmethod
     def bounce(self, project_id: str, address: str, reason: str, message_id: str | None,

@@ -58,10 +58,11 @@ class SqliteMessages(base.Messages):
         return fetch_page(self._conn, table="messages", columns=_COLUMNS, where=where,
                           args=args, before=before, limit=limit, convert=_message)
 
-    def unsent(self, limit: int) -> list[Message]:
-        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM messages WHERE status = 'sending' "
-                                  "AND run_id IS NULL ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [_message(row) for row in rows]
+    def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
+        rows = self._conn.execute(f"SELECT {_COLUMNS}, seq FROM messages WHERE status = 'sending' "
+                                  "AND run_id IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                                  (after, limit)).fetchall()
+        return [_message(row) for row in rows], (rows[-1][-1] if rows else after)
 
     def bounce(self, project_id: str, address: str, reason: str, message_id: str | None,
                now: int) -> None:
