@@ -203,6 +203,10 @@ async def _run_server(config: Config) -> None:
                      __version__, url, config.storage.path, config.source)
             # Links in messages need the port actually bound (port = 0 picks one).
             app[SERVICES].base_url = app[SERVICES].base_url or url
+        if config.email.provider != "outbox" and not config.server.public_url:
+            log.warning("emails will carry unsubscribe and tracking links to %s; set "
+                        "[server] public_url to the address recipients can reach",
+                        app[SERVICES].public_url())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,7 +1,8 @@
 """Crash while emails are in flight: a subprocess server sends one email per run through a
 real SMTP server (aiosmtpd in this process) that answers the first ANSWERED messages and then
-holds every DATA unanswered, so that at the kill the server has exactly `connections` messages
-inside an SMTP transaction, ANSWERED recorded `sent`, and the rest not yet attempted. After a
+holds every DATA unanswered, so that at the kill the server has ANSWERED messages recorded
+`sent`, `connections` inside an SMTP transaction, and the rest recorded `sending` and waiting
+for a connection. After a
 `kill -9` and a restart on the same file, every run completes, every message arrives, and no
 message whose record said `sent` at the kill arrives again — each with the Message-ID its
 record implies, the same before and after the crash."""
@@ -65,3 +66,10 @@ def test_no_email_recorded_sent_is_sent_again_after_kill9(start_server) -> None:
         for message_id in sent_at_kill:
             assert received[f"<{message_id}@acme.example>"] == 1
         assert max(received.values()) == 1, received.most_common(3)
+
+        # Without [server] public_url the links point at the address the server listens on
+        # (of the server that recorded the message), and the log says so.
+        bases = Counter(r.message["List-Unsubscribe"].strip().split("/v1/")[0]
+                        for r in smtp.messages)
+        assert set(bases) <= {f"<{server.url}", f"<{restarted.url}"}, bases
+        assert "set [server] public_url" in restarted.log_text()
