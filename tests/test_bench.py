@@ -1,28 +1,42 @@
 """`python -m flowd bench --quick` runs end to end, so the benchmark never rots.
 
 No timing is asserted: a slow machine measures slow figures. What is asserted is that every
-scenario produced a number (the DBOS peer rows may say "not installed" instead), that the JSON
-has the documented shape, and that the command exits 0.
+scenario produced a number (the DBOS peer rows may say "not installed" instead, and so may the
+email scenario's SMTP row without aiosmtpd), that the JSON has the documented shape, and that
+the command exits 0. The quick bench runs once for the module; each test reads its own part.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from flowd.bench import mailsink, scenarios
 from flowd.bench.cli import ALL, FLOWD_SCENARIOS, PEERS
+from flowd.bench.report import NOT_INSTALLED
 
 
-def test_bench_quick_measures_every_scenario(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Any]:
+    """The finished `bench --quick --json` command and the JSON it wrote."""
+    tmp_path = tmp_path_factory.mktemp("bench")
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWD_")}
     proc = subprocess.run([sys.executable, "-m", "flowd", "bench", "--quick", "--json", str(out)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-6000:]}"
-    document = json.loads(out.read_text())
+    return proc, json.loads(out.read_text())
+
+
+def test_bench_quick_measures_every_scenario(quick) -> None:
+    proc, document = quick
     assert document["errors"] == []
     machine = document["machine"]
     assert machine["cores"] and machine["synchronous"] == "normal" and machine["size"] == "quick"
@@ -33,6 +47,9 @@ def test_bench_quick_measures_every_scenario(tmp_path: Path) -> None:
         rows = [r for r in results if r["scenario"] == scenario]
         assert rows, f"no row for {scenario}"
         for row in rows:
+            if scenario == "email" and row["status"] == NOT_INSTALLED:
+                assert mailsink.installed_version() is None, row
+                continue
             assert isinstance(row["value"], (int, float)), row
             if row["target"] is not None:
                 assert isinstance(row["met"], bool), row
@@ -48,3 +65,42 @@ def test_bench_quick_measures_every_scenario(tmp_path: Path) -> None:
     # The table went to stdout, one line per row (plus the header).
     for scenario in ALL:
         assert scenario in proc.stdout
+
+
+def test_bench_email_rows(quick) -> None:
+    """SMTP (through the aiosmtpd subprocess) and the outbox, each with its target, every
+    message recorded sent (and received once by the SMTP server), CPU per email in the note."""
+    _, document = quick
+    smtp, outbox = [r for r in document["results"] if r["scenario"] == "email"]
+    n = scenarios.QUICK.email_runs
+    assert smtp["figure"].startswith("emails/s through SMTP") and smtp["unit"] == "emails/s"
+    assert (smtp["comparison"], smtp["target"]) == (">=", 1000)
+    assert outbox["figure"].startswith("emails/s to the outbox") and outbox["unit"] == "emails/s"
+    assert (outbox["comparison"], outbox["target"]) == (">=", 3000)
+    assert outbox["status"] == "ok" and outbox["value"] > 0
+    assert f"{n:,} runs of one send_email step" in outbox["note"]
+    assert "every one recorded sent" in outbox["note"]
+    assert "µs per email" in outbox["note"]          # Linux: the server's CPU from /proc
+    if mailsink.installed_version() is None:
+        assert smtp["status"] == NOT_INSTALLED and smtp["value"] is None, smtp
+        return
+    assert smtp["status"] == "ok" and smtp["value"] > 0
+    assert "received once by the SMTP server" in smtp["note"]
+    assert "µs per email" in smtp["note"] and "µs CPU per message" in smtp["note"]
+    assert "0 repeated messages" in smtp["note"]
+
+
+async def test_bench_email_says_not_installed_without_aiosmtpd(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Without aiosmtpd the SMTP row says so (as the DBOS rows do without dbos); the outbox
+    is still measured."""
+    for name in [k for k in os.environ if k.startswith("FLOWD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(mailsink, "installed_version", lambda: None)
+    sizes = dataclasses.replace(scenarios.QUICK, email_runs=50)
+    ctx = scenarios.Context(sizes=sizes, synchronous="normal", tmp=tmp_path)
+    smtp, outbox = await scenarios.email(ctx)
+    assert smtp.status == NOT_INSTALLED and smtp.value is None
+    assert smtp.note == mailsink.INSTALL_HINT and smtp.target == 1000
+    assert outbox.status == "ok" and outbox.value is not None and outbox.value > 0
+    assert not (tmp_path / "email-sink").exists()   # no SMTP server was started

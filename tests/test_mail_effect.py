@@ -79,6 +79,13 @@ class Handler:
         self.data_reply: str | None = None
         self.data_delay = 0.0
         self.queue_ids = True
+        self.pipelining = False   # offer RFC 2920 PIPELINING, as real relays do
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.mail_reply:
@@ -498,6 +505,70 @@ async def test_a_data_reply_without_a_queue_id_gives_the_message_id():
         server.handler.queue_ids = False
         result = await provider.send(EMAIL)
     assert result.provider_message_id == EMAIL.message_id
+
+
+# --- pipelining (one recipient: MAIL, RCPT and DATA in one write) ---------------------------------
+
+def _pipelining_server() -> SmtpServer:
+    handler = Handler()
+    handler.pipelining = True
+    return SmtpServer(handler)
+
+
+async def test_pipelined_messages_arrive_intact_on_one_connection():
+    bodies = ["plain\n", ".starts with a dot\n..two\n.\nend", "no newline at the end"]
+    async with _pipelining_server() as server, server.provider() as provider:
+        for n, body in enumerate(bodies):
+            result = await provider.send(email(message_id=f"<msg_{n}@flowd.example>",
+                                               text=body, html=None))
+            assert result.accepted == ("ann@example.com",)
+    assert [text_of(r.message) for r in server.received] == [text_of(
+        build_message(email(text=body, html=None))) for body in bodies]
+    assert server.handler.sessions == 1
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize("where, reply, outcome", [
+    ("RCPT", "550 5.1.1 no such user", "rejected"),
+    ("DATA", "554 5.7.1 spam", "rejected"),
+    ("MAIL", "451 4.3.0 later", "smtp_temporary"),
+    ("RCPT", "451 4.7.1 greylisted", "smtp_temporary"),
+    ("DATA", "452 4.3.1 full", "smtp_temporary"),
+    ("MAIL", "553 5.7.1 sender not allowed", "smtp_refused"),
+])
+async def test_one_recipient_outcomes_and_the_connection_goes_on(pipelining, where, reply,
+                                                                  outcome):
+    server = _pipelining_server() if pipelining else SmtpServer()
+    async with server, server.provider() as provider:
+        if where == "MAIL":
+            server.handler.mail_reply = reply
+        elif where == "RCPT":
+            server.handler.rcpt_replies["ann@example.com"] = reply
+        else:
+            server.handler.data_reply = reply
+        if outcome == "rejected":
+            assert await provider.send(EMAIL) == SendResult(None, (), {"ann@example.com": reply})
+        else:
+            failure = await failure_of(provider)
+            assert failure.code == outcome and reply in failure.message
+            assert failure.retryable is (outcome == "smtp_temporary")
+        assert server.received == []
+        server.handler.mail_reply = server.handler.data_reply = None
+        server.handler.rcpt_replies.clear()
+        assert (await provider.send(EMAIL)).accepted == ("ann@example.com",)
+    assert len(server.received) == 1 and server.handler.sessions == 1
+
+
+async def test_a_pipelined_send_on_a_connection_the_server_dropped_is_sent_on_a_new_one():
+    async with _pipelining_server() as server, server.provider() as provider:
+        await provider.send(email(message_id="<msg_1@flowd.example>"))
+        server.hang_up()
+
+        async def dropped() -> bool:
+            return server.open_sessions() == 0
+        await eventually(dropped)
+        await provider.send(email(message_id="<msg_2@flowd.example>"))
+    assert len(server.received) == 2 and server.handler.sessions == 2
 
 
 # --- the network --------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ async def mail(core: Core):
 
 
 def _request(message_id: str, to: str = "a@example.com", **fields: Any) -> EmailRequest:
+    """A step's message (with its run) unless `run_id=None` makes it transactional."""
+    fields.setdefault("run_id", "run_1")
     return EmailRequest(project_id="default", message_id=message_id, to=(to,), subject="S",
                         text="T", html=None, **fields)
 
@@ -92,7 +94,7 @@ async def test_a_failure_no_retry_can_cure_fails_the_record_at_once(core, mail):
 async def test_a_transactional_message_is_retried_every_minute_until_it_goes(core, mail):
     mailer, provider = mail
     provider.by_recipient["a@example.com"] = LATER
-    accepted = await mailer.accept(_request("msg_t"))
+    accepted = await mailer.accept(_request("msg_t", run_id=None))
     assert accepted.status is MessageStatus.SENDING
     await _until(lambda: _attempts(provider, 1))
     assert (await _record(core, "msg_t")).error["code"] == "smtp_temporary"
@@ -110,7 +112,7 @@ async def test_a_transactional_message_is_retried_every_minute_until_it_goes(cor
 async def test_a_transactional_message_gives_up_after_an_hour(core, mail):
     mailer, provider = mail
     provider.by_recipient["a@example.com"] = LATER
-    await mailer.accept(_request("msg_t"))
+    await mailer.accept(_request("msg_t", run_id=None))
     await _until(lambda: _attempts(provider, 1))
     for attempt in range(2, GIVE_UP_MS // RETRY_INTERVAL_MS + 2):
         core.clock.advance(RETRY_INTERVAL_MS)

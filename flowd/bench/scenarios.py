@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import shutil
 import statistics
 import sys
@@ -28,11 +29,13 @@ from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 import aiohttp
 from aiohttp import web
 
-from flowd.bench import seed
+from flowd.bench import mailsink, seed
 from flowd.bench.client import Api
 from flowd.bench.loadgen import bodies, percentile, run_load
-from flowd.bench.report import Row
+from flowd.bench.mailsink import MailSink
+from flowd.bench.report import NOT_INSTALLED, Row
 from flowd.bench.server import BenchError, FlowdServer, free_port
+from flowd.config import EmailConfig
 from flowd.store import Probe
 from flowd.store.records import Run
 from flowd.timeutil import format_ms, parse_time
@@ -53,6 +56,7 @@ class Sizes:
     wait_queries: int
     recovery_load_s: float     # fanout load before the kill -9
     webhook_runs: int
+    email_runs: int            # per provider: SMTP, then the outbox
     peer_workflows: int
     peer_repeats: int
     settle_s: float            # the longest any wait for runs to finish may take
@@ -61,11 +65,12 @@ class Sizes:
 
 QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=1000,
               steps_runs=100, chain_repeats=3, timer_runs=1000, wait_runs=20_000,
-              wait_queries=50, recovery_load_s=1.0, webhook_runs=500, peer_workflows=50,
-              peer_repeats=3, settle_s=30.0, scenario_s=90.0)
+              wait_queries=50, recovery_load_s=1.0, webhook_runs=500, email_runs=300,
+              peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
              steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
-             wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, peer_workflows=1000,
+             wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
+             peer_workflows=1000,
              peer_repeats=5, settle_s=180.0, scenario_s=1200.0)
 
 INGEST_CONNECTIONS = 64
@@ -92,11 +97,13 @@ class Context:
 
 
 @asynccontextmanager
-async def flowd(ctx: Context, name: str) -> AsyncIterator[FlowdServer]:
-    """A fresh server for one scenario, always stopped (and its files removed) afterwards."""
+async def flowd(ctx: Context, name: str, env: dict[str, str] | None = None
+                ) -> AsyncIterator[FlowdServer]:
+    """A fresh server for one scenario, always stopped (and its files removed) afterwards;
+    `env`: settings of the scenario's own (FLOWD_*), over those this process passes on."""
     workdir = ctx.tmp / name
     workdir.mkdir(parents=True, exist_ok=True)
-    server = FlowdServer(workdir, synchronous=ctx.synchronous)
+    server = FlowdServer(workdir, synchronous=ctx.synchronous, env=env)
     try:
         await server.start()
         yield server
@@ -639,6 +646,123 @@ async def webhooks(ctx: Context) -> list[Row]:
     ]
 
 
+# ------------------------------------------------------------------ email
+
+# What a journey's email looks like: a subject and both parts from the contact's traits, one
+# link; with the default settings its html gets a tracked link and an open pixel, and every
+# message a List-Unsubscribe header (an unsubscribe token stored with the message record).
+EMAIL_STEP = {"id": "mail", "type": "send_email", "config": {
+    "subject": "Hi {{ contact.traits.first_name }}",
+    "html": "<p>Hello {{ contact.traits.first_name }}, your order is on its way. "
+            "<a href=\"https://example.com/orders\">Follow it</a></p>",
+    "text": "Hello {{ contact.traits.first_name }}, your order is on its way: "
+            "https://example.com/orders"}}
+EMAIL_UNIT = "email (event with its contact, run, message record, send, outcome, run's end)"
+
+
+def email_events(count: int, prefix: str) -> list[dict[str, Any]]:
+    """Events that each start one run, for a contact (upserted by the event) with an email."""
+    return [{"name": "bench.email", "contact_id": f"{prefix}-{i}",
+             "contact": {"email": f"{prefix}-{i}@example.com",
+                         "traits": {"first_name": f"Ada{i}"}}} for i in range(count)]
+
+
+async def sent_times(api: Api) -> list[int]:
+    """sent_at (server clock, epoch ms) of every message recorded sent, from GET /v1/messages:
+    the record is what says an email went out, whatever the provider."""
+    times: list[int] = []
+    cursor = None
+    while True:
+        page = await api.call("GET", "/v1/messages?status=sent&limit=100"
+                              + (f"&cursor={cursor}" if cursor else ""), expect=(200,))
+        times.extend(parse_time(m["sent_at"]) for m in page["data"])
+        cursor = page["next_cursor"]
+        if not cursor or not page["data"]:
+            return times
+
+
+async def send_emails(ctx: Context, name: str, env: dict[str, str],
+                      sink: MailSink | None = None) -> dict[str, Any]:
+    """`email_runs` runs of one send_email step on a fresh server with `env`'s provider; checks
+    that every message was recorded sent (and, with a sink, arrived there once)."""
+    n = ctx.sizes.email_runs
+    async with flowd(ctx, name, env) as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow(
+            "bench email", {"type": "event", "event": "bench.email"}, [EMAIL_STEP])
+        batch = email_events(n, name)
+        with Probe(server.db_path) as probe:
+            cpu0 = server.cpu_seconds()
+            sink_cpu0 = None if sink is None else sink.cpu_seconds()
+            t0_ms = time.time() * 1000
+            await start_runs(api, batch)
+            posted_s = (time.time() * 1000 - t0_ms) / 1000
+            await settle(probe, server, n, ctx.sizes.settle_s, interval_s=0.05)
+            cpu = cpu_note(server, cpu0, n, EMAIL_UNIT)
+            sink_cpu1 = None if sink is None else sink.cpu_seconds()
+            _, _, last_completed, _ = probe.run_window(workflow["id"])
+        sent = await sent_times(api)
+        received = None if sink is None else await sink.stats()
+    if len(sent) != n:
+        raise BenchError(f"{n} messages should have been recorded sent; {len(sent)} were "
+                         f"(see GET /v1/messages?status=…)")
+    if received is not None and received["distinct"] != n:
+        raise BenchError(f"the SMTP server received {received['distinct']} distinct messages "
+                         f"of the {n} recorded sent ({received['messages']} in all)")
+    sink_note = ""
+    if received is not None and sink_cpu0 is not None and sink_cpu1 is not None:
+        sink_note = (f"; the SMTP server (aiosmtpd, its own process, on the same cores) used "
+                     f"{(sink_cpu1 - sink_cpu0) / n * 1e6:,.0f} µs CPU per message, "
+                     f"{received['sessions']} sessions, "
+                     f"{received['messages'] - received['distinct']} repeated messages")
+    window_s = (max(sent) - t0_ms) / 1000
+    return {"rate": n / window_s, "window_s": window_s, "posted_s": posted_s,
+            "runs_s": (last_completed - t0_ms) / 1000, "cpu": cpu, "sink": sink_note}
+
+
+async def email(ctx: Context) -> list[Row]:
+    """The same journey twice, each on a fresh server: through SMTP to an aiosmtpd in a process
+    of its own (its CPU is not flowd's, and is reported apart), then to the outbox, which sends
+    nothing — the difference between the two is what delivery over SMTP costs flowd."""
+    n = ctx.sizes.email_runs
+    # The pool size the server gets: FLOWD_EMAIL_CONNECTIONS passes through, so it can be varied.
+    connections = os.environ.get("FLOWD_EMAIL_CONNECTIONS") or EmailConfig().connections
+    smtp_figure = f"emails/s through SMTP (aiosmtpd), {connections} connections"
+    how = (f"{n:,} runs of one send_email step (subject, text and html from the contact's "
+           f"traits; tracked link, open pixel, unsubscribe header), events in batches of 100, "
+           f"4 at a time; from the first POST (bench clock) to the last message's sent_at "
+           f"(server clock)")
+    rows: list[Row] = []
+    version = mailsink.installed_version()
+    if version is None:
+        rows.append(Row("email", smtp_figure, None, "emails/s", ">=", 1000,
+                        status=NOT_INSTALLED, note=mailsink.INSTALL_HINT))
+    else:
+        workdir = ctx.tmp / "email-sink"
+        workdir.mkdir(parents=True, exist_ok=True)
+        sink = MailSink(workdir)
+        try:
+            port = await sink.start()
+            smtp = await send_emails(ctx, "email-smtp", {
+                "FLOWD_EMAIL_PROVIDER": "smtp", "FLOWD_EMAIL_HOST": "127.0.0.1",
+                "FLOWD_EMAIL_PORT": str(port)}, sink)
+        finally:
+            await sink.close()
+        rows.append(Row(
+            "email", smtp_figure, smtp["rate"], "emails/s", ">=", 1000,
+            note=f"{how}: {smtp['window_s']:.2f} s, every one recorded sent and received once "
+                 f"by the SMTP server (aiosmtpd {sink.version}, offering PIPELINING); events "
+                 f"acknowledged after {smtp['posted_s']:.2f} s, last run completed after "
+                 f"{smtp['runs_s']:.2f} s{smtp['cpu']}{smtp['sink']}"))
+    outbox = await send_emails(ctx, "email-outbox", {"FLOWD_EMAIL_PROVIDER": "outbox"})
+    rows.append(Row(
+        "email", "emails/s to the outbox (recorded, nothing sent)", outbox["rate"], "emails/s",
+        ">=", 3000,
+        note=f"{how}: {outbox['window_s']:.2f} s, every one recorded sent; events acknowledged "
+             f"after {outbox['posted_s']:.2f} s, last run completed after "
+             f"{outbox['runs_s']:.2f} s{outbox['cpu']}"))
+    return rows
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "ingest": ingest,
     "ingest-batch": ingest_batch,
@@ -649,4 +773,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "wait-scale": wait_scale,
     "recovery": recovery,
     "webhooks": webhooks,
+    "email": email,
 }

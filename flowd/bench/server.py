@@ -9,7 +9,8 @@ temporary directory and a free port of 127.0.0.1.
 
 The environment it gets: this process's, less FLOWD_ADMIN_KEY and FLOWD_CONFIG, plus
 FLOWD_ADMIN_KEY (a fresh random key), FLOWD_STORAGE_SYNCHRONOUS and
-FLOWD_HTTP_ALLOW_PRIVATE_NETWORKS=true (the webhook scenario calls a sink on 127.0.0.1). Other
+FLOWD_HTTP_ALLOW_PRIVATE_NETWORKS=true (the webhook scenario calls a sink on 127.0.0.1), plus
+what the scenario itself sets (`env`: the email scenario's provider and SMTP port). Other
 FLOWD_* settings pass through, so a setting can be measured; the report lists them. Its
 working directory is the temporary one, so no stray ./flowd.toml changes the server.
 """
@@ -73,8 +74,9 @@ def proc_cpu_seconds(pid: int | None) -> float | None:
 
 class FlowdServer:
     def __init__(self, workdir: Path, *, synchronous: str = "normal",
-                 db_name: str = "flowd.db") -> None:
+                 db_name: str = "flowd.db", env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.env = dict(env or {})     # the scenario's own settings, over the inherited ones
         self.db_path = workdir / db_name
         self.synchronous = synchronous
         self.key = "bench_" + secrets.token_urlsafe(24)
@@ -100,7 +102,7 @@ class FlowdServer:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _OWN_ENV}
         env.update({"FLOWD_ADMIN_KEY": self.key, "FLOWD_STORAGE_SYNCHRONOUS": self.synchronous,
-                    "FLOWD_HTTP_ALLOW_PRIVATE_NETWORKS": "true"})
+                    "FLOWD_HTTP_ALLOW_PRIVATE_NETWORKS": "true", **self.env})
         return env
 
     async def start(self) -> float:

@@ -445,6 +445,8 @@ class SmtpProvider:
 
     def _transaction(self, smtp: smtplib.SMTP, sender: str, recipients: tuple[str, ...],
                      data: bytes, message_id: str) -> SendResult:
+        if len(recipients) == 1 and smtp.has_extn("pipelining"):
+            return self._pipelined(smtp, sender, recipients[0], data, message_id)
         try:
             # docmd rather than mail()/rcpt(): the addresses are checked plain addr-specs, and
             # smtplib's re-parsing of them was a tenth of a message's cost.
@@ -480,6 +482,41 @@ class SmtpProvider:
         if 500 <= code <= 599:  # the message itself is refused: for every recipient
             return SendResult(None, (), {**rejected, **dict.fromkeys(accepted, reply)})
         raise self._reply_failure("DATA", code, reply)
+
+    def _pipelined(self, smtp: smtplib.SMTP, sender: str, recipient: str, data: bytes,
+                   message_id: str) -> SendResult:
+        """One recipient, RFC 2920: MAIL, RCPT and DATA in one write and their replies read in
+        order — two round trips a message instead of four (the server's CPU and ours go to
+        each one). Only with one recipient: then a refused RCPT leaves no recipient, so the
+        server refuses DATA too (or, were it to take it, an empty body goes to nobody); with
+        several, a DATA already accepted could not be taken back when one RCPT says 4xx."""
+        batch = f"MAIL FROM:<{sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n"
+        try:
+            code, reply = self._command(smtp, "MAIL FROM",
+                                        lambda: (smtp.send(batch), smtp.getreply())[1])
+        except EffectFailed as failure:
+            if failure.code == "smtp_unavailable":
+                raise _ServerHungUp(failure) from None
+            raise
+        if code == 421:
+            smtp.close()  # it is closing: its other replies will not come
+            raise _ServerHungUp(self._reply_failure("MAIL FROM", code, reply))
+        mail = code, reply
+        rcpt = self._command(smtp, f"RCPT TO:<{recipient}>", smtp.getreply)
+        code, reply = self._command(smtp, "DATA", smtp.getreply)
+        if code == 354:   # the body must follow now, whatever came before
+            body = data if rcpt[0] in (250, 251) and mail[0] == 250 else b""
+            code, reply = self._command(smtp, "DATA", lambda: _send_body(smtp, body))
+        if mail[0] != 250:
+            raise self._reply_failure("MAIL FROM", *mail)
+        if rcpt[0] not in (250, 251) and not 500 <= rcpt[0] <= 599:
+            raise self._reply_failure(f"RCPT TO:<{recipient}>", *rcpt)
+        if rcpt[0] in (250, 251) and code == 250:
+            return SendResult(_queue_id(reply) or message_id, (recipient,), {})
+        if rcpt[0] in (250, 251) and not 500 <= code <= 599:
+            raise self._reply_failure("DATA", code, reply)
+        _abort_transaction(smtp)   # refused for good; RSET for the next message
+        return SendResult(None, (), {recipient: rcpt[1] if rcpt[0] >= 500 else reply})
 
     def _command(self, smtp: smtplib.SMTP, doing: str,
                  call: Callable[[], tuple[int, bytes]]) -> tuple[int, str]:
@@ -574,6 +611,18 @@ class SmtpProvider:
     def _auth_failure(self, reply: str) -> EffectFailed:
         return EffectFailed("smtp_auth_failed", f"the {self._where} refused to log in "
                             f"{self.username!r}: {reply}", retryable=False)
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _send_body(smtp: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """A message's body after DATA's 354 (dots doubled, RFC 5321 4.5.2), and its reply."""
+    body = _LEADING_DOT.sub(b"..", data)
+    if body and not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    smtp.send(body + b".\r\n")
+    return smtp.getreply()
 
 
 def _abort_transaction(smtp: smtplib.SMTP) -> None:
