@@ -23,7 +23,8 @@ What it guarantees:
 - **`OutboxProvider`** sends nothing off the machine: the caller's message record is the
   record. Every recipient is accepted; `provider_message_id` is the Message-ID.
 - **`SmtpProvider`** sends with `smtplib` on a small pool of reused connections, each used by
-  one thread of its own bounded pool (see the class). A permanent refusal of a recipient (5xx
+  one thread of its own bounded pool (see the class); a one-recipient message goes in two
+  round trips when the server offers PIPELINING (RFC 2920). A permanent refusal of a recipient (5xx
   on RCPT, or on DATA for all of them) is a result, not a failure: those recipients are in
   `SendResult.rejected` with the server's reply. Everything else is an `EffectFailed`:
 
