@@ -9,12 +9,13 @@ Certificates come from a CA made in the test (trustme). No test asserts how long
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 import ssl
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, AsyncIterator
 
 import pytest
 import trustme
@@ -583,19 +584,25 @@ async def test_a_refused_connection_is_retryable():
     assert f"127.0.0.1:{port}" in failure.message
 
 
+@contextlib.asynccontextmanager
+async def raw_server(handle: Any) -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 that speaks as `handle` does (no SMTP library); its port."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_server_that_never_answers_times_out():
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # never greets
         writer.close()
 
-    silent_server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = silent_server.sockets[0].getsockname()[1]
-    try:
-        async with SmtpProvider("127.0.0.1", port, timeout=0.2) as provider:
-            failure = await failure_of(provider)
-    finally:
-        silent_server.close()
-        await silent_server.wait_closed()
+    async with raw_server(silent) as port, SmtpProvider("127.0.0.1", port,
+                                                       timeout=0.2) as provider:
+        failure = await failure_of(provider)
     assert (failure.code, failure.retryable) == ("smtp_timeout", True)
 
 
@@ -609,14 +616,9 @@ async def test_a_greeting_that_refuses(greeting, code, retryable):
         await reader.read()
         writer.close()
 
-    refusing_server = await asyncio.start_server(refuse, "127.0.0.1", 0)
-    port = refusing_server.sockets[0].getsockname()[1]
-    try:
-        async with SmtpProvider("127.0.0.1", port, timeout=5) as provider:
-            failure = await failure_of(provider)
-    finally:
-        refusing_server.close()
-        await refusing_server.wait_closed()
+    async with raw_server(refuse) as port, SmtpProvider("127.0.0.1", port,
+                                                       timeout=5) as provider:
+        failure = await failure_of(provider)
     assert (failure.code, failure.retryable) == (code, retryable)
     assert greeting.decode().strip() in failure.message
 
