@@ -148,16 +148,25 @@ class Mailer:
         first; one that has been trying for GIVE_UP_MS gets a last attempt, then says
         `failed`."""
         while True:
-            round_started, after = self._clock.now_ms(), 0
-            while True:
-                batch, after = await self._store.read(
-                    lambda tx: tx.messages.unsent(after, UNSENT_BATCH))
-                due = [m for m in batch if m.id not in self._in_flight]
-                self._in_flight.update(m.id for m in due)
-                await asyncio.gather(*(self._try_once(m) for m in due))
-                if len(batch) < UNSENT_BATCH:
-                    break
+            round_started = self._clock.now_ms()
+            try:
+                await self._retry_round()
+            except Exception:
+                # The database was busy or full, say: the next round tries again; a loop that
+                # died here would leave every unsent message unsent until a restart.
+                log.exception("a round of retrying unsent messages failed")
             await self._clock.sleep_until(round_started + self.retry_interval_ms)
+
+    async def _retry_round(self) -> None:
+        after = 0
+        while True:
+            batch, after = await self._store.read(
+                lambda tx: tx.messages.unsent(after, UNSENT_BATCH))
+            due = [m for m in batch if m.id not in self._in_flight]
+            self._in_flight.update(m.id for m in due)
+            await asyncio.gather(*(self._try_once(m) for m in due))
+            if len(batch) < UNSENT_BATCH:
+                return
 
     async def _try_once(self, message: Message) -> None:
         """One attempt at a transactional message its caller marked in flight."""
