@@ -18,6 +18,7 @@ from flowd.api.middleware import (
 )
 from flowd.api.openapi import build_openapi
 from flowd.api.routes import ROUTES
+from flowd.approvals import ApprovalDesk
 from flowd.auth import Authenticator, bootstrap_admin
 from flowd.clock import Clock
 from flowd.config import Config, EmailConfig
@@ -65,6 +66,7 @@ class Services:
     signer: WebhookSigner
     http: HttpClient
     mailer: Mailer
+    approvals: ApprovalDesk
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -125,9 +127,14 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                     on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
     mailer = Mailer(store, clock, mail_provider(config.email), ingest,
                     MailSettings.of(config.email), public_url=lambda: services.public_url())
-    engine = Engine(store, registry, clock, Effects(http=http, signer=signer, email=mailer),
+    approvals = ApprovalDesk(store, clock, public_url=lambda: services.public_url(),
+                             on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+    engine = Engine(store, registry, clock,
+                    Effects(http=http, signer=signer, email=mailer, approvals=approvals),
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
-                    step_timeout_seconds=config.engine.step_timeout_seconds)
+                    step_timeout_seconds=config.engine.step_timeout_seconds,
+                    on_started=lambda runs: scheduler.start_new(runs),
+                    store_events=ingest.store_events)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
@@ -138,7 +145,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
-        signer=signer, http=http, mailer=mailer, openapi=build_openapi(ROUTES))
+        signer=signer, http=http, mailer=mailer, approvals=approvals,
+        openapi=build_openapi(ROUTES))
     return services
 
 
@@ -169,6 +177,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.registry.load()
             await services.engine.load()
             await services.mailer.start()
+            await services.approvals.start()
             await services.scheduler.start()
             yield
         finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Callable
 
 from flowd.conditions import (
     Condition,
@@ -86,6 +86,7 @@ class CompiledStep:
     on_error: str
     needs_scope: bool = True     # False: no templates and the type never reads the scope
     reads_contact: bool = True   # False: nothing in it can read the run's contact
+    loop_id: str | None = None   # the innermost `loop` whose body this step is in
 
     def target(self, branch: str | None) -> str | None:
         """The step after this one for `branch` (None = the default path); None ends the run."""
@@ -263,6 +264,7 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
 
     if not any(issue.severity == "error" for issue in issues.issues):
         _check_graph(raw_steps, steps, issues)
+        _assign_loops(steps)
     lint(definition, issues.warning)  # also on drafts with errors: warnings help fix them too
     workflow = CompiledWorkflow(trigger_type, trigger, settings.get("reentry", "after_completion"),
                                 exit_on, steps, raw_steps[0]["id"] if raw_steps else None)
@@ -316,7 +318,8 @@ def _check_graph(raw_steps: list[dict[str, Any]], steps: dict[str, CompiledStep]
 def _cycle_without_wait(steps: dict[str, CompiledStep]) -> list[str] | None:
     """A cycle through steps none of which waits (such a loop would spin without end)."""
     order = {sid: i for i, sid in enumerate(steps)}
-    live = {sid for sid, step in steps.items() if not step.type.waits}
+    live = {sid for sid, step in steps.items()
+            if not (step.type.waits or step.type.breaks_cycles)}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     for root in sorted(live, key=order.__getitem__):  # definition order: stable reports
         if root in state:
@@ -342,6 +345,42 @@ def _cycle_without_wait(steps: dict[str, CompiledStep]) -> list[str] | None:
                 path.append(nxt)
                 stack.append((nxt, sorted(steps[nxt].successors() & live)))
     return None
+
+
+def _assign_loops(steps: dict[str, CompiledStep]) -> None:
+    """Each step's innermost enclosing loop: a loop's body is every step on a path from its
+    `each` target back to the loop; of the loops whose body holds a step, the innermost has
+    the smallest body. (Templates in the body read `loop.item` from that loop.)"""
+    predecessors: dict[str, set[str]] = {sid: set() for sid in steps}
+    for sid, step in steps.items():
+        for target in step.successors():
+            if target in predecessors:
+                predecessors[target].add(sid)
+    bodies: list[tuple[int, str, set[str]]] = []
+    for loop_id, loop in steps.items():
+        if loop.type.name != "loop":
+            continue
+        start = loop.target("each")
+        if start is None or start == loop_id:
+            continue
+        ahead = _reach(start, lambda s: steps[s].successors() if s in steps else (), loop_id)
+        behind = _reach(loop_id, lambda s: predecessors.get(s, ()), None)
+        body = ahead & behind
+        bodies.append((len(body), loop_id, body))
+    for _, loop_id, body in sorted(bodies, reverse=True):   # inner (smaller) bodies last win
+        for sid in body:
+            steps[sid].loop_id = loop_id
+
+
+def _reach(start: str, edges: Callable[[str], Any], stop: str | None) -> set[str]:
+    """Steps reachable from `start` along `edges`, not passing through `stop`."""
+    seen, stack = {start}, [start]
+    while stack:
+        for nxt in edges(stack.pop()):
+            if nxt not in seen and nxt != stop:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
 
 
 # ---------------------------------------------------------------- references to templates

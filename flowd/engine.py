@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
+from typing import Any, Callable
 
 from flowd.clock import Clock
 from flowd.config import EngineConfig
@@ -22,8 +22,10 @@ from flowd.definitions import CompiledStep
 from flowd.dueruns import DueRuns
 from flowd.effects.base import EffectFailed
 from flowd.errors import FlowdError
+from flowd.ingest import IncomingEvent
 from flowd.matching import EventView, WaitedNames, wait_matches
 from flowd.registry import Registry
+from flowd.runs import after_end, depth, new_run
 from flowd.steps.base import Effects, Outcome, StepContext, StepFailed
 from flowd.store import Claim, RunPreempted, Store, Transaction
 from flowd.store.records import Run, RunStatus, TraceEntry
@@ -41,13 +43,17 @@ EMPTY_SCOPE = Scope({})
 _TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 RunWithContact = tuple[Run, "dict[str, Any] | None", bool]   # (run, contact, contact loaded)
+StartedRuns = list[tuple[Run, "dict[str, Any] | None"]]
+StoreEvents = Callable[[Transaction, str, list[IncomingEvent], int], list[Any]]
 
 
 class Engine:
     def __init__(self, store: Store, registry: Registry, clock: Clock, effects: Effects, *,
                  due: DueRuns, waited: WaitedNames, rng: random.Random | None = None,
                  max_steps_per_run: int = 10_000,
-                 step_timeout_seconds: float = EngineConfig.step_timeout_seconds) -> None:
+                 step_timeout_seconds: float = EngineConfig.step_timeout_seconds,
+                 on_started: Callable[[StartedRuns], None] = lambda runs: None,
+                 store_events: StoreEvents | None = None) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -58,6 +64,8 @@ class Engine:
         self._step_limit = max_steps_per_run
         self._step_timeout = step_timeout_seconds
         self._parked: dict[str, Run] = {}
+        self._on_started = on_started          # child runs a step started
+        self._store_events = store_events      # ingest's unit: events a step emitted
         self.steps_committed = 0
 
     async def load(self) -> None:
@@ -86,8 +94,13 @@ class Engine:
         run.error = {"code": "internal", "message": "the engine hit an unexpected error; see the "
                      "server log", "step_id": run.current_step_id}
         expect = run.stored_status or RunStatus.RUNNING
+
+        def unit(tx: Transaction) -> None:
+            if tx.runs.end(run, expect=[expect]):
+                self._after_end(tx, run, now)
+
         try:
-            await self._store.write(lambda tx: tx.runs.end(run, expect=[expect]))
+            await self._store.write(unit)
         except Exception:
             log.exception("could not record the failure of run %s", run.id)
 
@@ -129,13 +142,18 @@ class Engine:
         await self._store.write(unit)
         run.stored_status = run.status
 
-    def _scope(self, run: Run, contact: dict[str, Any] | None, now: int) -> Scope:
-        return Scope({"contact": contact or {}, "event": run.trigger.get("event") or {},
-                      "vars": run.vars, "steps": run.outputs,
-                      "run": {"id": run.id, "workflow_id": run.workflow_id,
-                              "workflow_version": run.workflow_version,
-                              "contact_id": run.contact_id},
-                      "now": format_ms(now)})
+    def _scope(self, run: Run, step: CompiledStep, contact: dict[str, Any] | None,
+               now: int) -> Scope:
+        roots = {"contact": contact or {}, "event": run.trigger.get("event") or {},
+                 "vars": run.vars, "steps": run.outputs,
+                 "run": {"id": run.id, "workflow_id": run.workflow_id,
+                         "workflow_version": run.workflow_version,
+                         "contact_id": run.contact_id, "parent_run_id": run.parent_run_id},
+                 "now": format_ms(now)}
+        if step.loop_id is not None:
+            # Inside a loop's body: the item the loop's latest visit took.
+            roots["loop"] = run.outputs.get(step.loop_id) or {}
+        return Scope(roots)
 
     async def _advance(self, run: Run, step: CompiledStep,
                        contact: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -156,7 +174,7 @@ class Engine:
         entry = TraceEntry(run.trace_len + 1, step.id, step.type.name, "ok", run.attempt, visit,
                            started_at=now)
         # Only templated configs and condition steps read the scope; most steps need none.
-        scope = self._scope(run, contact, now) if step.needs_scope else EMPTY_SCOPE
+        scope = self._scope(run, step, contact, now) if step.needs_scope else EMPTY_SCOPE
         try:
             try:
                 config = step.config.render(scope)
@@ -165,6 +183,7 @@ class Engine:
             entry.input = config
             ctx = self._context(run, step, visit, now, config, scope, entered_at)
             outcome = await self._attempt(step, ctx)
+            child = self._child_run(run, outcome, now) if outcome.child is not None else None
         except StepFailed as failure:
             return await self._failed(run, step, entry, failure, contact)
         except EffectFailed as exc:
@@ -190,9 +209,35 @@ class Engine:
             run.wait.started_at, run.wait.input = now, entry.input
             run.due_at = outcome.wait.until
             return await self._commit(run, entry, event_wait=outcome.event_wait, contact=contact,
-                                      contact_patch=outcome.contact_patch)
+                                      contact_patch=outcome.contact_patch, outcome=outcome,
+                                      child=child)
         self._move_on(run, step, outcome, entry.finished_at)
-        return await self._commit(run, entry, contact=contact, contact_patch=outcome.contact_patch)
+        return await self._commit(run, entry, contact=contact, contact_patch=outcome.contact_patch,
+                                  outcome=outcome, child=child)
+
+    def _child_run(self, run: Run, outcome: Outcome, now: int) -> Run:
+        """The run a `run_workflow` step starts (inserted with the step's commit): of the
+        named workflow, for this run's contact, one level deeper."""
+        request = outcome.child
+        assert request is not None
+        found = self._registry.index.find(run.project_id, request.workflow)
+        if not found:
+            raise StepFailed("unknown_workflow", f"no active or paused workflow has the id or "
+                             f"name {request.workflow!r}", retryable=False)
+        if len(found) > 1:
+            raise StepFailed("ambiguous_workflow", f"{len(found)} workflows are named "
+                             f"{request.workflow!r}; name it by id", retryable=False)
+        event = {"id": None, "name": "workflow.child", "contact_id": run.contact_id,
+                 "properties": request.input, "timestamp": format_ms(now),
+                 "received_at": format_ms(now), "message_id": None}
+        trigger = {"type": "workflow", "parent_run_id": run.id, "event": event,
+                   "depth": depth(run) + 1}
+        child = new_run(found[0], run.contact_id, trigger, now, parent_run_id=run.id)
+        if outcome.wait is not None:
+            outcome.wait.ref = child.id
+        outcome.output = {**(outcome.output or {}), "run_id": child.id,
+                          "workflow_id": child.workflow_id}
+        return child
 
     async def _attempt(self, step: CompiledStep, ctx: StepContext) -> Outcome:
         """One attempt of a step, under the one timeout every attempt gets: a slow provider
@@ -222,7 +267,7 @@ class Engine:
         visit = run.visits.get(step.id, 1)
         # resume() sees the config as it was resolved when the wait began, and the run's data
         # (not its contact, which this path never needs to load).
-        scope = self._scope(run, None, now) if step.needs_scope else EMPTY_SCOPE
+        scope = self._scope(run, step, None, now) if step.needs_scope else EMPTY_SCOPE
         ctx = self._context(run, step, visit, now, wait.input or {}, scope, wait.started_at)
         outcome = step.type.resume(ctx, wake)
         entry = TraceEntry(run.trace_len, step.id, step.type.name, "ok", run.attempt, visit,
@@ -293,7 +338,8 @@ class Engine:
                            config=config, compiled=step.compiled, scope=scope,
                            effects=self._effects, random=self._random,
                            contact_id=run.contact_id, entered_at=entered_at,
-                           final_attempt=run.attempt >= step.retry.max_attempts)
+                           final_attempt=run.attempt >= step.retry.max_attempts,
+                           depth=depth(run), previous_output=run.outputs.get(step.id))
 
     # ------------------------------------------------------------ the commit
 
@@ -303,9 +349,12 @@ class Engine:
                       event_wait: EventWaitSpec | None = None,
                       fail: tuple[str, str] | None = None,
                       replace: bool = False,
-                      clear_event_wait: bool = False) -> dict[str, Any] | None:
-        """One unit: the trace entry, the contact change, the event wait, the run's new state.
-        Returns the run's contact as it now is."""
+                      clear_event_wait: bool = False,
+                      outcome: Outcome | None = None,
+                      child: Run | None = None) -> dict[str, Any] | None:
+        """One unit: the trace entry, the contact change, the event wait, what the step
+        started (a child run, an approval, emitted events), the run's new state. Returns the
+        run's contact as it now is."""
         now = self._clock.now_ms()
         run.updated_at = now
         if fail is not None:
@@ -314,6 +363,8 @@ class Engine:
         expect = run.stored_status or RunStatus.RUNNING
 
         def unit(tx: Transaction) -> dict[str, Any] | None:
+            if outcome is not None:
+                self._commit_started(tx, run, entry, outcome, child, contact, now)
             if entry is not None:
                 tx.runs.write_trace(run.id, entry, replace=replace)
             new_contact = None
@@ -328,6 +379,7 @@ class Engine:
                 # The engine ended the run from a step: no wait of it is open.
                 if not tx.runs.end(run, expect=[expect], waiting=False):
                     raise RunPreempted(run.id)
+                self._after_end(tx, run, now)
             else:
                 tx.runs.save(run, expect=expect)
             if run.status is RunStatus.WAITING and run.due_at is not None:
@@ -338,6 +390,36 @@ class Engine:
         run.stored_status = run.status
         self.steps_committed += 1
         return new_contact if new_contact is not None else contact
+
+    def _commit_started(self, tx: Transaction, run: Run, entry: TraceEntry | None,
+                        outcome: Outcome, child: Run | None, contact: dict[str, Any] | None,
+                        now: int) -> None:
+        if outcome.approval is not None:
+            tx.approvals.open(outcome.approval.approval, outcome.approval.token_hashes)
+        if child is not None:
+            tx.runs.insert([child])
+            if child.due_at is not None:   # a paused workflow's run waits for its resume
+                started = [(child, contact if run.contact_id is not None else None)]
+                tx.after_commit.append(lambda: self._on_started(started))
+        if outcome.events:
+            if self._store_events is None:
+                raise RuntimeError("the engine was built without store_events")
+            next_depth = depth(run) + 1
+            results = self._store_events(tx, run.project_id, [
+                IncomingEvent(e.name, e.contact_id, e.properties, depth=next_depth)
+                for e in outcome.events], now)
+            if entry is not None and isinstance(entry.output, dict):
+                # The same dict is the step's output in run.outputs: both say what happened.
+                entry.output.update(event_id=results[0].id, runs_started=results[0].runs_started,
+                                    runs_resumed=results[0].runs_resumed)
+
+    def _after_end(self, tx: Transaction, run: Run, now: int) -> None:
+        """In the unit that ends `run`: a parent waiting for it wakes, and goes on once the
+        unit is durable."""
+        woken: list[str] = []
+        after_end(tx, run, now, woken)
+        if woken:
+            tx.after_commit.append(lambda: self._due.notify_now(woken))
 
     def _register_event_wait(self, tx: Transaction, run: Run, spec: EventWaitSpec,
                              contact: dict[str, Any] | None) -> None:
@@ -406,7 +488,7 @@ class Engine:
             return []
         now = self._clock.now_ms()   # when the timers are ended: what the trace records
         claims = [self._claim(run, now) for run in runs]
-        taken = await self._store.write(lambda tx: tx.runs.claim(claims))
+        taken = await self._store.write(self._take, claims, now)
         running = [run for run in taken if run.status is RunStatus.RUNNING]
         wanted = [run for run in running if run.contact_id and self._reads_contact(run)]
         contacts = await self._store.read(lambda tx: tx.contacts.get_many_json(
@@ -414,6 +496,13 @@ class Engine:
         wanted_ids = {run.id for run in wanted}
         return [(run, contacts.get((run.project_id, run.contact_id)), run.id in wanted_ids)
                 for run in running]
+
+    def _take(self, tx: Transaction, claims: list[Claim], now: int) -> list[Run]:
+        taken = tx.runs.claim(claims)
+        for run in taken:
+            if run.status in _TERMINAL:   # its timer ended its last step
+                self._after_end(tx, run, now)
+        return taken
 
     def _claim(self, run: Run, now: int) -> Claim:
         claim = Claim(run, run.status, run.updated_at)

@@ -29,6 +29,9 @@ class IncomingEvent(NamedTuple):
     timestamp: int | None = None          # epoch ms; None means "when received"
     message_id: str | None = None
     contact: dict[str, Any] | None = None  # a validated contact upsert patch
+    # How many runs led to it (emitted by a step: its run's depth + 1); runs it starts
+    # carry it on, so a chain of workflows triggering each other ends (flowd.steps.orchestration).
+    depth: int = 0
 
 
 class IngestResult(NamedTuple):
@@ -100,7 +103,7 @@ class Ingest:
                 contact_id=incoming.contact_id, properties=incoming.properties or {},
                 timestamp=incoming.timestamp if incoming.timestamp is not None else now,
                 received_at=now, message_id=incoming.message_id)
-            matched = match_event(tx, index, self._waited, event, now)
+            matched = match_event(tx, index, self._waited, event, now, depth=incoming.depth)
             started += [(run, matched.contact) for run in matched.started
                         if run.due_at is not None]  # paused runs wait for resume
             resumed += matched.resumed

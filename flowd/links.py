@@ -1,9 +1,10 @@
 """The links flowd puts in messages, and the tokens in them: unsubscribe (per contact and
-channel), the open pixel and click redirects (per message and link).
+channel), approval decisions (per approval and approver), the open pixel and click redirects
+(per message and link).
 
 Every token is a MAC under the server's `links` key (kept in the database, so links stay valid
 across restarts): it cannot be forged, and it cannot be enumerated (192 bits for unsubscribe
-tokens, 128 for tracking). An unsubscribe token reveals nothing (it is looked up by its hash);
+tokens, 256 for approvals, 128 for tracking). An unsubscribe token reveals nothing (it is looked up by its hash);
 a tracking token names its message and link, and is checked by recomputing its MAC in constant
 time — so a click can only ever lead to a URL that was in that very message.
 """
@@ -18,6 +19,7 @@ from typing import Callable
 
 _UNSUBSCRIBE_BYTES = 24
 _TRACKING_BYTES = 16
+_APPROVAL_BYTES = 32
 MAX_TRACKED_LINKS = 500   # a message's links beyond this are left as they are
 # href="http…" / href='http…' in an HTML part: the links a click may be counted on.
 _HREF = re.compile(r"""(\bhref\s*=\s*)(["'])(https?://[^"'\s<>]{1,4096})\2""", re.IGNORECASE)
@@ -39,6 +41,13 @@ def unsubscribe_token(key: bytes, project_id: str, contact_id: str, channel: str
     """The same for every message to this contact on this channel (so the store keeps one
     row per contact and channel, by the token's hash)."""
     return _mac(key, "unsubscribe", project_id, contact_id, channel, size=_UNSUBSCRIBE_BYTES)
+
+
+def approval_token(key: bytes, approval_id: str, approver: str | None) -> str:
+    """256 bits naming one approval and approver (None: the link in the step's output). The
+    same each time, so a step tried again mails the links its first attempt may have sent;
+    looked up by its hash, like an unsubscribe token."""
+    return _mac(key, "approval", approval_id, approver or "", size=_APPROVAL_BYTES)
 
 
 def open_token(key: bytes, message_id: str) -> str:

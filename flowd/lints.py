@@ -54,8 +54,8 @@ def lint(definition: dict[str, Any], warn: Warn) -> None:
 # What the scope really holds under each root (a test keeps these in step with the engine).
 CONTACT_FIELDS = ("id", "email", "phone", "timezone", "traits", "tags", "subscribed",
                   "push_tokens", "created_at", "updated_at")   # Contact.to_json()
-RUN_FIELDS = ("id", "workflow_id", "workflow_version", "contact_id")  # Engine._scope()
-LOOP_FIELDS = ("item", "index")  # API.md, `loop` step
+RUN_FIELDS = ("id", "workflow_id", "workflow_version", "contact_id", "parent_run_id")  # Engine._scope()
+LOOP_FIELDS = ("item", "index", "iterations")  # API.md, `loop` step
 
 # What other tools call the bag of custom attributes (lower case, without _ and -): where
 # flowd's contact has `traits`, an imported or hand-written definition often has one of these.
@@ -217,7 +217,7 @@ def _why_always_missing(path: Path, reader: _Reader, step_ids: set[str]) -> str 
     if path.root == "run":
         return _name_problem(path, first, RUN_FIELDS, f"a run has only {', '.join(RUN_FIELDS)}")
     if path.root == "loop":
-        return _name_problem(path, first, LOOP_FIELDS, "loop has only item and index")
+        return _name_problem(path, first, LOOP_FIELDS, "loop has only item, index and iterations")
     if path.root == "steps":
         return _name_problem(path, first, step_ids, f"no step has the id '{first}'")
     if path.root == "now":

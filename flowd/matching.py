@@ -116,7 +116,7 @@ class MatchResult:
 
 
 def match_event(tx: Transaction, index: TriggerIndex, waited: WaitedNames, event: Event,
-                now: int) -> MatchResult:
+                now: int, *, depth: int = 0) -> MatchResult:
     """What `event` does, done in `tx`; it records the run ids on the event as well."""
     result = MatchResult()
     exits = index.exits(event.project_id, event.name) if event.contact_id is not None else ()
@@ -141,7 +141,7 @@ def match_event(tx: Transaction, index: TriggerIndex, waited: WaitedNames, event
             for run_id in tx.runs.active_ids(event.project_id, contact_id=event.contact_id,
                                              workflow_ids=exiting):
                 if end_active_run(tx, event.project_id, run_id, RunStatus.COMPLETED, now,
-                                  exit_reason=f"exit_on:{event.name}"):
+                                  result.resumed, exit_reason=f"exit_on:{event.name}"):
                     result.exited.append(run_id)
 
     # 2. wait_for_event: waits of this contact (and of contact-less runs) that the event ends.
@@ -156,7 +156,10 @@ def match_event(tx: Transaction, index: TriggerIndex, waited: WaitedNames, event
     for workflow, rule in triggered:
         if not view.passes(rule.filter) or blocking_run(tx, workflow, event.contact_id):
             continue
-        run = new_run(workflow, event.contact_id, {"type": "event", "event": view.data}, now)
+        trigger: dict[str, Any] = {"type": "event", "event": view.data}
+        if depth:
+            trigger["depth"] = depth   # emitted by a run's step: the chain goes on
+        run = new_run(workflow, event.contact_id, trigger, now)
         tx.runs.insert([run])
         result.started.append(run)
         reads_contact = reads_contact or workflow.compiled.reads_contact

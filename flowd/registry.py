@@ -22,6 +22,7 @@ class Registry:
         self.index: TriggerIndex = EMPTY_INDEX   # replaced whole, never changed in place
         self._status: dict[str, WorkflowStatus] = {}
         self._current: dict[str, tuple[str, int]] = {}   # workflow id -> (project, version)
+        self._names: dict[str, str] = {}
         self._versions: OrderedDict[tuple[str, int], CompiledWorkflow] = OrderedDict()
 
     async def load(self) -> None:
@@ -34,6 +35,7 @@ class Registry:
         if workflow is None:
             self._status.pop(workflow_id, None)
             self._current.pop(workflow_id, None)
+            self._names.pop(workflow_id, None)
         else:
             self._remember(workflow)
         self._rebuild_index()
@@ -68,6 +70,7 @@ class Registry:
             if compiled is not None:
                 self._cache(workflow.id, workflow.version, compiled)
         self._current[workflow.id] = (workflow.project_id, workflow.version)
+        self._names[workflow.id] = workflow.name
 
     def _rebuild_index(self) -> None:
         entries = []
@@ -76,7 +79,8 @@ class Registry:
             compiled = self._versions.get((workflow_id, version))
             if compiled is not None and status in _RUNNING_STATUSES:
                 entries.append(IndexedWorkflow(workflow_id, project_id, version,
-                                               status is WorkflowStatus.PAUSED, compiled))
+                                               status is WorkflowStatus.PAUSED, compiled,
+                                               self._names.get(workflow_id, "")))
         self.index = TriggerIndex(entries)
 
     def _cache(self, workflow_id: str, version: int, compiled: CompiledWorkflow) -> None:

@@ -82,7 +82,7 @@ class RunControl:
                 return run
             if run.status in TERMINAL_STATUSES:
                 raise Conflict(f"the run is {run.status.value}; only an active run can be cancelled")
-            end_active_run(tx, project_id, run_id, RunStatus.CANCELLED, now)
+            end_active_run(tx, project_id, run_id, RunStatus.CANCELLED, now, self._woken(tx))
             return _existing(tx, project_id, run_id)
 
         return await self._store.write(unit)
@@ -134,8 +134,9 @@ class RunControl:
         now = self._clock.now_ms()
 
         def unit(tx: Transaction) -> None:
+            woken = self._woken(tx)
             for run_id in tx.runs.active_ids(project_id, contact_id=contact_id):
-                end_active_run(tx, project_id, run_id, RunStatus.CANCELLED, now)
+                end_active_run(tx, project_id, run_id, RunStatus.CANCELLED, now, woken)
             if not tx.contacts.delete(project_id, contact_id):
                 raise NotFound("no such contact")
 
@@ -147,15 +148,23 @@ class RunControl:
         def unit(tx: Transaction) -> int:
             if tx.workflows.get(project_id, workflow_id) is None:
                 raise NotFound("no such workflow")
-            cancelled = 0
+            cancelled, woken = 0, self._woken(tx)
             # In chunks, so each statement stays small; bounded by the number of runs.
             while ids := tx.runs.active_ids(project_id, workflow_ids=[workflow_id],
                                             limit=_CANCEL_CHUNK):
-                cancelled += sum(end_active_run(tx, project_id, run_id, RunStatus.CANCELLED, now)
-                                 for run_id in ids)
+                cancelled += sum(end_active_run(tx, project_id, run_id, RunStatus.CANCELLED, now,
+                                                woken) for run_id in ids)
             return cancelled
 
         return await self._store.write(unit)
+
+
+    def _woken(self, tx: Transaction) -> list[str]:
+        """A list for the runs a unit wakes (parents of the runs it ends), handed to the
+        scheduler once the unit has committed."""
+        woken: list[str] = []
+        tx.after_commit.append(lambda: woken and self._on_runs_due(woken))
+        return woken
 
 
 def _contact_with_email(tx: Transaction, project_id: str, email: str) -> str:

@@ -10,10 +10,11 @@ from flowd.ids import new_id
 from flowd.store import Transaction
 from flowd.store.records import ACTIVE_STATUSES, Run, RunStatus
 from flowd.triggers import IndexedWorkflow
+from flowd.waits import WaitKind, Wake, WakeReason
 
 
 def new_run(workflow: IndexedWorkflow, contact_id: str | None, trigger: dict[str, Any],
-            now: int) -> Run:
+            now: int, *, parent_run_id: str | None = None) -> Run:
     """A run of the workflow's current version, at its first step: pending (due now), or paused
     while the workflow is."""
     status = RunStatus.PAUSED if workflow.paused else RunStatus.PENDING
@@ -21,7 +22,8 @@ def new_run(workflow: IndexedWorkflow, contact_id: str | None, trigger: dict[str
                workflow_id=workflow.workflow_id, workflow_version=workflow.version,
                contact_id=contact_id, status=status,
                current_step_id=workflow.compiled.first_step, trigger=trigger, created_at=now,
-               updated_at=now, due_at=None if workflow.paused else now)
+               updated_at=now, due_at=None if workflow.paused else now,
+               parent_run_id=parent_run_id)
 
 
 def blocking_run(tx: Transaction, workflow: IndexedWorkflow, contact_id: str | None
@@ -36,12 +38,46 @@ def blocking_run(tx: Transaction, workflow: IndexedWorkflow, contact_id: str | N
 
 
 def end_active_run(tx: Transaction, project_id: str, run_id: str, status: RunStatus, now: int,
-                   *, exit_reason: str | None = None) -> bool:
+                   woken: list[str], *, exit_reason: str | None = None) -> bool:
     """End a run from outside the engine (cancel, exit_on, a contact erased). False when it was
-    not active. A step the engine is running for it meanwhile is then not recorded."""
+    not active. A step the engine is running for it meanwhile is then not recorded. Runs its
+    end made due (a waiting parent) are added to `woken`, for the caller to hand on."""
     run = tx.runs.get(project_id, run_id)
     if run is None or run.status not in ACTIVE_STATUSES:
         return False
+    awaited = waited_child(run)
     run.status, run.completed_at, run.updated_at, run.due_at = status, now, now, None
     run.wait, run.wake, run.exit_reason = None, None, exit_reason
-    return tx.runs.end(run, expect=ACTIVE_STATUSES)
+    if not tx.runs.end(run, expect=ACTIVE_STATUSES):
+        return False
+    after_end(tx, run, now, woken)
+    if awaited is not None and status is RunStatus.CANCELLED:
+        # The child it waited for has no one left to report to. The chain is at most a
+        # dozen runs long (run_workflow's depth limit), so this recursion is bounded.
+        end_active_run(tx, project_id, awaited, RunStatus.CANCELLED, now, woken)
+    return True
+
+
+def waited_child(run: Run) -> str | None:
+    wait = run.wait
+    return wait.ref if wait is not None and wait.kind is WaitKind.CHILD else None
+
+
+def after_end(tx: Transaction, run: Run, now: int, woken: list[str]) -> None:
+    """In the unit that ends a child run: its parent, if it waits on this very run, wakes with
+    the child's outcome (and is added to `woken`, for the caller to make due)."""
+    if run.parent_run_id is None:
+        return
+    outcome: dict[str, Any] = {"run_id": run.id, "workflow_id": run.workflow_id,
+                               "status": run.status.value, "vars": run.vars}
+    if run.error is not None:
+        outcome["error"] = run.error
+    if tx.runs.wake_for(run.parent_run_id, WaitKind.CHILD, run.id,
+                        Wake(WakeReason.CHILD, data=outcome), now):
+        woken.append(run.parent_run_id)
+
+
+def depth(run: Run) -> int:
+    """How many runs (parents, or runs whose steps emitted the triggering event) led to this
+    one: 0 for a run started from outside."""
+    return int(run.trigger.get("depth", 0))

@@ -20,6 +20,7 @@ class IndexedWorkflow:
     version: int
     paused: bool               # triggers create paused runs
     compiled: CompiledWorkflow
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,25 @@ class TriggerIndex:
         self._triggers = _RuleTable()
         self._exits = _RuleTable()
         self.by_id = {w.workflow_id: w for w in workflows}
+        self._by_name: dict[tuple[str, str], list[IndexedWorkflow]] = defaultdict(list)
         for workflow in workflows:
             compiled = workflow.compiled
             if compiled.trigger is not None:
                 self._triggers.add(workflow, compiled.trigger)
             for rule in compiled.exit_on:
                 self._exits.add(workflow, rule)
+            self._by_name[(workflow.project_id, workflow.name)].append(workflow)
 
     def triggered(self, project_id: str, name: str) -> list[tuple[IndexedWorkflow, EventRule]]:
         return [(e.workflow, e.rule) for e in self._triggers.lookup(project_id, name)]
+
+    def find(self, project_id: str, ref: str) -> list[IndexedWorkflow]:
+        """The active or paused workflows `ref` names: by id, else by name (names need not be
+        unique, so there may be several)."""
+        workflow = self.by_id.get(ref)
+        if workflow is not None and workflow.project_id == project_id:
+            return [workflow]
+        return list(self._by_name.get((project_id, ref), ()))
 
     def exits(self, project_id: str, name: str) -> list[tuple[IndexedWorkflow, EventRule]]:
         return [(e.workflow, e.rule) for e in self._exits.lookup(project_id, name)]

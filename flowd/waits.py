@@ -2,8 +2,8 @@
 the store share.
 
 A step that waits returns a `Wait` in its outcome; the run keeps it until something ends it —
-its timer coming due, a matching event, (later) a decision on an approval or the end of a child
-run — and that something is a `Wake`. Every wait ends the same way, whatever woke it: the
+its timer coming due, a matching event, a decision on an approval or the end of a child run —
+and that something is a `Wake`. Every wait ends the same way, whatever woke it: the
 engine hands the `Wake` to the step type's `resume()`.
 """
 
@@ -48,6 +48,9 @@ class Wait:
     started_at: int = 0           # when the step began to wait (its trace entry's start)
     input: Any = None             # the step's resolved config: the trace shows it, resume gets it
     event: str | None = None      # an event wait's name pattern, as the API shows it
+    # What else the wait is for: the child run a `child` wait waits on (only that one's end
+    # wakes it), the approval an `approval` wait waits on.
+    ref: str | None = None
 
     @property
     def is_retry(self) -> bool:
@@ -60,6 +63,8 @@ class Wait:
             "until": format_ms(self.until)}
         if self.event is not None:
             shown["event"] = self.event
+        if self.kind is WaitKind.CHILD:
+            shown["child_run_id"] = self.ref
         if self.is_retry:
             shown["retry"] = True
         return shown
@@ -69,6 +74,8 @@ class Wait:
                                   "started_at": self.started_at, "input": self.input}
         if self.event is not None:
             record["event"] = self.event
+        if self.ref is not None:
+            record["ref"] = self.ref
         return record
 
     @classmethod
@@ -77,7 +84,7 @@ class Wait:
         if record.get("retry"):   # stored before retries were a kind of their own
             kind = WaitKind.RETRY
         return cls(kind, record.get("until"), record.get("started_at", 0), record.get("input"),
-                   record.get("event"))
+                   record.get("event"), record.get("ref"))
 
 
 @dataclass(frozen=True)

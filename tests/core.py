@@ -9,6 +9,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from flowd.approvals import ApprovalDesk
 from flowd.clock import VirtualClock
 from flowd.definitions import analyze, normalize
 from flowd.dueruns import DueRuns
@@ -39,6 +40,7 @@ class Core:
     scheduler: Scheduler
     ingest: Ingest
     http: HttpClient
+    approvals: ApprovalDesk
 
     async def workflow(self, steps: list[dict[str, Any]], *, trigger: dict[str, Any] | None = None,
                        settings: dict[str, Any] | None = None,
@@ -97,14 +99,19 @@ async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
     waited = WaitedNames()
     http = HttpClient(allow_private_networks=True)
     await http.start()
-    effects = Effects(http=http, signer=WebhookSigner(_no_secrets))
+    ingest = Ingest(store, clock, index=lambda: registry.index, waited=waited,
+                    on_started=lambda runs: scheduler.start_new(runs),
+                    on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+    approvals = ApprovalDesk(store, clock, public_url=lambda: "http://flowd.test",
+                             on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+    await approvals.start()
+    effects = Effects(http=http, signer=WebhookSigner(_no_secrets), approvals=approvals)
     engine = Engine(store, registry, clock, effects, due=due, waited=waited,
-                    rng=random.Random(seed))
+                    rng=random.Random(seed), on_started=lambda runs: scheduler.start_new(runs),
+                    store_events=ingest.store_events)
     slots = RunSlots(capacity, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim, horizon_ms=horizon_ms)
-    ingest = Ingest(store, clock, index=lambda: registry.index, waited=waited,
-                    on_started=scheduler.start_new, on_runs_due=scheduler.notify_now)
-    return Core(store, clock, registry, due, engine, slots, scheduler, ingest, http)
+    return Core(store, clock, registry, due, engine, slots, scheduler, ingest, http, approvals)
 
 
 async def close_core(core: Core) -> None:

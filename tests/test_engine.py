@@ -129,7 +129,7 @@ async def test_a_run_cancelled_while_its_step_ran_is_not_recorded(core: Core):
     workflow = await core.workflow([{"id": "a", "type": "set", "config": {"vars": {"x": 1}}}])
     run = await core.start(workflow)
     await core.store.write(lambda tx: end_active_run(tx, "default", run.id, RunStatus.CANCELLED,
-                                                     core.clock.now_ms()))
+                                                     core.clock.now_ms(), []))
     await core.execute(run)   # its commit finds the run ended: dropped
     assert (await core.run(run.id)).status is RunStatus.CANCELLED
     assert await core.trace(run.id) == []

@@ -83,12 +83,14 @@ async def test_run_actions_and_rotation_refuse_stray_bodies(api: Api):
                                               "config": {"duration": "P1D"}}]})
     run_id = (await api.send("go", "u1"))["runs_started"][0]
     await api.run_until(run_id, "waiting")
-    # The orchestration issue's approval decision must never be read as a plain resume.
     for path, body in [(f"/v1/runs/{run_id}/cancel", {"reason": "typo"}),
-                       (f"/v1/runs/{run_id}/resume", {"decision": "rejected"}),
+                       (f"/v1/runs/{run_id}/resume", {"decision": "maybe"}),
                        (f"/v1/workflows/{workflow['id']}/runs/cancel-all", {"all": True})]:
         status, error = await api.post(path, json=body)
         assert_error(status, error, 422, "validation_error")
+    # An approval decision is never read as a plain resume: this run waits at a timer.
+    status, error = await api.post(f"/v1/runs/{run_id}/resume", json={"decision": "rejected"})
+    assert_error(status, error, 409, "conflict")
     assert (await api.run(run_id))["status"] == "waiting"
     _, before = await api.get("/v1/settings/webhook-secret")
     status, error = await api.post("/v1/settings/webhook-secret/rotate", json={"now": True})

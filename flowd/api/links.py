@@ -10,11 +10,13 @@ unsubscribes. A token this server did not make — unknown, altered, or for anot
 from __future__ import annotations
 
 import base64
+import html
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from flowd.api.pages import PRIVATE, page
 from flowd.api.routes import FORM, Call, Param, route
 from flowd.auth import Access
 from flowd.errors import FlowdError, NotFound
@@ -30,34 +32,21 @@ _TOKEN = (Param("token", String(min_len=1, max_len=200, description=(
     "A token from a link in a message; anything else is a 404."))),)
 # The smallest transparent GIF: 1×1, one colour.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-_PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-            "X-Robots-Tag": "noindex"}
-_PAGE_HEADERS = {**_PRIVATE, "Content-Security-Policy":
-                 "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"}
 ONE_CLICK = Object({"List-Unsubscribe": String(description="`One-Click` (RFC 8058).")},
                    description="RFC 8058's `List-Unsubscribe=One-Click`, the page's button, or "
                                "no body at all: every POST unsubscribes.")
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex"><title>{title}</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;
-color:#222}}button{{font:inherit;padding:.5rem 1.25rem;border:0;border-radius:.375rem;
-background:#2d5bd7;color:#fff;cursor:pointer}}</style></head>
-<body><h1>{title}</h1>{body}</body></html>
-"""
-_ASK = _PAGE.format(title="Unsubscribe", body=(
-    "<p>Stop receiving these {{channel}} messages?</p>"
+_ASK = ("Unsubscribe", (
+    "<p>Stop receiving these {channel} messages?</p>"
     '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
     '<button type="submit">Unsubscribe</button></form>'))
-_DONE = _PAGE.format(title="You are unsubscribed", body=(
-    "<p>You will not receive these {{channel}} messages any more.</p>"))
+_DONE = ("You are unsubscribed", (
+    "<p>You will not receive these {channel} messages any more.</p>"))
 
 
-def _html(page: str, channel: str) -> web.Response:
-    return web.Response(text=page.replace("{channel}", channel), content_type="text/html",
-                        headers=_PAGE_HEADERS)
+def _html(text: tuple[str, str], channel: str) -> web.Response:
+    title, body = text
+    return page(title, body.replace("{channel}", html.escape(channel)))
 
 
 def _token_owner(tx: Transaction, token: str) -> tuple[str, str, str]:
@@ -108,7 +97,7 @@ async def open_pixel(call: Call) -> web.Response:
     message_id = read_open_token(call.services.mailer.links_key, call.path("token"))
     message = await _message(call, message_id)
     await _engagement(call, message, "email.opened", {})
-    return web.Response(body=PIXEL, content_type="image/gif", headers=_PRIVATE)
+    return web.Response(body=PIXEL, content_type="image/gif", headers=PRIVATE)
 
 
 @route("GET", "/v1/t/c/{token}", access=Access.PUBLIC, tag="links", errors=(404,),
@@ -124,7 +113,7 @@ async def click(call: Call) -> web.Response:
         raise NotFound("no such link")
     url = links[index]
     await _engagement(call, message, "email.clicked", {"url": url})
-    return web.Response(status=302, headers={**_PRIVATE, "Location": url})
+    return web.Response(status=302, headers={**PRIVATE, "Location": url})
 
 
 async def _message(call: Call, message_id: str | None) -> Message:

@@ -21,7 +21,15 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from flowd.api import client_faults
-from flowd.api.routes import FORM, NO_BODY, Call, Route, json_response, parse_params
+from flowd.api.routes import (
+    FORM,
+    JSON_OR_FORM,
+    NO_BODY,
+    Call,
+    Route,
+    json_response,
+    parse_params,
+)
 from flowd.auth import Access, require
 from flowd.errors import (
     BadRequest,
@@ -238,9 +246,12 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         if route.body_type == FORM:
             body = read_form(await _read_body(request), request.content_type)
         elif route.body is not None or request.body_exists:
+            if route.body_type == JSON_OR_FORM and request.content_type == FORM:
+                raw = read_form(await _read_body(request), FORM)
+            else:
+                raw = await read_json(request, optional=body_optional)
             problems: list[Problem] = []
-            body = body_schema.validate(await read_json(request, optional=body_optional), "",
-                                        problems)
+            body = body_schema.validate(raw, "", problems)
             if body is INVALID:
                 raise ValidationError(problems)
         query = parse_params(route.query, request.query) if route.query else {}

@@ -41,7 +41,11 @@ _ERRORS = {
     408: ("RequestTimeout", "The request body did not arrive in time."),
     409: ("Conflict", "Conflicts with the object's current state; the message says which."),
     413: ("PayloadTooLarge", "The body is larger than 1 MiB."),
+    410: ("Gone", "It was there, and is no more (an expired approval, a run that stopped "
+                  "waiting)."),
     422: ("ValidationError", "Validation failed: `details` lists each problem with its path."),
+    429: ("RateLimited", "Too many failed attempts from this client: wait `Retry-After` "
+                         "seconds."),
     503: ("Unavailable", "The database is busy (locked by another process), a read took "
                          "longer than [storage] read_timeout_ms (narrow it: a smaller page, a "
                          "narrower filter), or the server is shutting down."),
@@ -131,6 +135,8 @@ def _success(route: Route, routes: list[Route], components: Components) -> dict[
         if status != 204:
             schema = route.response.json_schema(components) if route.response else {}
             response["content"] = {route.content_type: {"schema": schema}}
+            if route.page:
+                response["content"]["text/html"] = {"schema": {"type": "string"}}
         if links:
             response["links"] = links
         responses[str(status)] = response
@@ -146,8 +152,9 @@ def _operation(route: Route, routes: list[Route], components: Components) -> dic
     if params:
         op["parameters"] = params
     if route.body is not None:
+        schema = route.body.json_schema(components)
         op["requestBody"] = {"required": not route.body_optional, "content": {
-            route.body_type: {"schema": route.body.json_schema(components)}}}
+            media: {"schema": schema} for media in route.body_type.split(",")}}
     responses = _success(route, routes, components)
     for status in sorted(_error_statuses(route)):
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}

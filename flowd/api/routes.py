@@ -134,9 +134,13 @@ class Route:
     # (text) without schema checks — a mail provider's unsubscribe must never be refused for
     # how it encodes the form; `body` then only documents it.
     body_type: str = "application/json"
+    # Also answers browsers with an HTML page (text/html) instead of the JSON `response`.
+    page: bool = False
 
 
 FORM = "application/x-www-form-urlencoded"
+# A JSON body, or the same fields posted by an HTML form (checked by the same schema).
+JSON_OR_FORM = f"application/json,{FORM}"
 ROUTES: list[Route] = []
 
 
@@ -146,8 +150,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           content_type: str = "application/json", errors: tuple[int, ...] = (),
           body_optional: bool = False, path_params: tuple[Param, ...] = (),
           other_statuses: dict[int, str] | None = None, description: str = "",
-          links_to: str | None = None, body_type: str = "application/json"
-          ) -> Callable[[Handler], Handler]:
+          links_to: str | None = None, body_type: str = "application/json",
+          page: bool = False) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if paginated and response is not None:
             documented: Schema | None = page_of(response)
@@ -156,7 +160,7 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
         ROUTES.append(Route(method, path, handler, access, summary, tag, body,
                             query + (PAGINATION if paginated else ()), status, documented,
                             content_type, errors, body_optional, path_params,
-                            other_statuses or {}, description, links_to, body_type))
+                            other_statuses or {}, description, links_to, body_type, page))
         return handler
     return register
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from flowd.api.routes import Call, Param, json_response, page_response, route, shape
+from flowd.approvals import DECISIONS
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_ID, EMAIL
 from flowd.definition_schema import STEP_ID, WORKFLOW_STATUSES
-from flowd.store.records import RunStatus
+from flowd.store.records import Run, RunStatus
 from flowd.validation import (
     Array,
     Boolean,
@@ -21,6 +24,7 @@ from flowd.validation import (
     time_string,
 )
 
+MAX_CHILD_RUNS = 100
 RUN_ERROR = shape("RunError", {"code": String(), "message": String(),
                                "step_id": Nullable(String())}, optional=("step_id",))
 WAIT = shape("RunWait", {
@@ -50,8 +54,15 @@ TRACE_ENTRY = shape("TraceEntry", {
     "input": Json(description="The step's config with its templates resolved."),
     "output": Json(), "error": Nullable(Json(object_only=True)),
 }, description="One visit of a step.")
-RUN_WITH_STEPS = shape("RunWithTrace", {**_RUN_FIELDS, "steps": Array(TRACE_ENTRY, description=(
-    "The trace, oldest first."))})
+RUN_WITH_STEPS = shape("RunWithTrace", {
+    **_RUN_FIELDS,
+    "steps": Array(TRACE_ENTRY, description="The trace, oldest first."),
+    "child_runs": Array(shape("ChildRun", {
+        "id": String(), "workflow_id": String(), "status": Enum(tuple(s.value for s in RunStatus)),
+        "created_at": time_string(), "completed_at": Nullable(time_string())}),
+        description=f"The runs its run_workflow steps started, oldest first (at most "
+                    f"{MAX_CHILD_RUNS})."),
+})
 FIRE = Object({
     "contact_id": Nullable(CONTACT_ID),
     "email": EMAIL.described("Names the contact by email instead: an unknown email is a 404, "
@@ -60,6 +71,13 @@ FIRE = Object({
 }, exclusive=("contact_id", "email"),
     description="Names the contact by contact_id or by email (at most one).").named("FireRequest")
 RETRY = Object({"from_step": STEP_ID}).named("RetryRequest")
+RESUME = Object({
+    "decision": Enum(DECISIONS, description="Decide the approval the run waits at."),
+    "data": Json(object_only=True, description="Kept in the step's output (`data`); a "
+                                               "`comment` in it is the decision's comment."),
+}, description="Empty: a paused run goes on. With `decision`: the approval the run waits at "
+               "is decided (by this API key).").named("ResumeRequest")
+
 STATS = shape("Stats", {
     "workflows": Object({s: Integer(min=0) for s in WORKFLOW_STATUSES},
                         required=WORKFLOW_STATUSES),
@@ -85,7 +103,16 @@ async def list_runs(call: Call) -> web.Response:
 async def get_run(call: Call) -> web.Response:
     run = await call.services.runs.get(call.project, call.path("id"))
     trace = await call.services.store.run_trace(run.id)
-    return json_response({**run.to_json(), "steps": [entry.to_json() for entry in trace]})
+    children = await call.services.store.read(
+        lambda tx: tx.runs.children(run.id, limit=MAX_CHILD_RUNS))
+    return json_response({**run.to_json(), "steps": [entry.to_json() for entry in trace],
+                          "child_runs": [_child(child) for child in children]})
+
+
+def _child(run: Run) -> dict[str, Any]:
+    shown = run.to_json()
+    return {key: shown[key] for key in ("id", "workflow_id", "status", "created_at",
+                                        "completed_at")}
 
 
 @route("POST", "/v1/workflows/{id}/runs", access=Access.WRITE, tag="runs", body=FIRE,
@@ -111,12 +138,22 @@ async def cancel(call: Call) -> web.Response:
     return json_response((await call.services.runs.cancel(call.project, call.path("id"))).to_json())
 
 
-@route("POST", "/v1/runs/{id}/resume", access=Access.WRITE, tag="runs", errors=(404, 409),
-       summary="A paused run goes on.", response=RUN,
-       description="409 unless the run is paused, or while its workflow is paused (resume the "
-                   "workflow instead).")
+@route("POST", "/v1/runs/{id}/resume", access=Access.WRITE, tag="runs", body=RESUME,
+       body_optional=True, errors=(404, 409, 410), response=RUN,
+       summary="A paused run goes on; or, with `decision`, the approval it waits at is decided.",
+       description="Without `decision`: 409 unless the run is paused, or while its workflow is "
+                   "paused (resume the workflow instead). With `decision`: 409 unless the run "
+                   "waits at an approval that is still open (409 once decided, 410 once "
+                   "expired); `decided_by` in the step's output is `key:<key id>`.")
 async def resume(call: Call) -> web.Response:
-    return json_response((await call.services.runs.resume(call.project, call.path("id"))).to_json())
+    run_id = call.path("id")
+    if "decision" not in call.body:
+        return json_response((await call.services.runs.resume(call.project, run_id)).to_json())
+    assert call.principal is not None
+    await call.services.approvals.decide_for_run(
+        call.project, run_id, call.body["decision"], call.body.get("data"),
+        f"key:{call.principal.key_id}")
+    return json_response((await call.services.runs.get(call.project, run_id)).to_json())
 
 
 @route("POST", "/v1/runs/{id}/retry", access=Access.WRITE, tag="runs", body=RETRY,

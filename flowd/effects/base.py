@@ -159,6 +159,10 @@ class Email(Protocol):
 
     async def send(self, request: "EmailRequest") -> "Delivery": ...
 
+    async def accept(self, request: "EmailRequest") -> "Delivery":
+        """Record now, deliver in the background (retried until it goes or gives up)."""
+        ...
+
     async def in_audience(self, project_id: str, audience: str,
                           contact_id: str | None) -> bool: ...
 
@@ -171,6 +175,17 @@ class Effects:
     http: Http
     signer: Signer
     email: Email | None = None
+    approvals: ApprovalLinks | None = None
+
+
+class ApprovalLinks(Protocol):
+    """The links that decide an approval (flowd.approvals implements it). A link's token is
+    the same each time it is asked for, so a step tried again mails the very links its first
+    attempt may already have sent."""
+
+    def token(self, approval_id: str, approver: str | None) -> str: ...
+
+    def url(self, token: str) -> str: ...
 
 
 # --- recording ----------------------------------------------------------------------------------

@@ -7,12 +7,19 @@ from flowd.steps.contact import UpdateContactStep
 from flowd.steps.http import HttpStep, WebhookStep
 from flowd.steps.logic import ConditionStep, ExitStep, SetStep, SplitStep
 from flowd.steps.messaging import SendEmailStep
+from flowd.steps.orchestration import (
+    ApprovalStep,
+    EmitEventStep,
+    LoopStep,
+    RunWorkflowStep,
+)
 from flowd.steps.timing import WaitForEventStep, WaitStep
 
 STEP_TYPES: dict[str, StepType] = {
     step.name: step for step in (
         WaitStep(), WaitForEventStep(), ConditionStep(), SplitStep(), UpdateContactStep(),
-        SetStep(), WebhookStep(), HttpStep(), ExitStep(), SendEmailStep())
+        SetStep(), WebhookStep(), HttpStep(), ExitStep(), SendEmailStep(), ApprovalStep(),
+        RunWorkflowStep(), LoopStep(), EmitEventStep())
 }
 
 # Names accepted on save and normalized to the canonical type.

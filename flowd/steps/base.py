@@ -23,9 +23,10 @@ from flowd.validation import Object
 from flowd.waits import EventWaitSpec, Wait, Wake
 
 if TYPE_CHECKING:
+    from flowd.store.records import Approval
     from flowd.templates import Scope
 
-__all__ = ["Effects", "Outcome", "StepConfigError", "StepContext", "StepFailed", "StepType"]
+__all__ = ["ApprovalRequest", "ChildRequest", "Effects", "EmittedEvent", "Outcome", "StepConfigError", "StepContext", "StepFailed", "StepType"]
 
 
 class StepConfigError(Exception):
@@ -60,6 +61,34 @@ class Outcome:
     contact_patch: dict[str, Any] | None = None
     vars_patch: dict[str, Any] | None = None
     exit_reason: str | None = None         # the run completes now
+    # Orchestration, committed by the engine in the step's own unit:
+    approval: ApprovalRequest | None = None     # the decision the run now waits for
+    child: ChildRequest | None = None           # a run of another workflow to start
+    events: list[EmittedEvent] | None = None    # events ingested as if posted
+
+
+@dataclass
+class ApprovalRequest:
+    approval: "Approval"
+    token_hashes: dict[str, str | None]    # hash of each link's token -> the approver it names
+
+
+@dataclass
+class ChildRequest:
+    """A run of `workflow` (an id or a name) for the run's contact, its trigger event's
+    properties `input`. With `wait` the step waits for its end (the engine fills in the wait's
+    `ref` once it knows the child's id)."""
+
+    workflow: str
+    input: dict[str, Any]
+    wait: bool
+
+
+@dataclass
+class EmittedEvent:
+    name: str
+    properties: dict[str, Any]
+    contact_id: str | None
 
 
 @dataclass
@@ -82,6 +111,10 @@ class StepContext:
     entered_at: int = 0
     # No retry follows if this attempt fails (an effect's record can then say `failed`).
     final_attempt: bool = True
+    # How many runs led to this one (parents, or runs that emitted its trigger event).
+    depth: int = 0
+    # This step's output from its previous visit (a loop counts its items with it).
+    previous_output: Any = None
 
 
 class StepType:
@@ -99,6 +132,9 @@ class StepType:
     # Awaits the outside world (an effect): its attempts run under the engine's step timeout.
     # A step that never awaits could not be interrupted by a timeout anyway.
     calls_out: ClassVar[bool] = False
+    # Every visit commits and counts toward the step limit, so a cycle through this step is
+    # not one that spins without end (a `loop`).
+    breaks_cycles: ClassVar[bool] = False
 
     def compile(self, config: dict[str, Any], path: str) -> Any:
         """Check and pre-compile `config` (already shape-checked by `schema`)."""

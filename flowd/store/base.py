@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from flowd.store.records import (
     ApiKey,
+    Approval,
     Contact,
     Event,
     EventWait,
@@ -37,7 +38,7 @@ from flowd.store.records import (
     WorkflowStatus,
     WorkflowVersion,
 )
-from flowd.waits import EventWaitSpec, Wake
+from flowd.waits import EventWaitSpec, WaitKind, Wake
 
 T = TypeVar("T")
 
@@ -214,6 +215,16 @@ class Runs(abc.ABC):
         not waiting or had already been woken."""
 
     @abc.abstractmethod
+    def wake_for(self, run_id: str, kind: WaitKind, ref: str, wake: Wake, now: int) -> bool:
+        """Like `wake`, only if the run waits for this very thing: the child run (`child`) or
+        the approval (`approval`) `ref` names. No event waits to remove: these are not."""
+
+    @abc.abstractmethod
+    def children(self, run_id: str, *, active_only: bool = False,
+                 limit: int = 1000) -> list[Run]:
+        """The runs this run started (run_workflow), oldest first."""
+
+    @abc.abstractmethod
     def add_event_wait(self, run: Run, spec: EventWaitSpec) -> None: ...
 
     @abc.abstractmethod
@@ -379,16 +390,38 @@ class Messages(abc.ABC):
         """(project id, contact id, channel) of a token's hash."""
 
 
+class Approvals(abc.ABC):
+    """Decisions runs wait for, and the hashes of the links that decide them."""
+
+    @abc.abstractmethod
+    def open(self, approval: Approval, tokens: dict[str, str | None]) -> None:
+        """Record the approval and its links' token hashes (hash → the approver it names, or
+        None for the link anyone with it may use); again for the same id: nothing."""
+
+    @abc.abstractmethod
+    def get(self, approval_id: str) -> Approval | None: ...
+
+    @abc.abstractmethod
+    def by_token(self, token_hash: str) -> tuple[Approval, str | None] | None:
+        """The approval a link's token hash decides, and the approver the link names."""
+
+    @abc.abstractmethod
+    def decide(self, approval_id: str, decision: str, comment: str | None, decided_by: str,
+               now: int) -> bool:
+        """Record the decision if none was made and it has not expired; False otherwise (one
+        conditional update: of concurrent decisions exactly one wins)."""
+
+
 class Transaction:
     """What a unit of work (or a read) may do: the verbs of each table family, and the work
     that waits for the commit."""
 
     __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                 "messages", "after_commit")
+                 "messages", "approvals", "after_commit")
 
     def __init__(self, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
-                 messages: Messages) -> None:
+                 messages: Messages, approvals: Approvals) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -397,6 +430,7 @@ class Transaction:
         self.secrets = secrets
         self.templates = templates
         self.messages = messages
+        self.approvals = approvals
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

@@ -275,6 +275,39 @@ class Template:
                 "created_at": format_ms(self.created_at), "updated_at": format_ms(self.updated_at)}
 
 
+@dataclass
+class Approval:
+    """A human decision a run waits for (the `approval` step)."""
+
+    id: str
+    project_id: str
+    run_id: str
+    workflow_id: str
+    step_id: str
+    contact_id: str | None
+    message: str
+    approvers: list[str]
+    created_at: int
+    expires_at: int
+    decided_at: int | None = None
+    decision: str | None = None          # approved | rejected
+    comment: str | None = None
+    decided_by: str | None = None
+
+    def status(self, now: int) -> str:
+        if self.decision is not None:
+            return self.decision
+        return "expired" if now >= self.expires_at else "pending"
+
+    def to_json(self, now: int) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status(now), "message": self.message,
+                "workflow_id": self.workflow_id, "run_id": self.run_id, "step_id": self.step_id,
+                "contact_id": self.contact_id, "approvers": self.approvers,
+                "created_at": format_ms(self.created_at), "expires_at": format_ms(self.expires_at),
+                "decision": self.decision, "comment": self.comment,
+                "decided_by": self.decided_by, "decided_at": format_ms(self.decided_at)}
+
+
 class MessageStatus(str, Enum):
     SENDING = "sending"
     SENT = "sent"

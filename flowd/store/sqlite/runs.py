@@ -17,7 +17,7 @@ from flowd.store.records import (
     TraceEntry,
 )
 from flowd.store.sqlite.paging import count_by_status, fetch_page
-from flowd.waits import EventWaitSpec, Wait, Wake
+from flowd.waits import EventWaitSpec, Wait, WaitKind, Wake
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -196,6 +196,20 @@ class SqliteRuns(base.Runs):
         if woke:
             self._conn.execute("DELETE FROM event_waits WHERE run_id = ?", (run_id,))
         return woke
+
+    def wake_for(self, run_id: str, kind: WaitKind, ref: str, wake: Wake, now: int) -> bool:
+        return self._conn.execute(
+            "UPDATE runs SET status = 'pending', due_at = ?, wake = ?, updated_at = ? "
+            "WHERE id = ? AND status IN ('waiting', 'paused') AND wake IS NULL "
+            "AND json_extract(wait, '$.kind') = ? AND json_extract(wait, '$.ref') = ?",
+            (now, _dumps(wake.to_record()), now, run_id, kind.value, ref)).rowcount == 1
+
+    def children(self, run_id: str, *, active_only: bool = False,
+                 limit: int = 1000) -> list[Run]:
+        active = " AND status NOT IN ('completed', 'failed', 'cancelled')" if active_only else ""
+        rows = self._conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE parent_run_id = ?{active} "
+                                  "ORDER BY seq LIMIT ?", (run_id, limit)).fetchall()
+        return [_run(row) for row in rows]
 
     # -- the trace ------------------------------------------------------------------------
 

@@ -241,6 +241,36 @@ MIGRATIONS: list[Migration] = [
             created_at  INTEGER NOT NULL
         ) WITHOUT ROWID;
     """),
+    Migration(5, "approvals, child runs", """
+        CREATE TABLE approvals (
+            id           TEXT PRIMARY KEY,       -- from (run, step, visit)
+            project_id   TEXT NOT NULL REFERENCES projects(id),
+            run_id       TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            workflow_id  TEXT NOT NULL,
+            step_id      TEXT NOT NULL,
+            contact_id   TEXT,
+            message      TEXT NOT NULL,
+            approvers    TEXT NOT NULL,          -- JSON array of addresses
+            created_at   INTEGER NOT NULL,
+            expires_at   INTEGER NOT NULL,
+            decided_at   INTEGER,
+            decision     TEXT CHECK (decision IN ('approved', 'rejected')),
+            comment      TEXT,
+            decided_by   TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX approvals_run ON approvals (run_id);
+
+        -- One per link handed out: the approval_url's, and one per approver (whose decision
+        -- then names them). Only the token's SHA-256 is kept.
+        CREATE TABLE approval_tokens (
+            token_hash   TEXT PRIMARY KEY,
+            approval_id  TEXT NOT NULL REFERENCES approvals(id) ON DELETE CASCADE,
+            approver     TEXT
+        ) WITHOUT ROWID;
+        CREATE INDEX approval_tokens_approval ON approval_tokens (approval_id);
+
+        CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
