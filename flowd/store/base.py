@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from flowd.store.records import (
     ApiKey,
+    BulkJob,
+    BulkJobStatus,
     Contact,
     Event,
     EventWait,
@@ -379,16 +381,57 @@ class Messages(abc.ABC):
         """(project id, contact id, channel) of a token's hash."""
 
 
+class BulkJobs(abc.ABC):
+    """Bulk jobs (one workflow fired for many contacts) and the contact lists they carry. A job
+    reads its source by position: `cursor` is the last position done, and moves only together
+    with the runs its chunk started (see `advance`)."""
+
+    @abc.abstractmethod
+    def create(self, job: BulkJob, contact_ids: Iterable[str]) -> None:
+        """Store the job and its contact list (positions 1, 2, … in the given order; the caller
+        drops duplicates), written in chunks so that no statement grows with the list."""
+
+    @abc.abstractmethod
+    def get(self, project_id: str | None, job_id: str) -> BulkJob | None: ...
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, workflow_id: str, before: int | None,
+             limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def running_ids(self, limit: int) -> list[str]:
+        """Jobs to process (status running), oldest first."""
+
+    @abc.abstractmethod
+    def listed_contacts(self, job_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """The next chunk of a job's own list: (position, contact id) after position `after`,
+        in order."""
+
+    @abc.abstractmethod
+    def advance(self, job_id: str, *, cursor_from: int, cursor_to: int, started: int,
+                skipped: int, now: int, finished: bool) -> bool:
+        """Move a running job's cursor from `cursor_from` to `cursor_to` and add to its counts
+        (and end it as finished); False, changing nothing, unless it is running at
+        `cursor_from`."""
+
+    @abc.abstractmethod
+    def set_status(self, job_id: str, status: BulkJobStatus, now: int, *,
+                   expect: Iterable[BulkJobStatus],
+                   error: dict[str, Any] | None = None) -> bool:
+        """Move the job to `status` if it is in one of `expect` (an ended status also sets
+        `finished_at`); False, changing nothing, otherwise."""
+
+
 class Transaction:
     """What a unit of work (or a read) may do: the verbs of each table family, and the work
     that waits for the commit."""
 
     __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                 "messages", "after_commit")
+                 "messages", "bulk_jobs", "after_commit")
 
     def __init__(self, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
-                 messages: Messages) -> None:
+                 messages: Messages, bulk_jobs: BulkJobs) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -397,6 +440,7 @@ class Transaction:
         self.secrets = secrets
         self.templates = templates
         self.messages = messages
+        self.bulk_jobs = bulk_jobs
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 
