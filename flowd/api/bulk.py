@@ -60,8 +60,9 @@ CREATE = Object({
                                          "detail code `unknown_audience`."),
     "contact_ids": Array(CONTACT_ID, min_items=1, max_items=MAX_CONTACT_IDS, description=(
         "Up to 100,000 contact ids, started in this order; duplicates count once. Unknown "
-        "contacts are created with only their id. The body limit of 1 MiB still applies "
-        "(413): 100,000 ids fit when they average up to 7 characters.")),
+        "contacts are created with only their id. The 1 MiB body limit still applies (413): "
+        "100,000 ids fit when each takes at most 10 bytes of JSON (7 characters, its quotes "
+        "and a comma); longer ids, fewer per job.")),
     "payload": Json(object_only=True, description="The trigger event's properties of every run "
                                                   "(event name `api.bulk`)."),
     "require_approval": Boolean(description="true: the job waits in `approval` until a second "
