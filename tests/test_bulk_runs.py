@@ -163,6 +163,20 @@ async def test_a_workflow_that_stops_running_fails_its_job(api: Api):
     assert_error(status, error, 409, "conflict")
 
 
+async def test_a_workflow_deactivated_mid_job_fails_it_after_the_chunks_done(api: Api):
+    workflow = await api.workflow(WAITS)
+    processor = api.app[SERVICES].bulk_processor
+    await processor.stop()   # chunks by hand, so the deactivation falls between two of them
+    _, job = await bulk(api, workflow["id"], contact_ids=[f"m{i}" for i in range(1_200)])
+    await processor.process_chunk(job["id"])
+    await api.post(f"/v1/workflows/{workflow['id']}/deactivate")
+    await processor.process_chunk(job["id"])
+    _, failed = await api.get(f"/v1/bulk-jobs/{job['id']}")
+    assert (failed["status"], failed["started"], failed["skipped"]) == ("failed", 500, 0)
+    assert "after 500 of 1200 contacts" in failed["error"]["message"]
+    assert len(await runs_of(api, workflow["id"])) == 500
+
+
 async def test_a_paused_workflow_gets_paused_runs(api: Api):
     workflow = await api.workflow(WAITS)
     await api.post(f"/v1/workflows/{workflow['id']}/pause")
