@@ -20,6 +20,8 @@ from flowd.api.openapi import build_openapi
 from flowd.api.routes import ROUTES
 from flowd.approvals import ApprovalDesk
 from flowd.auth import Authenticator, bootstrap_admin
+from flowd.bulk import BulkProcessor
+from flowd.bulk_control import BulkControl
 from flowd.clock import Clock
 from flowd.config import Config, EmailConfig
 from flowd.dueruns import DueRuns
@@ -63,6 +65,8 @@ class Services:
     scheduler: Scheduler
     workflows: WorkflowService
     runs: RunControl
+    bulk: BulkControl
+    bulk_processor: BulkProcessor
     signer: WebhookSigner
     http: HttpClient
     mailer: Mailer
@@ -138,6 +142,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
+    bulk_processor = BulkProcessor(store, clock, registry.current, scheduler.start_new)
     services = Services(
         config=config, clock=clock, store=store,
         auth=Authenticator(store, clock, config.auth.key_cache_seconds), ingest=ingest,
@@ -145,6 +150,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
+        bulk=BulkControl(store, clock, bulk_processor.wake), bulk_processor=bulk_processor,
         signer=signer, http=http, mailer=mailer, approvals=approvals,
         openapi=build_openapi(ROUTES))
     return services
@@ -179,10 +185,13 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.mailer.start()
             await services.approvals.start()
             await services.scheduler.start()
+            await services.bulk_processor.start()
             yield
         finally:
             # After the server stopped accepting and in-flight requests finished: stop starting
             # steps, then the writer commits everything still queued, then the files close.
+            # Bulk jobs first: their chunks hand new runs to the scheduler.
+            await services.bulk_processor.stop()
             await services.scheduler.stop()
             await services.slots.stop()
             await services.http.close()

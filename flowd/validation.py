@@ -404,6 +404,7 @@ class Object(Schema):
     # Field → fields that must then be given too, and not null (`dependentSchemas`).
     requires: dict[str, tuple[str, ...]] = field(default_factory=dict)
     exclusive: tuple[str, ...] = ()    # at most one of these fields may be given
+    one_required: tuple[str, ...] = ()  # at least one of these fields must be given
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(value, dict):
@@ -430,6 +431,9 @@ class Object(Schema):
         if sum(key in value for key in self.exclusive) > 1:
             problems.append(Problem(str(path), f"give at most one of {', '.join(self.exclusive)}",
                                     "exclusive_fields"))
+        if self.one_required and not any(key in value for key in self.one_required):
+            problems.append(Problem(str(path), f"give one of {', '.join(self.one_required)}",
+                                    "one_required"))
         for key, default in self.defaults.items():
             out.setdefault(key, default)
         return INVALID if len(problems) > before else out
@@ -450,6 +454,8 @@ class Object(Schema):
         if self.exclusive:
             rendered["not"] = {"anyOf": [{"required": [a, b]} for i, a in enumerate(self.exclusive)
                                          for b in self.exclusive[i + 1:]]}
+        if self.one_required:
+            rendered["anyOf"] = [{"required": [key]} for key in self.one_required]
         return self._doc(rendered)
 
 

@@ -12,6 +12,9 @@ from flowd.store import DbSettings, LastAdminKey, RunPreempted, SqliteStore, Sto
 from flowd.store.base import Claim, Transaction
 from flowd.store.records import (
     ACTIVE_STATUSES,
+    BulkJob,
+    BulkJobStatus,
+    BulkSource,
     Event,
     Role,
     Run,
@@ -465,3 +468,62 @@ async def test_running_workflows_and_refreshed_issues(store: Store):
     await write(store, lambda tx: tx.workflows.set_issues(draft.id, 1, [issue]))
     workflow = await store.read(lambda tx: tx.workflows.get("default", draft.id))
     assert workflow.issues == [issue]
+
+
+def a_bulk_job(workflow_id: str, job_id: str, total: int,
+               status: BulkJobStatus = BulkJobStatus.RUNNING) -> BulkJob:
+    return BulkJob(id=job_id, project_id="default", workflow_id=workflow_id, status=status,
+                   source=BulkSource.CONTACT_IDS, source_ref=None, payload={"x": 1},
+                   require_approval=status is BulkJobStatus.APPROVAL, total=total,
+                   created_at=NOW, updated_at=NOW)
+
+
+async def test_a_bulk_job_keeps_its_list_in_order_and_moves_only_from_its_cursor(store: Store):
+    workflow_id = await a_workflow(store)
+    ids = [f"c{i}" for i in range(25_003)]   # more than one chunk of the list's writes
+    await write(store, lambda tx: tx.bulk_jobs.create(a_bulk_job(workflow_id, "job_1", len(ids)),
+                                                      iter(ids)))
+    listed = await store.read(lambda tx: tx.bulk_jobs.listed_contacts("job_1", 9_998, 5))
+    assert listed == [(9_999, "c9998"), (10_000, "c9999"), (10_001, "c10000"),
+                      (10_002, "c10001"), (10_003, "c10002")]
+    assert await store.read(lambda tx: tx.bulk_jobs.listed_contacts("job_1", 25_002, 5)) == [
+        (25_003, "c25002")]
+    assert await store.read(lambda tx: tx.bulk_jobs.running_ids(10)) == ["job_1"]
+
+    def advance(cursor_from: int, cursor_to: int, finished: bool = False) -> Any:
+        return lambda tx: tx.bulk_jobs.advance("job_1", cursor_from=cursor_from,
+                                               cursor_to=cursor_to, started=3, skipped=2,
+                                               now=NOW + 1, finished=finished)
+    assert await write(store, advance(0, 5))
+    assert not await write(store, advance(0, 5))   # a second mover finds the cursor moved
+    assert await write(store, advance(5, 25_003, finished=True))
+    job = await store.read(lambda tx: tx.bulk_jobs.get("default", "job_1"))
+    assert (job.status, job.cursor, job.started, job.skipped) == (
+        BulkJobStatus.FINISHED, 25_003, 6, 4)
+    assert job.finished_at == NOW + 1 and job.payload == {"x": 1}
+    assert await store.read(lambda tx: tx.bulk_jobs.get("other", "job_1")) is None
+    assert not await write(store, advance(25_003, 25_003))   # only a running job moves
+
+
+async def test_bulk_job_status_changes_are_conditional_and_go_with_the_workflow(store: Store):
+    workflow_id = await a_workflow(store)
+    for job_id in ("job_a", "job_b"):
+        await write(store, lambda tx, job_id=job_id: tx.bulk_jobs.create(
+            a_bulk_job(workflow_id, job_id, 1, BulkJobStatus.APPROVAL), ["u1"]))
+
+    def to(status: BulkJobStatus, *expect: BulkJobStatus, **kw: Any) -> Any:
+        return lambda tx: tx.bulk_jobs.set_status("job_a", status, NOW + 5, expect=expect, **kw)
+    assert not await write(store, to(BulkJobStatus.CANCELLED, BulkJobStatus.RUNNING))
+    assert await write(store, to(BulkJobStatus.RUNNING, BulkJobStatus.APPROVAL))
+    assert not await write(store, to(BulkJobStatus.RUNNING, BulkJobStatus.APPROVAL))
+    assert await write(store, to(BulkJobStatus.FAILED, BulkJobStatus.RUNNING,
+                                 error={"code": "c", "message": "m"}))
+    job = await store.read(lambda tx: tx.bulk_jobs.get(None, "job_a"))
+    assert (job.status, job.error, job.finished_at) == (
+        BulkJobStatus.FAILED, {"code": "c", "message": "m"}, NOW + 5)
+    page = await store.read(lambda tx: tx.bulk_jobs.page("default", workflow_id=workflow_id,
+                                                         before=None, limit=1))
+    assert [j.id for j in page.items] == ["job_b"] and page.next_before is not None
+    await write(store, lambda tx: tx.workflows.delete(workflow_id))
+    assert await store.read(lambda tx: tx.bulk_jobs.get(None, "job_b")) is None
+    assert await store.read(lambda tx: tx.bulk_jobs.listed_contacts("job_b", 0, 10)) == []

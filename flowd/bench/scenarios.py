@@ -57,6 +57,7 @@ class Sizes:
     recovery_load_s: float     # fanout load before the kill -9
     webhook_runs: int
     email_runs: int            # per provider: SMTP, then the outbox
+    bulk_contacts: int         # contacts of one bulk job
     peer_workflows: int
     peer_repeats: int
     settle_s: float            # the longest any wait for runs to finish may take
@@ -66,10 +67,12 @@ class Sizes:
 QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=1000,
               steps_runs=100, chain_repeats=3, timer_runs=1000, wait_runs=20_000,
               wait_queries=50, recovery_load_s=1.0, webhook_runs=500, email_runs=300,
+              bulk_contacts=10_000,
               peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
              steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
              wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
+             bulk_contacts=100_000,
              peer_workflows=1000,
              peer_repeats=5, settle_s=180.0, scenario_s=1200.0)
 
@@ -646,6 +649,58 @@ async def webhooks(ctx: Context) -> list[Row]:
     ]
 
 
+# ------------------------------------------------------------------ bulk runs
+
+
+async def bulk_job(api: Api, workflow_id: str, n: int, timeout_s: float
+                   ) -> tuple[float, list[float], dict[str, Any]]:
+    """Create a job over `n` contacts awaiting approval, approve it, and follow it to its end:
+    (seconds from the approval (bench clock) to finished_at (server clock), GET latencies in
+    ms while it ran, the finished job)."""
+    ids = [f"b{i}" for i in range(n)]   # ≤ 10 bytes of JSON each: 100,000 fit in 1 MiB
+    job = await api.call("POST", f"/v1/workflows/{workflow_id}/bulk-runs",
+                         {"contact_ids": ids, "require_approval": True}, expect=(201,))
+    t0_ms = time.time() * 1000
+    await api.call("PATCH", f"/v1/bulk-jobs/{job['id']}", {"action": "approve"})
+    latencies: list[float] = []
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        latency, job = await api.timed("GET", f"/v1/bulk-jobs/{job['id']}")
+        latencies.append(latency)
+        if job["status"] != "running":
+            break
+        if time.perf_counter() > deadline:
+            raise BenchError(f"the bulk job did not finish within {timeout_s:g} s: {job}")
+        await asyncio.sleep(0.02)
+    if (job["status"], job["started"], job["skipped"]) != ("finished", n, 0):
+        raise BenchError(f"the bulk job should have started all {n} contacts: {job}")
+    return (parse_time(job["finished_at"]) - t0_ms) / 1000, latencies, job
+
+
+async def bulk(ctx: Context) -> list[Row]:
+    n = ctx.sizes.bulk_contacts
+    rows = []
+    async with flowd(ctx, "bulk") as server, Api(server.url, server.key) as api:
+        for paused in (True, False):
+            workflow = await api.create_workflow(
+                f"bench bulk {paused}", {"type": "manual"},
+                [{"id": "w", "type": "wait", "config": {"duration": "P1D"}}])
+            if paused:
+                await api.call("POST", f"/v1/workflows/{workflow['id']}/pause")
+            cpu0 = server.cpu_seconds()
+            window_s, latencies, _ = await bulk_job(api, workflow["id"], n, ctx.sizes.settle_s)
+            cpu = cpu_note(server, cpu0, n, "contact")
+            what = ("into a paused workflow (the job alone: reentry check, run insert, cursor)"
+                    if paused else "while the runs execute (each takes one wait step)")
+            rows.append(Row(
+                "bulk", f"contacts/s enrolled by a bulk job {what}", n / window_s,
+                "contacts/s", ">=", 10_000 if paused else 3000,
+                note=f"{n:,} contacts, chunks of 500; approval (bench clock) → finished_at "
+                     f"(server clock) {window_s:.2f} s; GET /v1/bulk-jobs meanwhile p50 "
+                     f"{pct(latencies, 50):.1f} ms, max {max(latencies):.1f} ms{cpu}"))
+    return rows
+
+
 # ------------------------------------------------------------------ email
 
 # What a journey's email looks like: a subject and both parts from the contact's traits, one
@@ -774,4 +829,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "recovery": recovery,
     "webhooks": webhooks,
     "email": email,
+    "bulk": bulk,
 }

@@ -24,6 +24,8 @@ from typing import Any, Callable, Iterable, TypeVar
 from flowd.store.records import (
     ApiKey,
     Approval,
+    BulkJob,
+    BulkJobStatus,
     Contact,
     Event,
     EventWait,
@@ -410,6 +412,45 @@ class Approvals(abc.ABC):
                now: int) -> bool:
         """Record the decision if none was made and it has not expired; False otherwise (one
         conditional update: of concurrent decisions exactly one wins)."""
+class BulkJobs(abc.ABC):
+    """Bulk jobs (one workflow fired for many contacts) and the contact lists they carry. A job
+    reads its source by position: `cursor` is the last position done, and moves only together
+    with the runs its chunk started (see `advance`)."""
+
+    @abc.abstractmethod
+    def create(self, job: BulkJob, contact_ids: Iterable[str]) -> None:
+        """Store the job and its contact list (positions 1, 2, … in the given order; the caller
+        drops duplicates), written in chunks so that no statement grows with the list."""
+
+    @abc.abstractmethod
+    def get(self, project_id: str | None, job_id: str) -> BulkJob | None: ...
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, workflow_id: str, before: int | None,
+             limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def running_ids(self, limit: int) -> list[str]:
+        """Jobs to process (status running), oldest first."""
+
+    @abc.abstractmethod
+    def listed_contacts(self, job_id: str, after: int, limit: int) -> list[tuple[int, str]]:
+        """The next chunk of a job's own list: (position, contact id) after position `after`,
+        in order."""
+
+    @abc.abstractmethod
+    def advance(self, job_id: str, *, cursor_from: int, cursor_to: int, started: int,
+                skipped: int, now: int, finished: bool) -> bool:
+        """Move a running job's cursor from `cursor_from` to `cursor_to` and add to its counts
+        (and end it as finished); False, changing nothing, unless it is running at
+        `cursor_from`."""
+
+    @abc.abstractmethod
+    def set_status(self, job_id: str, status: BulkJobStatus, now: int, *,
+                   expect: Iterable[BulkJobStatus],
+                   error: dict[str, Any] | None = None) -> bool:
+        """Move the job to `status` if it is in one of `expect` (an ended status also sets
+        `finished_at`); False, changing nothing, otherwise."""
 
 
 class Transaction:
@@ -417,11 +458,11 @@ class Transaction:
     that waits for the commit."""
 
     __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                 "messages", "approvals", "after_commit")
+                 "messages", "approvals", "bulk_jobs", "after_commit")
 
     def __init__(self, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
-                 messages: Messages, approvals: Approvals) -> None:
+                 messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -431,6 +472,7 @@ class Transaction:
         self.templates = templates
         self.messages = messages
         self.approvals = approvals
+        self.bulk_jobs = bulk_jobs
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

@@ -346,3 +346,50 @@ class Message:
             shown["html"] = self.content.get("html")
             shown["text"] = self.content.get("text")
         return shown
+
+
+class BulkJobStatus(str, Enum):
+    APPROVAL = "approval"     # waits for a second action (PATCH approve) before anything starts
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+BULK_JOB_ENDED = (BulkJobStatus.FINISHED, BulkJobStatus.CANCELLED, BulkJobStatus.FAILED)
+
+
+class BulkSource(str, Enum):
+    """Where a bulk job's contacts come from; each source is read by position, in chunks."""
+
+    CONTACT_IDS = "contact_ids"   # the job's own list, stored with it
+    AUDIENCE = "audience"         # not yet: audiences arrive with the channels issue
+
+
+@dataclass
+class BulkJob:
+    id: str
+    project_id: str
+    workflow_id: str
+    status: BulkJobStatus
+    source: BulkSource
+    source_ref: str | None         # the audience id of an audience source
+    payload: dict[str, Any]
+    require_approval: bool
+    total: int
+    created_at: int
+    updated_at: int
+    started: int = 0
+    skipped: int = 0
+    cursor: int = 0                # the last position of the source already done
+    error: dict[str, Any] | None = None
+    finished_at: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "workflow_id": self.workflow_id, "status": self.status.value,
+                "source": self.source.value,
+                "audience": self.source_ref if self.source is BulkSource.AUDIENCE else None,
+                "require_approval": self.require_approval, "total": self.total,
+                "started": self.started, "skipped": self.skipped, "error": self.error,
+                "created_at": format_ms(self.created_at), "updated_at": format_ms(self.updated_at),
+                "finished_at": format_ms(self.finished_at)}

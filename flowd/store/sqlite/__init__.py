@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from flowd.store.base import Store, Transaction
 from flowd.store.records import StoreError
 from flowd.store.sqlite.approvals import SqliteApprovals
+from flowd.store.sqlite.bulk_jobs import SqliteBulkJobs
 from flowd.store.sqlite.contacts import SqliteContacts
 from flowd.store.sqlite.db import Database, DbSettings, connect_sync
 from flowd.store.sqlite.events import SqliteEvents
@@ -34,7 +35,7 @@ class SqliteTransaction(Transaction):
     def on(cls, conn: sqlite3.Connection) -> "SqliteTransaction":
         return cls(SqliteKeys(conn), SqliteContacts(conn), SqliteEvents(conn), SqliteRuns(conn),
                    SqliteWorkflows(conn), SqliteSecrets(conn), SqliteTemplates(conn),
-                   SqliteMessages(conn), SqliteApprovals(conn))
+                   SqliteMessages(conn), SqliteApprovals(conn), SqliteBulkJobs(conn))
 
 
 class _Transactions:
@@ -50,7 +51,7 @@ class _Transactions:
             families = self._families[id(conn)] = SqliteTransaction.on(conn)
         return Transaction(families.keys, families.contacts, families.events, families.runs,
                            families.workflows, families.secrets, families.templates,
-                           families.messages, families.approvals)
+                           families.messages, families.approvals, families.bulk_jobs)
 
 
 class SqliteStore(Store):

@@ -271,6 +271,39 @@ MIGRATIONS: list[Migration] = [
 
         CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
     """),
+    Migration(8, "bulk jobs", """
+        CREATE TABLE bulk_jobs (
+            seq              INTEGER PRIMARY KEY,
+            id               TEXT NOT NULL UNIQUE,
+            project_id       TEXT NOT NULL REFERENCES projects(id),
+            workflow_id      TEXT NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+            status           TEXT NOT NULL CHECK (status IN ('approval', 'running', 'finished',
+                                 'cancelled', 'failed')),
+            source           TEXT NOT NULL,     -- where its contacts come from: 'contact_ids'
+            source_ref       TEXT,              -- the source's object (an audience id), if any
+            payload          TEXT NOT NULL,     -- the trigger event's properties of every run
+            require_approval INTEGER NOT NULL,
+            total            INTEGER NOT NULL,
+            started          INTEGER NOT NULL DEFAULT 0,
+            skipped          INTEGER NOT NULL DEFAULT 0,
+            cursor           INTEGER NOT NULL DEFAULT 0,   -- the source's last position done
+            error            TEXT,              -- JSON {"code", "message"} of a failed job
+            created_at       INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL,
+            finished_at      INTEGER
+        );
+        CREATE INDEX bulk_jobs_workflow ON bulk_jobs (workflow_id, seq);
+        -- The processor's work list, at start and whenever it looks for more.
+        CREATE INDEX bulk_jobs_running ON bulk_jobs (seq) WHERE status = 'running';
+
+        -- A job's own contact list, in the order given (duplicates dropped), read by position.
+        CREATE TABLE bulk_job_contacts (
+            job_id      TEXT NOT NULL REFERENCES bulk_jobs(id) ON DELETE CASCADE,
+            position    INTEGER NOT NULL,       -- 1, 2, …
+            contact_id  TEXT NOT NULL,
+            PRIMARY KEY (job_id, position)
+        ) WITHOUT ROWID;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
