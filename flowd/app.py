@@ -34,6 +34,7 @@ from flowd.matching import WaitedNames
 from flowd.registry import Registry
 from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
+from flowd.schedules import Schedules
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects
 from flowd.store import DbSettings, SqliteStore, Store
@@ -60,6 +61,7 @@ class Services:
     engine: Engine
     slots: RunSlots
     scheduler: Scheduler
+    schedules: Schedules
     workflows: WorkflowService
     runs: RunControl
     signer: WebhookSigner
@@ -131,10 +133,12 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
+    schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
+    registry.listeners.append(schedules.notify)
     services = Services(
         config=config, clock=clock, store=store,
         auth=Authenticator(store, clock, config.auth.key_cache_seconds), ingest=ingest,
-        registry=registry, engine=engine, slots=slots, scheduler=scheduler,
+        registry=registry, engine=engine, slots=slots, scheduler=scheduler, schedules=schedules,
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
@@ -170,10 +174,13 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.engine.load()
             await services.mailer.start()
             await services.scheduler.start()
+            await services.schedules.start()
             yield
         finally:
-            # After the server stopped accepting and in-flight requests finished: stop starting
-            # steps, then the writer commits everything still queued, then the files close.
+            # After the server stopped accepting and in-flight requests finished: stop firing
+            # schedules and starting steps, then the writer commits everything still queued,
+            # then the files close.
+            await services.schedules.stop()
             await services.scheduler.stop()
             await services.slots.stop()
             await services.http.close()

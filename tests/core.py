@@ -20,6 +20,7 @@ from flowd.matching import WaitedNames
 from flowd.registry import Registry
 from flowd.runs import new_run
 from flowd.scheduler import Scheduler
+from flowd.schedules import Schedules
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects
 from flowd.store import DbSettings, SqliteStore
@@ -39,6 +40,7 @@ class Core:
     scheduler: Scheduler
     ingest: Ingest
     http: HttpClient
+    schedules: Schedules   # made, not started: a test ticks it or starts it
 
     async def workflow(self, steps: list[dict[str, Any]], *, trigger: dict[str, Any] | None = None,
                        settings: dict[str, Any] | None = None,
@@ -104,10 +106,13 @@ async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
     scheduler = Scheduler(store, clock, due, slots, engine.claim, horizon_ms=horizon_ms)
     ingest = Ingest(store, clock, index=lambda: registry.index, waited=waited,
                     on_started=scheduler.start_new, on_runs_due=scheduler.notify_now)
-    return Core(store, clock, registry, due, engine, slots, scheduler, ingest, http)
+    schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
+    registry.listeners.append(schedules.notify)
+    return Core(store, clock, registry, due, engine, slots, scheduler, ingest, http, schedules)
 
 
 async def close_core(core: Core) -> None:
+    await core.schedules.stop()
     await core.scheduler.stop()
     await core.slots.stop()
     await core.http.close()

@@ -138,6 +138,11 @@ class Runs(abc.ABC):
     def insert(self, runs: list[Run]) -> None: ...
 
     @abc.abstractmethod
+    def insert_new(self, runs: list[Run]) -> list[Run]:
+        """Insert the runs whose id is not taken yet (runs with deterministic ids, such as a
+        schedule's fires); returns those inserted. Inserting one again is a no-op."""
+
+    @abc.abstractmethod
     def get(self, project_id: str | None, run_id: str) -> Run | None: ...
 
     @abc.abstractmethod
@@ -282,6 +287,27 @@ class Workflows(abc.ABC):
     def status_counts(self, project_id: str) -> dict[str, int]: ...
 
 
+class Schedules(abc.ABC):
+    """Per schedule-triggered workflow, the instant after which its fires are counted."""
+
+    @abc.abstractmethod
+    def since(self, workflow_ids: list[str]) -> dict[str, int]:
+        """The stored instants of those workflows that have one."""
+
+    @abc.abstractmethod
+    def begin(self, counts: dict[str, int], *, replace: bool) -> None:
+        """Start counting at these instants: for workflows without one (`replace` False), or
+        over what is stored (a changed schedule)."""
+
+    @abc.abstractmethod
+    def fired(self, workflow_id: str, scheduled_at: int) -> bool:
+        """Record a fire; False (nothing changes) when one at or after it is recorded."""
+
+    @abc.abstractmethod
+    def forget(self, workflow_id: str) -> None:
+        """Counting starts afresh the next time the workflow is activated."""
+
+
 class Secrets(abc.ABC):
     """Per-project webhook signing secrets."""
 
@@ -384,11 +410,11 @@ class Transaction:
     that waits for the commit."""
 
     __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                 "messages", "after_commit")
+                 "messages", "schedules", "after_commit")
 
     def __init__(self, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
-                 messages: Messages) -> None:
+                 messages: Messages, schedules: Schedules) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -397,6 +423,7 @@ class Transaction:
         self.secrets = secrets
         self.templates = templates
         self.messages = messages
+        self.schedules = schedules
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

@@ -17,6 +17,7 @@ from flowd.store.sqlite.events import SqliteEvents
 from flowd.store.sqlite.keys import SqliteKeys
 from flowd.store.sqlite.messages import SqliteMessages
 from flowd.store.sqlite.runs import SqliteRuns
+from flowd.store.sqlite.schedules import SqliteSchedules
 from flowd.store.sqlite.schema import Migration, migrate
 from flowd.store.sqlite.secrets import SqliteSecrets
 from flowd.store.sqlite.templates import SqliteTemplates
@@ -33,7 +34,7 @@ class SqliteTransaction(Transaction):
     def on(cls, conn: sqlite3.Connection) -> "SqliteTransaction":
         return cls(SqliteKeys(conn), SqliteContacts(conn), SqliteEvents(conn), SqliteRuns(conn),
                    SqliteWorkflows(conn), SqliteSecrets(conn), SqliteTemplates(conn),
-                   SqliteMessages(conn))
+                   SqliteMessages(conn), SqliteSchedules(conn))
 
 
 class _Transactions:
@@ -49,7 +50,7 @@ class _Transactions:
             families = self._families[id(conn)] = SqliteTransaction.on(conn)
         return Transaction(families.keys, families.contacts, families.events, families.runs,
                            families.workflows, families.secrets, families.templates,
-                           families.messages)
+                           families.messages, families.schedules)
 
 
 class SqliteStore(Store):

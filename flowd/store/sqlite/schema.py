@@ -241,6 +241,15 @@ MIGRATIONS: list[Migration] = [
             created_at  INTEGER NOT NULL
         ) WITHOUT ROWID;
     """),
+    # 5 and 6 are taken by work on other branches; the runner only compares versions.
+    Migration(7, "schedule state", """
+        CREATE TABLE schedule_state (
+            workflow_id TEXT PRIMARY KEY REFERENCES workflows(id) ON DELETE CASCADE,
+            -- Fires are counted after this instant: the last fire's scheduled time, or when
+            -- the schedule began (first activation, a changed cron or time zone).
+            since       INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
