@@ -37,6 +37,7 @@ from flowd.matching import WaitedNames
 from flowd.registry import Registry
 from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
+from flowd.schedules import Schedules
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects
 from flowd.store import DbSettings, SqliteStore, Store
@@ -63,6 +64,7 @@ class Services:
     engine: Engine
     slots: RunSlots
     scheduler: Scheduler
+    schedules: Schedules
     workflows: WorkflowService
     runs: RunControl
     bulk: BulkControl
@@ -143,10 +145,12 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
     bulk_processor = BulkProcessor(store, clock, registry.current, scheduler.start_new)
+    schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
+    registry.listeners.append(schedules.notify)
     services = Services(
         config=config, clock=clock, store=store,
         auth=Authenticator(store, clock, config.auth.key_cache_seconds), ingest=ingest,
-        registry=registry, engine=engine, slots=slots, scheduler=scheduler,
+        registry=registry, engine=engine, slots=slots, scheduler=scheduler, schedules=schedules,
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
@@ -186,11 +190,13 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.approvals.start()
             await services.scheduler.start()
             await services.bulk_processor.start()
+            await services.schedules.start()
             yield
         finally:
-            # After the server stopped accepting and in-flight requests finished: stop starting
+            # After the server stopped accepting and in-flight requests finished: stop firing
+            # schedules and bulk chunks (both hand new runs to the scheduler) and starting
             # steps, then the writer commits everything still queued, then the files close.
-            # Bulk jobs first: their chunks hand new runs to the scheduler.
+            await services.schedules.stop()
             await services.bulk_processor.stop()
             await services.scheduler.stop()
             await services.slots.stop()

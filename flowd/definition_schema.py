@@ -126,7 +126,28 @@ EVENT_TRIGGER = Object({
 MANUAL_TRIGGER = Object({"type": Enum(("manual",))}, required=("type",),
                         description="Runs start only when fired through the API."
                         ).named("ManualTrigger")
-TRIGGER_KINDS: dict[str, Schema] = {"event": EVENT_TRIGGER, "manual": MANUAL_TRIGGER}
+SCHEDULE_TRIGGER = Object({
+    "type": Enum(("schedule",)),
+    "cron": text(0, 200, description=(
+        "Five fields: minute hour day-of-month month day-of-week (`0 9 * * 1`: Mondays at "
+        "09:00). Each takes `*`, `*/n`, `a-b`, `a-b/n` and lists; months JAN–DEC and days "
+        "SUN–SAT by name; day-of-week 0 and 7 are Sunday. When day-of-month and day-of-week "
+        "are both restricted, a day matching either fires. Also @yearly, @annually, @monthly, "
+        "@weekly, @daily, @midnight, @hourly. Needed before the workflow can be active.")),
+    "timezone": text(0, 100, description=(
+        "The IANA time zone the fields are read in, e.g. Europe/Berlin (default UTC). A time "
+        "skipped when clocks spring forward fires at the first instant after the gap; a time "
+        "repeated when they fall back fires once, at its first occurrence.")),
+    "audience": text(0, 100, description=(
+        "One run per member of this audience instead of one contact-less run. Audiences are "
+        "not available yet: a workflow naming one cannot be activated.")),
+}, required=("type",), description=(
+    "Starts one run without a contact at each time the cron expression names, while the "
+    "workflow is active. Each fire has a deterministic id, so it never starts twice; fires "
+    "missed while the server was down (or the workflow paused) collapse into one. A workflow "
+    "activated for the first time counts from its activation.")).named("ScheduleTrigger")
+TRIGGER_KINDS: dict[str, Schema] = {"event": EVENT_TRIGGER, "manual": MANUAL_TRIGGER,
+                                    "schedule": SCHEDULE_TRIGGER}
 TRIGGER = Tagged("type", TRIGGER_KINDS, description="Every workflow can also be fired through "
                                                      "the API.").named("Trigger")
 

@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from flowd.conditions import (
     Condition,
@@ -22,6 +23,7 @@ from flowd.conditions import (
     compile_condition,
     compile_name_pattern,
 )
+from flowd.cron import Cron, check_schedule, load_zone, parse_cron
 from flowd.durations import parse_duration
 from flowd.errors import Problem
 from flowd.lints import lint
@@ -43,8 +45,10 @@ def normalize(definition: dict[str, Any]) -> dict[str, Any]:
         step.setdefault("config", {})
         steps.append(step)
     settings = {**DEFAULT_SETTINGS, **copy.deepcopy(definition.get("settings") or {})}
-    return {"trigger": copy.deepcopy(definition.get("trigger") or DEFAULT_TRIGGER),
-            "settings": settings, "steps": copy.deepcopy(steps)}
+    trigger = copy.deepcopy(definition.get("trigger") or DEFAULT_TRIGGER)
+    if trigger.get("type") == "schedule":
+        trigger.setdefault("timezone", "UTC")   # stored as it is read: explicit
+    return {"trigger": trigger, "settings": settings, "steps": copy.deepcopy(steps)}
 
 
 # ---------------------------------------------------------------- compiled form
@@ -128,6 +132,22 @@ class EventRule:
     filter: Condition | None
 
 
+@dataclass(frozen=True)
+class ScheduleRule:
+    """A schedule trigger: fire at each time `cron` names on the wall clock of `zone`."""
+
+    cron: Cron
+    zone: ZoneInfo
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What decides when it fires: an edit that changes this restarts the count."""
+        return self.cron.expression, self.zone.key
+
+    def next_after(self, after_ms: int) -> int | None:
+        return self.cron.next_after(after_ms, self.zone)
+
+
 @dataclass
 class CompiledWorkflow:
     trigger_type: str
@@ -136,6 +156,7 @@ class CompiledWorkflow:
     exit_on: list[EventRule]
     steps: dict[str, CompiledStep] = field(default_factory=dict)
     first_step: str | None = None
+    schedule: ScheduleRule | None = None
 
     @cached_property
     def reads_contact(self) -> bool:
@@ -173,6 +194,21 @@ def _rule(raw: dict[str, Any], path: str, issues: _Collector, *, pattern_key: st
                 issues.error("invalid_condition", problem.path, problem.message)
             ok = False
     return EventRule(pattern, compile_name_pattern(pattern), condition) if ok else None
+
+
+def _schedule(raw: dict[str, Any], issues: _Collector) -> ScheduleRule | None:
+    expression, tz = raw.get("cron") or "", raw.get("timezone") or "UTC"
+    problems = check_schedule(expression, tz)
+    for code, message in problems:
+        issues.error(code, "trigger.cron" if code == "invalid_cron" else "trigger.timezone",
+                     message)
+    if raw.get("audience") is not None:
+        issues.error("unknown_audience", "trigger.audience",
+                     f"no audience has the id {raw['audience']!r}: audiences are not available "
+                     "in this version of flowd yet (they come with the channels issue); leave "
+                     "`audience` out to start one run without a contact per fire")
+        return None
+    return None if problems else ScheduleRule(parse_cron(expression), load_zone(tz))
 
 
 def _retry(raw: dict[str, Any] | None, path: str, step_id: str, issues: _Collector) -> RetryPolicy:
@@ -219,9 +255,11 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
     issues = _Collector()
     trigger_raw = definition["trigger"]
     trigger_type = trigger_raw["type"]
-    trigger = None
+    trigger = schedule = None
     if trigger_type == "event":
         trigger = _rule(trigger_raw, "trigger", issues)
+    elif trigger_type == "schedule":
+        schedule = _schedule(trigger_raw, issues)
     settings = definition["settings"]
     exit_on = [rule for i, raw in enumerate(settings.get("exit_on") or [])
                if (rule := _rule(raw, f"settings.exit_on[{i}]", issues)) is not None]
@@ -267,7 +305,8 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
         _assign_loops(steps)
     lint(definition, issues.warning)  # also on drafts with errors: warnings help fix them too
     workflow = CompiledWorkflow(trigger_type, trigger, settings.get("reentry", "after_completion"),
-                                exit_on, steps, raw_steps[0]["id"] if raw_steps else None)
+                                exit_on, steps, raw_steps[0]["id"] if raw_steps else None,
+                                schedule)
     errors = any(issue.severity == "error" for issue in issues.issues)
     return (None if errors else workflow), issues.issues
 

@@ -6,6 +6,7 @@ The body is a ULID-style 26-character Crockford base32 string: 48 bits of millis
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -33,6 +34,17 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 def new_id(prefix: str, now_ms: int | None = None) -> str:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     r = int.from_bytes(os.urandom(10), "big")   # 80 random bits after 50 bits of time
+    p = _PAIRS
+    return (f"{prefix}_{_time_text(ms)}{p[r >> 70]}{p[r >> 60 & 1023]}{p[r >> 50 & 1023]}"
+            f"{p[r >> 40 & 1023]}{p[r >> 30 & 1023]}{p[r >> 20 & 1023]}{p[r >> 10 & 1023]}"
+            f"{p[r & 1023]}")
+
+
+def derived_id(prefix: str, ms: int, key: str) -> str:
+    """An id that is the same every time for the same (`ms`, `key`): its time part is `ms`, its
+    80 other bits come from a hash of the key. For things that must exist at most once, such
+    as a schedule's fire, where inserting the id again finds the first."""
+    r = int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")
     p = _PAIRS
     return (f"{prefix}_{_time_text(ms)}{p[r >> 70]}{p[r >> 60 & 1023]}{p[r >> 50 & 1023]}"
             f"{p[r >> 40 & 1023]}{p[r >> 30 & 1023]}{p[r >> 20 & 1023]}{p[r >> 10 & 1023]}"

@@ -6,6 +6,7 @@ the index inside its units) never sees a workflow that is not on disk."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Callable
 
 from flowd.definitions import CompiledStep, CompiledWorkflow, analyze
 from flowd.store import Store
@@ -24,6 +25,8 @@ class Registry:
         self._current: dict[str, tuple[str, int]] = {}   # workflow id -> (project, version)
         self._names: dict[str, str] = {}
         self._versions: OrderedDict[tuple[str, int], CompiledWorkflow] = OrderedDict()
+        # Told after each committed change, once the new index is in place (schedules).
+        self.listeners: list[Callable[[], None]] = []
 
     async def load(self) -> None:
         for workflow in await self._store.read(lambda tx: tx.workflows.all_current()):
@@ -39,6 +42,8 @@ class Registry:
         else:
             self._remember(workflow)
         self._rebuild_index()
+        for listener in self.listeners:
+            listener()
 
     def is_paused(self, workflow_id: str) -> bool:
         return self._status.get(workflow_id) is WorkflowStatus.PAUSED

@@ -14,11 +14,11 @@ from flowd.waits import WaitKind, Wake, WakeReason
 
 
 def new_run(workflow: IndexedWorkflow, contact_id: str | None, trigger: dict[str, Any],
-            now: int, *, parent_run_id: str | None = None) -> Run:
+            now: int, *, parent_run_id: str | None = None, run_id: str | None = None) -> Run:
     """A run of the workflow's current version, at its first step: pending (due now), or paused
-    while the workflow is."""
+    while the workflow is. `run_id`: a deterministic id (a schedule's fire), else a new one."""
     status = RunStatus.PAUSED if workflow.paused else RunStatus.PENDING
-    return Run(id=new_id("run", now), project_id=workflow.project_id,
+    return Run(id=run_id or new_id("run", now), project_id=workflow.project_id,
                workflow_id=workflow.workflow_id, workflow_version=workflow.version,
                contact_id=contact_id, status=status,
                current_step_id=workflow.compiled.first_step, trigger=trigger, created_at=now,

@@ -131,6 +131,10 @@ class WorkflowService:
             if workflow.status is WorkflowStatus.PAUSED and target is not WorkflowStatus.PAUSED:
                 # Leaving `paused` in any direction lets held runs go on, oldest first.
                 released = tx.runs.release_paused(workflow.id, now)
+            if target in (WorkflowStatus.DRAFT, WorkflowStatus.ARCHIVED):
+                # No new runs: a schedule activated again later counts from then, with no
+                # fire for the time it was off (pausing keeps the count: see flowd.schedules).
+                tx.schedules.forget(workflow.id)
             if target is not workflow.status:
                 tx.workflows.set_status(workflow.id, target, now)
                 workflow.status, workflow.updated_at = target, now

@@ -21,6 +21,7 @@ from flowd.matching import WaitedNames
 from flowd.registry import Registry
 from flowd.runs import new_run
 from flowd.scheduler import Scheduler
+from flowd.schedules import Schedules
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects
 from flowd.store import DbSettings, SqliteStore
@@ -41,6 +42,7 @@ class Core:
     ingest: Ingest
     http: HttpClient
     approvals: ApprovalDesk
+    schedules: Schedules   # made, not started: a test ticks it or starts it
 
     async def workflow(self, steps: list[dict[str, Any]], *, trigger: dict[str, Any] | None = None,
                        settings: dict[str, Any] | None = None,
@@ -111,10 +113,14 @@ async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
                     store_events=ingest.store_events)
     slots = RunSlots(capacity, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim, horizon_ms=horizon_ms)
-    return Core(store, clock, registry, due, engine, slots, scheduler, ingest, http, approvals)
+    schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
+    registry.listeners.append(schedules.notify)
+    return Core(store, clock, registry, due, engine, slots, scheduler, ingest, http, approvals,
+                schedules)
 
 
 async def close_core(core: Core) -> None:
+    await core.schedules.stop()
     await core.scheduler.stop()
     await core.slots.stop()
     await core.http.close()

@@ -104,3 +104,15 @@ async def test_bench_email_says_not_installed_without_aiosmtpd(tmp_path: Path,
     assert smtp.note == mailsink.INSTALL_HINT and smtp.target == 1000
     assert outbox.status == "ok" and outbox.value is not None and outbox.value > 0
     assert not (tmp_path / "email-sink").exists()   # no SMTP server was started
+
+
+async def test_bench_cron_row(tmp_path: Path, monkeypatch) -> None:
+    """The cron scenario on its own: 1,000 schedules fire, and the row says how soon."""
+    for name in [k for k in os.environ if k.startswith("FLOWD_")]:
+        monkeypatch.delenv(name)
+    ctx = scenarios.Context(sizes=scenarios.QUICK, synchronous="normal", tmp=tmp_path)
+    [row] = await scenarios.cron(ctx)
+    assert row.status == "ok" and row.unit == "ms" and (row.op, row.target) == ("<=", 1000)
+    assert isinstance(row.value, (int, float)) and row.value >= 0
+    assert "µs per fire" in row.note
+    assert not (tmp_path / "cron").exists()

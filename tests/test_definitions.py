@@ -17,6 +17,13 @@ def steps(*items: dict) -> dict:
     return {"trigger": {"type": "event", "event": "go"}, "steps": list(items)}
 
 
+def scheduled(cron: str, timezone: str | None = None, **more: object) -> dict:
+    trigger = {"type": "schedule", "cron": cron, **more}
+    if timezone is not None:
+        trigger["timezone"] = timezone
+    return {"trigger": trigger, "steps": [{"id": "a", "type": "exit"}]}
+
+
 @pytest.mark.parametrize("definition,code,path,severity", [
     (steps({"id": "a", "type": "wait", "config": {"duration": "PT1H"}, "next": "nowhere"}),
      "unknown_next_step", "steps[0].next", "error"),
@@ -54,6 +61,11 @@ def steps(*items: dict) -> dict:
     (steps({"id": "a", "type": "condition", "config": {"if": {"field": "contact.x", "op": "exists"}},
             "next": {"maybe": "a"}}), "unknown_branch", "steps[0].next.maybe", "warning"),
     ({"trigger": {"type": "event", "event": "x"}, "steps": []}, "no_steps", "steps", "error"),
+    (scheduled("0 25 * * *"), "invalid_cron", "trigger.cron", "error"),
+    (scheduled(""), "invalid_cron", "trigger.cron", "error"),
+    (scheduled("0 0 31 4 *"), "invalid_cron", "trigger.cron", "error"),
+    (scheduled("@daily", "Europe/Atlantis"), "unknown_time_zone", "trigger.timezone", "error"),
+    (scheduled("@daily", audience="aud_1"), "unknown_audience", "trigger.audience", "error"),
 ])
 def test_each_issue_has_its_code_and_path(definition, code, path, severity):
     found = issues_of(definition)
@@ -90,6 +102,40 @@ def test_aliases_are_normalized():
                                  {"id": "b", "type": "branch", "config": {"if": {"field": "x.y", "op": "exists"}}},
                                  {"id": "c", "type": "update_profile", "config": {"traits": {"a": 1}}}))
     assert [s["type"] for s in definition["steps"]] == ["wait", "condition", "update_contact"]
+
+
+def test_a_schedule_trigger_compiles_with_its_zone_utc_by_default():
+    definition = normalize(scheduled("0 9 * * 1"))
+    assert definition["trigger"] == {"type": "schedule", "cron": "0 9 * * 1", "timezone": "UTC"}
+    compiled, issues = analyze(definition)
+    assert issues == [] and compiled is not None and compiled.schedule is not None
+    assert compiled.schedule.key == ("0 9 * * 1", "UTC")
+    compiled, _ = analyze(normalize(scheduled("@hourly", "America/New_York")))
+    assert compiled is not None and compiled.schedule is not None
+    assert compiled.schedule.zone.key == "America/New_York"
+    assert compiled.trigger is None   # no event starts it
+
+
+def test_an_audience_is_refused_until_audiences_exist():
+    _, issues = analyze(normalize(scheduled("@daily", audience="aud_1")))
+    [issue] = issues
+    assert issue.severity == "error" and "not available" in issue.message
+
+
+async def test_a_schedule_with_errors_saves_as_a_draft_and_cannot_activate(api: Api):
+    status, body = await api.post("/v1/workflows", json={
+        "name": "bad schedule", "status": "active", **scheduled("0 9 * * 1", "Mars/Base")})
+    assert status == 422 and body["error"]["details"][0]["code"] == "unknown_time_zone"
+    status, workflow = await api.post("/v1/workflows", json={
+        "name": "bad schedule", **scheduled("0 9 * * Monday")})
+    assert status == 201 and [(i["code"], i["path"]) for i in workflow["issues"]] == [
+        ("invalid_cron", "trigger.cron")]
+    assert "day-of-week 'Monday'" in workflow["issues"][0]["message"]
+    status, _ = await api.post(f"/v1/workflows/{workflow['id']}/activate")
+    assert status == 422
+    status, body = await api.post("/v1/workflows", json={
+        "name": "typed", **scheduled("0 9 * * 1", timezone=5)})   # the shape: a 422 at once
+    assert status == 422 and body["error"]["details"][0]["path"] == "trigger.timezone"
 
 
 async def test_draft_saves_with_issues_but_cannot_activate(api: Api):

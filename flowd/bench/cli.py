@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from flowd.bench.scenarios import Context
 
 FLOWD_SCENARIOS = ["ingest", "ingest-batch", "fanout", "steps", "chain", "timers", "wait-scale",
-                   "recovery", "webhooks", "email", "bulk"]
+                   "recovery", "webhooks", "email", "bulk", "cron"]
 PEERS = {"peer-steps": "steps", "peer-chain": "chain"}   # peer → the flowd scenario it compares
 ALL = [*FLOWD_SCENARIOS, *PEERS]
 

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from flowd.bench import mailsink, seed
 from flowd.bench.client import Api
+from flowd.bench.cron import cron
 from flowd.bench.loadgen import bodies, percentile, run_load
 from flowd.bench.mailsink import MailSink
 from flowd.bench.report import NOT_INSTALLED, Row
@@ -830,4 +831,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "webhooks": webhooks,
     "email": email,
     "bulk": bulk,
+    "cron": cron,
 }

@@ -141,6 +141,11 @@ class Runs(abc.ABC):
     def insert(self, runs: list[Run]) -> None: ...
 
     @abc.abstractmethod
+    def insert_new(self, runs: list[Run]) -> list[Run]:
+        """Insert the runs whose id is not taken yet (runs with deterministic ids, such as a
+        schedule's fires); returns those inserted. Inserting one again is a no-op."""
+
+    @abc.abstractmethod
     def get(self, project_id: str | None, run_id: str) -> Run | None: ...
 
     @abc.abstractmethod
@@ -293,6 +298,27 @@ class Workflows(abc.ABC):
 
     @abc.abstractmethod
     def status_counts(self, project_id: str) -> dict[str, int]: ...
+
+
+class Schedules(abc.ABC):
+    """Per schedule-triggered workflow, the instant after which its fires are counted."""
+
+    @abc.abstractmethod
+    def since(self, workflow_ids: list[str]) -> dict[str, int]:
+        """The stored instants of those workflows that have one."""
+
+    @abc.abstractmethod
+    def begin(self, counts: dict[str, int], *, replace: bool) -> None:
+        """Start counting at these instants: for workflows without one (`replace` False), or
+        over what is stored (a changed schedule)."""
+
+    @abc.abstractmethod
+    def fired(self, workflow_id: str, scheduled_at: int) -> bool:
+        """Record a fire; False (nothing changes) when one at or after it is recorded."""
+
+    @abc.abstractmethod
+    def forget(self, workflow_id: str) -> None:
+        """Counting starts afresh the next time the workflow is activated."""
 
 
 class Secrets(abc.ABC):
@@ -457,12 +483,14 @@ class Transaction:
     """What a unit of work (or a read) may do: the verbs of each table family, and the work
     that waits for the commit."""
 
-    __slots__ = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                 "messages", "approvals", "bulk_jobs", "after_commit")
+    FAMILIES = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
+                "messages", "approvals", "bulk_jobs", "schedules")
+    __slots__ = (*FAMILIES, "after_commit")
 
-    def __init__(self, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
+    def __init__(self, *, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
-                 messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs) -> None:
+                 messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs,
+                 schedules: Schedules) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -473,6 +501,7 @@ class Transaction:
         self.messages = messages
         self.approvals = approvals
         self.bulk_jobs = bulk_jobs
+        self.schedules = schedules
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

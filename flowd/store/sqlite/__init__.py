@@ -19,6 +19,7 @@ from flowd.store.sqlite.events import SqliteEvents
 from flowd.store.sqlite.keys import SqliteKeys
 from flowd.store.sqlite.messages import SqliteMessages
 from flowd.store.sqlite.runs import SqliteRuns
+from flowd.store.sqlite.schedules import SqliteSchedules
 from flowd.store.sqlite.schema import Migration, migrate
 from flowd.store.sqlite.secrets import SqliteSecrets
 from flowd.store.sqlite.templates import SqliteTemplates
@@ -33,9 +34,12 @@ class SqliteTransaction(Transaction):
 
     @classmethod
     def on(cls, conn: sqlite3.Connection) -> "SqliteTransaction":
-        return cls(SqliteKeys(conn), SqliteContacts(conn), SqliteEvents(conn), SqliteRuns(conn),
-                   SqliteWorkflows(conn), SqliteSecrets(conn), SqliteTemplates(conn),
-                   SqliteMessages(conn), SqliteApprovals(conn), SqliteBulkJobs(conn))
+        return cls(keys=SqliteKeys(conn), contacts=SqliteContacts(conn),
+                   events=SqliteEvents(conn), runs=SqliteRuns(conn),
+                   workflows=SqliteWorkflows(conn), secrets=SqliteSecrets(conn),
+                   templates=SqliteTemplates(conn), messages=SqliteMessages(conn),
+                   approvals=SqliteApprovals(conn), bulk_jobs=SqliteBulkJobs(conn),
+                   schedules=SqliteSchedules(conn))
 
 
 class _Transactions:
@@ -49,9 +53,7 @@ class _Transactions:
         families = self._families.get(id(conn))
         if families is None:
             families = self._families[id(conn)] = SqliteTransaction.on(conn)
-        return Transaction(families.keys, families.contacts, families.events, families.runs,
-                           families.workflows, families.secrets, families.templates,
-                           families.messages, families.approvals, families.bulk_jobs)
+        return Transaction(**{name: getattr(families, name) for name in Transaction.FAMILIES})
 
 
 class SqliteStore(Store):

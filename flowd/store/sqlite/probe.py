@@ -65,6 +65,11 @@ class Probe:
             (workflow_id,)).fetchone()
         return runs, first, last, done
 
+    def created_window(self) -> tuple[int, int | None, int | None]:
+        """(runs, first created_at, last created_at) of every run."""
+        return self._conn.execute("SELECT COUNT(*), MIN(created_at), MAX(created_at) FROM runs"
+                                  ).fetchone()
+
     def committed_steps(self, workflow_id: str) -> int:
         """Trace entries (one per executed step) of the workflow's runs."""
         return self._conn.execute(

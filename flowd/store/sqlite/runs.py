@@ -89,6 +89,12 @@ class SqliteRuns(base.Runs):
         self._conn.executemany(f"INSERT INTO runs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                                (_row(run) for run in runs))
 
+    def insert_new(self, runs: list[Run]) -> list[Run]:
+        # One statement per run: executemany's rowcount is the total, not which ones.
+        sql = (f"INSERT INTO runs ({_COLUMNS}) VALUES ({_PLACEHOLDERS}) "
+               "ON CONFLICT (id) DO NOTHING")
+        return [run for run in runs if self._conn.execute(sql, _row(run)).rowcount == 1]
+
     def get(self, project_id: str | None, run_id: str) -> Run | None:
         if project_id is None:
             row = self._conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE id = ?",

@@ -271,6 +271,14 @@ MIGRATIONS: list[Migration] = [
 
         CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
     """),
+    Migration(7, "schedule state", """
+        CREATE TABLE schedule_state (
+            workflow_id TEXT PRIMARY KEY REFERENCES workflows(id) ON DELETE CASCADE,
+            -- Fires are counted after this instant: the last fire's scheduled time, or when
+            -- the schedule began (first activation, a changed cron or time zone).
+            since       INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    """),
     Migration(8, "bulk jobs", """
         CREATE TABLE bulk_jobs (
             seq              INTEGER PRIMARY KEY,
