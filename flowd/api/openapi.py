@@ -131,6 +131,9 @@ def _success(route: Route, routes: list[Route], components: Components) -> dict[
         if status != 204:
             schema = route.response.json_schema(components) if route.response else {}
             response["content"] = {route.content_type: {"schema": schema}}
+        if route.response_headers and status == route.status:
+            response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                                   for name, text in route.response_headers.items()}
         if links:
             response["links"] = links
         responses[str(status)] = response

@@ -134,6 +134,9 @@ class Route:
     # (text) without schema checks — a mail provider's unsubscribe must never be refused for
     # how it encodes the form; `body` then only documents it.
     body_type: str = "application/json"
+    # Headers of the success response worth documenting (name → description), e.g. an
+    # export's Content-Disposition.
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -146,8 +149,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           content_type: str = "application/json", errors: tuple[int, ...] = (),
           body_optional: bool = False, path_params: tuple[Param, ...] = (),
           other_statuses: dict[int, str] | None = None, description: str = "",
-          links_to: str | None = None, body_type: str = "application/json"
-          ) -> Callable[[Handler], Handler]:
+          links_to: str | None = None, body_type: str = "application/json",
+          response_headers: dict[str, str] | None = None) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if paginated and response is not None:
             documented: Schema | None = page_of(response)
@@ -156,7 +159,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
         ROUTES.append(Route(method, path, handler, access, summary, tag, body,
                             query + (PAGINATION if paginated else ()), status, documented,
                             content_type, errors, body_optional, path_params,
-                            other_statuses or {}, description, links_to, body_type))
+                            other_statuses or {}, description, links_to, body_type,
+                            response_headers or {}))
         return handler
     return register
 
