@@ -12,6 +12,7 @@ from flowd.api import (  # noqa: F401
     links,
     messages,
     meta,
+    run_export,
     runs,
     settings,
     templates,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from flowd.api.routes import Call, Param, json_response, page_response, route, shape
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_ID, EMAIL
 from flowd.definition_schema import STEP_ID, WORKFLOW_STATUSES
-from flowd.store.records import RunStatus
+from flowd.store.records import Run, RunStatus, TraceEntry
 from flowd.validation import (
     Array,
     Boolean,
@@ -85,7 +87,12 @@ async def list_runs(call: Call) -> web.Response:
 async def get_run(call: Call) -> web.Response:
     run = await call.services.runs.get(call.project, call.path("id"))
     trace = await call.services.store.run_trace(run.id)
-    return json_response({**run.to_json(), "steps": [entry.to_json() for entry in trace]})
+    return json_response(run_with_steps(run, trace))
+
+
+def run_with_steps(run: Run, trace: list[TraceEntry]) -> dict[str, Any]:
+    """A run as GET /v1/runs/{id} shows it (the export shows each run so too)."""
+    return {**run.to_json(), "steps": [entry.to_json() for entry in trace]}
 
 
 @route("POST", "/v1/workflows/{id}/runs", access=Access.WRITE, tag="runs", body=FIRE,
