@@ -295,6 +295,70 @@ async def test_the_trace_rebuilds_outputs_and_visits(store: Store):
     assert [e.status for e in await store.run_trace(run.id)] == ["ok", "ok", "ok"]
 
 
+async def test_an_export_counts_and_pages_a_workflows_runs_with_their_traces(store: Store):
+    workflow_id = await a_workflow(store)
+    other_id = await a_workflow(store, "other")
+    statuses = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.WAITING,
+                RunStatus.COMPLETED]
+    runs = [a_run(workflow_id, run_id=f"run_{i}", status=status, trace_len=i)
+            for i, status in enumerate(statuses)]
+    await store.write(lambda tx: tx.runs.insert([*runs, a_run(other_id, run_id="run_x")]))
+
+    def traced(tx: Transaction) -> None:
+        for run in runs:
+            for seq in range(1, run.trace_len + 1):
+                tx.runs.write_trace(run.id, TraceEntry(seq, f"s{seq}", "set", "ok", 1, 1, NOW,
+                                                       NOW + 1, output={"seq": seq}))
+
+    await store.write(traced)
+
+    async def export(statuses: list[str] | None = None, run_id: str | None = None,
+                     limit: int = 2, max_steps: int = 1000, trace_limit: int = 20_000
+                     ) -> tuple[int, list[tuple[str, list[int]]]]:
+        scope = dict(statuses=statuses, run_id=run_id)
+        count, before = await store.read(lambda tx: tx.runs.export_bounds(
+            "default", workflow_id, **scope))
+        listed: list[tuple[str, list[int]]] = []
+        while before is not None:
+            page = await store.read(lambda tx, b=before: tx.runs.export_page(
+                "default", workflow_id, **scope, before=b, limit=limit, max_steps=max_steps,
+                trace_limit=trace_limit))
+            assert page.items   # a page never comes back empty while runs remain
+            listed += [(run.id, [e.seq for e in trace]) for run, trace in page.items]
+            before = page.next_before
+        return count, listed
+
+    everything = [(f"run_{i}", list(range(1, i + 1))) for i in (4, 3, 2, 1, 0)]
+    assert await export() == (5, everything)   # newest first, traces oldest first
+    assert await export(limit=100) == (5, everything)
+    # A page ends after the run that brings its steps to max_steps (and holds one run at least).
+    page = await store.read(lambda tx: tx.runs.export_page(
+        "default", workflow_id, statuses=None, run_id=None, before=2**62, limit=100,
+        max_steps=5))
+    assert [run.id for run, _ in page.items] == ["run_4", "run_3"]
+    assert await export(max_steps=1) == (5, everything)
+    # Traces are cut as trace() cuts them.
+    assert (await export(trace_limit=2))[1][0] == ("run_4", [1, 2])
+    assert await store.read(lambda tx: tx.runs.trace("run_4", 2)) == [
+        trace for run, trace in page.items if run.id == "run_4"][0][:2]
+    assert await export(["completed"]) == (3, [everything[i] for i in (0, 2, 4)])
+    assert await export(["failed", "waiting"]) == (2, [everything[1], everything[3]])
+    assert await export(["cancelled"]) == (0, [])
+    assert await export(run_id="run_2") == (1, [everything[2]])
+    assert await export(["failed"], run_id="run_2") == (0, [])
+    assert await export(run_id="run_x") == (0, [])   # another workflow's run
+    # The bound is the newest run when counting: runs created later are never listed.
+    count, before = await store.read(lambda tx: tx.runs.export_bounds(
+        "default", workflow_id, statuses=None, run_id=None))
+    await store.write(lambda tx: tx.runs.insert([a_run(workflow_id, run_id="run_late")]))
+    page = await store.read(lambda tx: tx.runs.export_page(
+        "default", workflow_id, statuses=None, run_id=None, before=before, limit=100,
+        max_steps=1000))
+    assert count == 5 and [run.id for run, _ in page.items] == [f"run_{i}" for i in (4, 3, 2, 1, 0)]
+    assert await store.read(lambda tx: tx.runs.export_bounds(
+        "other-project", workflow_id, statuses=None, run_id=None)) == (0, None)
+
+
 # ------------------------------------------------------------------ workflows
 
 async def test_a_changed_definition_is_a_new_version_and_names_are_searched_literally(

@@ -14,6 +14,7 @@ from flowd.api import (  # noqa: F401
     links,
     messages,
     meta,
+    run_export,
     runs,
     settings,
     templates,

@@ -53,6 +53,8 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 SERVICES: web.AppKey[Any] = web.AppKey("services", object)
 BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
+# For handlers that stream: their headers are sent before the middleware sees the response.
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 
 
 def error_response(error: FlowdError) -> web.Response:
@@ -97,6 +99,7 @@ async def envelope_middleware(request: web.Request,
                               ) -> web.StreamResponse:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = incoming if _CLIENT_REQUEST_ID.fullmatch(incoming) else _new_request_id()
+    request[REQUEST_ID] = request_id
     try:
         _refuse_declared_oversize(request)
         response = await handler(request)

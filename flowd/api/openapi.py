@@ -137,6 +137,9 @@ def _success(route: Route, routes: list[Route], components: Components) -> dict[
             response["content"] = {route.content_type: {"schema": schema}}
             if route.page:
                 response["content"]["text/html"] = {"schema": {"type": "string"}}
+        if route.response_headers and status == route.status:
+            response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                                   for name, text in route.response_headers.items()}
         if links:
             response["links"] = links
         responses[str(status)] = response

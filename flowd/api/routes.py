@@ -136,6 +136,9 @@ class Route:
     body_type: str = "application/json"
     # Also answers browsers with an HTML page (text/html) instead of the JSON `response`.
     page: bool = False
+    # Headers of the success response worth documenting (name → description), e.g. an
+    # export's Content-Disposition.
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -151,7 +154,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           body_optional: bool = False, path_params: tuple[Param, ...] = (),
           other_statuses: dict[int, str] | None = None, description: str = "",
           links_to: str | None = None, body_type: str = "application/json",
-          page: bool = False) -> Callable[[Handler], Handler]:
+          page: bool = False, response_headers: dict[str, str] | None = None
+          ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if paginated and response is not None:
             documented: Schema | None = page_of(response)
@@ -160,7 +164,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
         ROUTES.append(Route(method, path, handler, access, summary, tag, body,
                             query + (PAGINATION if paginated else ()), status, documented,
                             content_type, errors, body_optional, path_params,
-                            other_statuses or {}, description, links_to, body_type, page))
+                            other_statuses or {}, description, links_to, body_type, page,
+                            response_headers or {}))
         return handler
     return register
 

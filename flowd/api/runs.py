@@ -11,7 +11,7 @@ from flowd.approvals import DECISIONS
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_ID, EMAIL
 from flowd.definition_schema import STEP_ID, WORKFLOW_STATUSES
-from flowd.store.records import Run, RunStatus
+from flowd.store.records import Run, RunStatus, TraceEntry
 from flowd.validation import (
     Array,
     Boolean,
@@ -61,8 +61,9 @@ RUN_WITH_STEPS = shape("RunWithTrace", {
         "id": String(), "workflow_id": String(), "status": Enum(tuple(s.value for s in RunStatus)),
         "created_at": time_string(), "completed_at": Nullable(time_string())}),
         description=f"The runs its run_workflow steps started, oldest first (at most "
-                    f"{MAX_CHILD_RUNS})."),
-})
+                    f"{MAX_CHILD_RUNS}). Only in GET /v1/runs/{{id}}: an export lists runs "
+                    f"whole, each with its parent_run_id."),
+}, optional=("child_runs",))
 FIRE = Object({
     "contact_id": Nullable(CONTACT_ID),
     "email": EMAIL.described("Names the contact by email instead: an unknown email is a 404, "
@@ -105,7 +106,7 @@ async def get_run(call: Call) -> web.Response:
     trace = await call.services.store.run_trace(run.id)
     children = await call.services.store.read(
         lambda tx: tx.runs.children(run.id, limit=MAX_CHILD_RUNS))
-    return json_response({**run.to_json(), "steps": [entry.to_json() for entry in trace],
+    return json_response({**run_with_steps(run, trace),
                           "child_runs": [_child(child) for child in children]})
 
 
@@ -113,6 +114,11 @@ def _child(run: Run) -> dict[str, Any]:
     shown = run.to_json()
     return {key: shown[key] for key in ("id", "workflow_id", "status", "created_at",
                                         "completed_at")}
+
+
+def run_with_steps(run: Run, trace: list[TraceEntry]) -> dict[str, Any]:
+    """A run as GET /v1/runs/{id} shows it (the export shows each run so too)."""
+    return {**run.to_json(), "steps": [entry.to_json() for entry in trace]}
 
 
 @route("POST", "/v1/workflows/{id}/runs", access=Access.WRITE, tag="runs", body=FIRE,

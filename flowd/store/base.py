@@ -250,6 +250,23 @@ class Runs(abc.ABC):
     @abc.abstractmethod
     def status_counts(self, project_id: str) -> dict[str, int]: ...
 
+    @abc.abstractmethod
+    def export_bounds(self, project_id: str, workflow_id: str, *,
+                      statuses: list[str] | None, run_id: str | None) -> tuple[int, int | None]:
+        """(how many runs of the workflow match the filters, the position just past the newest
+        of them), read together (None: no run matches). `export_page(before=that)` starts at
+        the runs counted and never lists one created later."""
+
+    @abc.abstractmethod
+    def export_page(self, project_id: str, workflow_id: str, *, statuses: list[str] | None,
+                    run_id: str | None, before: int, limit: int, max_steps: int,
+                    trace_limit: int = 20_000) -> Page:
+        """Up to `limit` matching runs below position `before`, newest first, each as a
+        (Run, trace) pair with its trace oldest first (at most `trace_limit` entries, as
+        `trace` gives). A page stops early after the run whose trace brings its entries past
+        `max_steps` (it always holds one run), so that long traces keep a page small; the
+        steps of a page are read in one query."""
+
 
 class Workflows(abc.ABC):
     """Workflows and their immutable versions."""

@@ -503,6 +503,8 @@ class _Readers:
             except BaseException as exc:
                 outcome = False, exc
             _call_on_loop(loop, _deliver_read, future, outcome)
+            # An idle thread must not keep its last result alive (a page of an export).
+            del job, fn, args, kwargs, future, outcome
 
     def _read(self, conn: sqlite3.Connection, limit: _ReadTimeLimit, fn: Callable[..., T],
               args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:

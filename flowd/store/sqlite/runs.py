@@ -343,3 +343,68 @@ class SqliteRuns(base.Runs):
             (project_id, name, contact_id, project_id, name, project_id, contact_id,
              project_id)).fetchall()
         return [EventWait(r[0], EventWaitSpec(r[1], _loads(r[2]), r[3])) for r in rows]
+
+    # -- the export -----------------------------------------------------------------------
+
+    def export_bounds(self, project_id: str, workflow_id: str, *,
+                      statuses: list[str] | None, run_id: str | None) -> tuple[int, int | None]:
+        where, args = _export_filter(project_id, workflow_id, statuses, run_id)
+        # One statement: the count and the bound come from the same snapshot.
+        count, newest = self._conn.execute(
+            f"SELECT COUNT(*), MAX(seq) FROM runs WHERE {where}", args).fetchone()
+        return count, None if newest is None else newest + 1
+
+    def export_page(self, project_id: str, workflow_id: str, *, statuses: list[str] | None,
+                    run_id: str | None, before: int, limit: int, max_steps: int,
+                    trace_limit: int = 20_000) -> Page:
+        where, args = _export_filter(project_id, workflow_id, statuses, run_id)
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS}, seq FROM runs WHERE {where} AND seq < ? "
+            "ORDER BY seq DESC LIMIT ?", (*args, before, limit + 1)).fetchall()
+        runs: list[Run] = []
+        steps = 0
+        for row in rows[:limit]:
+            runs.append(_run(row))
+            steps += min(runs[-1].trace_len, trace_limit)
+            if steps >= max_steps:
+                break
+        more = len(rows) > len(runs)
+        traces = self._traces([run.id for run in runs if run.trace_len], trace_limit)
+        return Page([(run, traces.get(run.id, [])) for run in runs],
+                    rows[len(runs) - 1][-1] if more else None)
+
+    def _traces(self, run_ids: list[str], limit: int) -> dict[str, list[TraceEntry]]:
+        """trace() of many runs (at most _CHUNK) in one query."""
+        traces: dict[str, list[TraceEntry]] = {}
+        if not run_ids:
+            return traces
+        rows = self._conn.execute(
+            f"SELECT run_id, {_TRACE_COLUMNS} FROM run_steps WHERE run_id IN {_in(run_ids)} "
+            "ORDER BY run_id, seq", run_ids)
+        for row in rows:
+            trace = traces.setdefault(row[0], [])
+            if len(trace) < limit:   # trace()'s LIMIT, per run
+                trace.append(_entry(row[1:]))
+        return traces
+
+
+# trace()'s columns and record, for the export's traces of many runs at once.
+_TRACE_COLUMNS = ("seq, step_id, type, status, attempt, visit, started_at, finished_at, outcome, "
+                  "branch, input, output, error")
+
+
+def _entry(r: tuple) -> TraceEntry:
+    return TraceEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                      _loads(r[10]), _loads(r[11]), _loads(r[12]))
+
+
+def _export_filter(project_id: str, workflow_id: str, statuses: list[str] | None,
+                   run_id: str | None) -> tuple[str, list[Any]]:
+    where, args = ["project_id = ? AND workflow_id = ?"], [project_id, workflow_id]
+    if statuses:
+        where.append(f"status IN {_in(statuses)}")
+        args += statuses
+    if run_id is not None:
+        where.append("id = ?")
+        args.append(run_id)
+    return " AND ".join(where), args
