@@ -127,6 +127,21 @@ class EventRule:
     filter: Condition | None
 
 
+@dataclass(frozen=True)
+class WebhookSpec:
+    """A webhook trigger, ready for deliveries: the key its signatures are checked with (None:
+    unsigned) and where the contact id is in the properties (None: runs have no contact)."""
+
+    secret: str | None
+    contact_path: tuple[str, ...] | None
+
+
+def _webhook(raw: dict[str, Any]) -> WebhookSpec:
+    # The request schema checked both fields' shapes: nothing here can be an issue.
+    path = raw.get("contact_id_path")
+    return WebhookSpec(raw.get("secret"), tuple(path.split(".")) if path else None)
+
+
 @dataclass
 class CompiledWorkflow:
     trigger_type: str
@@ -135,6 +150,7 @@ class CompiledWorkflow:
     exit_on: list[EventRule]
     steps: dict[str, CompiledStep] = field(default_factory=dict)
     first_step: str | None = None
+    webhook: WebhookSpec | None = None
 
     @cached_property
     def reads_contact(self) -> bool:
@@ -265,7 +281,8 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
         _check_graph(raw_steps, steps, issues)
     lint(definition, issues.warning)  # also on drafts with errors: warnings help fix them too
     workflow = CompiledWorkflow(trigger_type, trigger, settings.get("reentry", "after_completion"),
-                                exit_on, steps, raw_steps[0]["id"] if raw_steps else None)
+                                exit_on, steps, raw_steps[0]["id"] if raw_steps else None,
+                                webhook=_webhook(trigger_raw) if trigger_type == "webhook" else None)
     errors = any(issue.severity == "error" for issue in issues.issues)
     return (None if errors else workflow), issues.issues
 
