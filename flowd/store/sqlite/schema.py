@@ -241,6 +241,11 @@ MIGRATIONS: list[Migration] = [
             created_at  INTEGER NOT NULL
         ) WITHOUT ROWID;
     """),
+    # 5 is another change's. A hook URL's token is a MAC over (workflow id, generation), never
+    # stored: rotating bumps the generation, and every older token stops matching.
+    Migration(6, "webhook trigger tokens", """
+        ALTER TABLE workflows ADD COLUMN hook_generation INTEGER NOT NULL DEFAULT 1;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
