@@ -28,6 +28,7 @@ from flowd.effects.mail import OutboxProvider, SmtpProvider
 from flowd.effects.signing import WebhookSigner, new_secret
 from flowd.engine import Engine
 from flowd.errors import ConfigError
+from flowd.hooks import Hooks
 from flowd.ingest import Ingest
 from flowd.mailer import Mailer, MailSettings
 from flowd.matching import WaitedNames
@@ -65,6 +66,7 @@ class Services:
     signer: WebhookSigner
     http: HttpClient
     mailer: Mailer
+    hooks: Hooks
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -138,7 +140,10 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
-        signer=signer, http=http, mailer=mailer, openapi=build_openapi(ROUTES))
+        signer=signer, http=http, mailer=mailer,
+        hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
+                    public_url=lambda: services.public_url()),
+        openapi=build_openapi(ROUTES))
     return services
 
 
@@ -169,6 +174,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.registry.load()
             await services.engine.load()
             await services.mailer.start()
+            await services.hooks.start()
             await services.scheduler.start()
             yield
         finally:

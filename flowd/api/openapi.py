@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from flowd import __version__
-from flowd.api.routes import ANY_ID, Route
+from flowd.api.routes import ANY_ID, Alternative, Route
 from flowd.auth import Access
 from flowd.validation import Components
 
@@ -127,10 +127,13 @@ def _success(route: Route, routes: list[Route], components: Components) -> dict[
     statuses = {route.status: "Success.", **route.other_statuses}
     links = _links(route, routes)
     for status, text in sorted(statuses.items()):
+        content_type, body = route.content_type, route.response
+        if isinstance(text, Alternative):
+            text, content_type, body = text.description, text.content_type, text.schema
         response: dict[str, Any] = {"description": text}
         if status != 204:
-            schema = route.response.json_schema(components) if route.response else {}
-            response["content"] = {route.content_type: {"schema": schema}}
+            schema = body.json_schema(components) if body else {}
+            response["content"] = {content_type: {"schema": schema}}
         if links:
             response["links"] = links
         responses[str(status)] = response
@@ -146,8 +149,9 @@ def _operation(route: Route, routes: list[Route], components: Components) -> dic
     if params:
         op["parameters"] = params
     if route.body is not None:
+        schema = route.body.json_schema(components)
         op["requestBody"] = {"required": not route.body_optional, "content": {
-            route.body_type: {"schema": route.body.json_schema(components)}}}
+            media: {"schema": schema} for media in route.body_media or (route.body_type,)}}
     responses = _success(route, routes, components)
     for status in sorted(_error_statuses(route)):
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
