@@ -17,8 +17,9 @@ from standardwebhooks.webhooks import Webhook
 
 from flowd.api.hook_bodies import wants_html
 from flowd.api.middleware import MAX_BODY_BYTES, SERVICES
+from flowd.app import create_app
 from flowd.hooks import hook_token, read_hook_token
-from tests.conftest import Api
+from tests.conftest import ADMIN_KEY, Api
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"o" * 24).decode()
@@ -88,6 +89,16 @@ async def test_rotation_makes_a_new_url_and_the_old_one_is_a_404(api: Api):
     assert status == 202 and body["run_id"]
     _, again = await api.get(f"/v1/workflows/{workflow['id']}")
     assert again["trigger"]["url"] == rotated["trigger"]["url"]
+
+
+async def test_urls_and_their_rotation_survive_a_restart(api: Api, aiohttp_client, config):
+    workflow = await api.workflow(hook())
+    _, rotated = await api.post(f"/v1/workflows/{workflow['id']}/trigger/rotate")
+    restarted = Api(await aiohttp_client(create_app(config, admin_key=ADMIN_KEY)))
+    _, again = await restarted.get(f"/v1/workflows/{workflow['id']}")
+    assert again["trigger"]["url"].rsplit("/", 1)[1] == rotated["trigger"]["url"].rsplit("/", 1)[1]
+    assert (await post(restarted, workflow["trigger"]["url"], {}))[0] == 404
+    assert (await post(restarted, rotated["trigger"]["url"], {}))[0] == 202
 
 
 async def test_rotation_needs_an_editor_and_a_webhook_trigger(api: Api):
@@ -437,6 +448,7 @@ async def test_the_hook_routes_are_documented(api: Api):
         "application/json", "application/x-www-form-urlencoded", "multipart/form-data"}
     assert {"200", "202", "401", "404", "409", "413", "422"} <= set(deliver["responses"])
     assert "text/html" in deliver["responses"]["200"]["content"]
+    assert set(deliver["responses"]["404"]["content"]) == {"application/json", "text/html"}
     rotate = doc["paths"]["/v1/workflows/{id}/trigger/rotate"]["post"]
     assert rotate["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Workflow"}

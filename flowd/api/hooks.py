@@ -77,7 +77,7 @@ def _error_page(error: FlowdError) -> web.Response:
 @route("POST", "/v1/hooks/{token}", access=Access.PUBLIC, tag="hooks", path_params=_TOKEN,
        body=_BODY, body_optional=True, body_type=RAW, body_media=("application/json", FORM,
                                                                   MULTIPART),
-       status=202, response=DELIVERED, errors=(401, 404, 409),
+       status=202, response=DELIVERED, errors=(401, 404, 409), error_pages=True,
        other_statuses={200: Alternative("A browser's form post (it prefers text/html to JSON, "
                                         "or posts a form without preferring JSON): a small "
                                         "\"received\" page; its errors are pages too.",

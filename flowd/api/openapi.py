@@ -155,6 +155,14 @@ def _operation(route: Route, routes: list[Route], components: Components) -> dic
     responses = _success(route, routes, components)
     for status in sorted(_error_statuses(route)):
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
+        if route.error_pages:
+            # A public route's 401 is about something else than an API key.
+            text = ("Not accepted: the operation's description says why." if status == 401
+                    and route.access is Access.PUBLIC else _ERRORS[status][1])
+            responses[str(status)] = {"description": text, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                "text/html": {"schema": {"type": "string", "description": (
+                    "The same error as a page, for a browser (see the 200 answer).")}}}}
     op["responses"] = responses
     op["security"] = [] if route.access is Access.PUBLIC else [{"bearer": []}]
     return op

@@ -138,6 +138,7 @@ class Route:
     # bytes; `body` documents it under each of `body_media`.
     body_type: str = "application/json"
     body_media: tuple[str, ...] = ()
+    error_pages: bool = False     # errors may also be text/html pages (for browsers' forms)
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           body_optional: bool = False, path_params: tuple[Param, ...] = (),
           other_statuses: dict[int, "str | Alternative"] | None = None, description: str = "",
           links_to: str | None = None, body_type: str = "application/json",
-          body_media: tuple[str, ...] = ()) -> Callable[[Handler], Handler]:
+          body_media: tuple[str, ...] = (), error_pages: bool = False
+          ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if paginated and response is not None:
             documented: Schema | None = page_of(response)
@@ -171,7 +173,7 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
                             query + (PAGINATION if paginated else ()), status, documented,
                             content_type, errors, body_optional, path_params,
                             other_statuses or {}, description, links_to, body_type,
-                            body_media))
+                            body_media, error_pages))
         return handler
     return register
 
