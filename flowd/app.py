@@ -31,6 +31,7 @@ from flowd.effects.mail import OutboxProvider, SmtpProvider
 from flowd.effects.signing import WebhookSigner, new_secret
 from flowd.engine import Engine
 from flowd.errors import ConfigError
+from flowd.hooks import Hooks
 from flowd.ingest import Ingest
 from flowd.mailer import Mailer, MailSettings
 from flowd.matching import WaitedNames
@@ -73,6 +74,7 @@ class Services:
     http: HttpClient
     mailer: Mailer
     approvals: ApprovalDesk
+    hooks: Hooks
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -156,6 +158,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                         on_started=scheduler.start_new),
         bulk=BulkControl(store, clock, bulk_processor.wake), bulk_processor=bulk_processor,
         signer=signer, http=http, mailer=mailer, approvals=approvals,
+        hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
+                    public_url=lambda: services.public_url()),
         openapi=build_openapi(ROUTES))
     return services
 
@@ -188,6 +192,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.engine.load()
             await services.mailer.start()
             await services.approvals.start()
+            await services.hooks.start()
             await services.scheduler.start()
             await services.bulk_processor.start()
             await services.schedules.start()

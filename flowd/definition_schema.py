@@ -11,6 +11,8 @@ naming no step, a duration that does not parse) is an issue of the saved workflo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 from typing import Any
 
@@ -148,6 +150,51 @@ SCHEDULE_TRIGGER = Object({
     "activated for the first time counts from its activation.")).named("ScheduleTrigger")
 TRIGGER_KINDS: dict[str, Schema] = {"event": EVENT_TRIGGER, "manual": MANUAL_TRIGGER,
                                     "schedule": SCHEDULE_TRIGGER}
+
+
+# -- the webhook (and form) trigger
+def _check_hook_secret(value: str) -> str | None:
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return "must be whsec_ followed by base64"
+    if not 24 <= len(key) <= 64:
+        return f"must hold 24–64 bytes of key (this one has {len(key)})"
+    return None
+
+
+# Base64 of 24–64 bytes is 32–88 characters, the last ones `=` padding.
+HOOK_SECRET = String(pattern=r"whsec_[A-Za-z0-9+/]{30,86}[A-Za-z0-9+/=]{2}",
+                     pattern_message="must be a Standard Webhooks secret: whsec_ followed by "
+                                     "the base64 of 24–64 random bytes",
+                     check=_check_hook_secret, check_code="invalid_secret", description=(
+                         "A Standard Webhooks secret (`whsec_` + base64 of 24–64 bytes, e.g. "
+                         "the one your provider shows): deliveries must then carry a valid "
+                         "`webhook-signature` over the raw body, with `webhook-id` and a "
+                         "`webhook-timestamp` within 5 minutes of the server's clock. The "
+                         "server also checks that the base64 decodes (a rule the pattern "
+                         "cannot state exactly)."))
+# Dot-separated keys; no spaces or control characters (written as escapes, so that the
+# document's regex dialect reads it as the server does).
+_PATH_SEGMENT = "[^.\\u0000-\\u0020\\u007f]+"
+CONTACT_ID_PATH = String(max_len=200, pattern=f"{_PATH_SEGMENT}(?:\\.{_PATH_SEGMENT})*",
+                         pattern_message="must be keys joined by dots, such as user.id",
+                         description=(
+                             "Where the contact id is in the body's properties, as keys joined "
+                             "by dots (`user.id`; a number picks a list item). The value must "
+                             "be a string or an integer; a delivery without it is a 422 "
+                             "`missing_contact_id`. Without this field runs have no contact."))
+WEBHOOK_TRIGGER = Object({
+    "type": Enum(("webhook",)),
+    "secret": HOOK_SECRET,
+    "contact_id_path": CONTACT_ID_PATH,
+}, required=("type",), read_only={"url": String(format="uri", description=(
+    "Where to POST (absolute; the token in it is the capability, no API key needed). "
+    "`POST /v1/workflows/{id}/trigger/rotate` makes a new one; the old one is then a 404."))},
+    description="Starts a run for each POST to `url`: a JSON object, or an HTML form's text "
+                "fields, become the event's properties (event `webhook.received`)."
+).named("WebhookTrigger")
+TRIGGER_KINDS["webhook"] = WEBHOOK_TRIGGER
 TRIGGER = Tagged("type", TRIGGER_KINDS, description="Every workflow can also be fired through "
                                                      "the API.").named("Trigger")
 

@@ -148,6 +148,21 @@ class ScheduleRule:
         return self.cron.next_after(after_ms, self.zone)
 
 
+@dataclass(frozen=True)
+class WebhookSpec:
+    """A webhook trigger, ready for deliveries: the key its signatures are checked with (None:
+    unsigned) and where the contact id is in the properties (None: runs have no contact)."""
+
+    secret: str | None
+    contact_path: tuple[str, ...] | None
+
+
+def _webhook(raw: dict[str, Any]) -> WebhookSpec:
+    # The request schema checked both fields' shapes: nothing here can be an issue.
+    path = raw.get("contact_id_path")
+    return WebhookSpec(raw.get("secret"), tuple(path.split(".")) if path else None)
+
+
 @dataclass
 class CompiledWorkflow:
     trigger_type: str
@@ -157,6 +172,7 @@ class CompiledWorkflow:
     steps: dict[str, CompiledStep] = field(default_factory=dict)
     first_step: str | None = None
     schedule: ScheduleRule | None = None
+    webhook: WebhookSpec | None = None
 
     @cached_property
     def reads_contact(self) -> bool:
@@ -306,7 +322,8 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
     lint(definition, issues.warning)  # also on drafts with errors: warnings help fix them too
     workflow = CompiledWorkflow(trigger_type, trigger, settings.get("reentry", "after_completion"),
                                 exit_on, steps, raw_steps[0]["id"] if raw_steps else None,
-                                schedule)
+                                schedule,
+                                webhook=_webhook(trigger_raw) if trigger_type == "webhook" else None)
     errors = any(issue.severity == "error" for issue in issues.issues)
     return (None if errors else workflow), issues.issues
 

@@ -75,7 +75,8 @@ async def test_one_schema_per_step_type_discriminated_by_type(api: Api):
 async def test_triggers_and_conditions_are_documented_as_the_server_takes_them(api: Api):
     _, doc = await api.get("/v1/openapi.json", key=None)
     schemas = doc["components"]["schemas"]
-    assert set(schemas["Trigger"]["discriminator"]["mapping"]) == {"event", "manual", "schedule"}
+    assert set(schemas["Trigger"]["discriminator"]["mapping"]) == {"event", "manual", "schedule",
+                                                                   "webhook"}
     schedule = schemas["ScheduleTrigger"]
     assert set(schedule["properties"]) == {"type", "cron", "timezone", "audience"}
     assert "IANA" in schedule["properties"]["timezone"]["description"]

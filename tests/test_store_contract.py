@@ -387,6 +387,22 @@ async def test_a_changed_definition_is_a_new_version_and_names_are_searched_lite
     assert workflow_id not in [w.id for w in listed.items]   # archived: only when asked
 
 
+async def test_a_workflow_is_found_by_id_alone_and_its_hook_generation_only_goes_up(
+        store: Store):
+    workflow_id = await a_workflow(store)
+    found = await store.read(lambda tx: tx.workflows.find(workflow_id))
+    assert found is not None and found.project_id == "default" and found.hook_generation == 1
+    await store.write(lambda tx: tx.workflows.rotate_hook(workflow_id, NOW + 5))
+    rotated = await store.get_workflow("default", workflow_id)
+    assert rotated is not None and rotated.hook_generation == 2 and rotated.updated_at == NOW + 5
+    # A new version keeps the generation: the URL is not part of the definition.
+    changed = await store.write(lambda tx: tx.workflows.update(
+        rotated, name="n", description="", definition={**rotated.definition, "steps": [
+            {"id": "a", "type": "exit"}]}, issues=[], now=NOW + 6))
+    assert changed.version == 2 and changed.hook_generation == 2
+    assert await store.read(lambda tx: tx.workflows.find("wf_none")) is None
+
+
 async def test_deleting_a_workflow_takes_its_runs_with_it(store: Store):
     workflow_id = await a_workflow(store)
     await store.write(lambda tx: tx.runs.insert([a_run(workflow_id)]))

@@ -10,6 +10,7 @@ from flowd.api import (  # noqa: F401
     bulk,
     contacts,
     events,
+    hooks,
     keys,
     links,
     messages,

@@ -9,7 +9,15 @@ import html
 from aiohttp import web
 
 from flowd.api.pages import page, wants_html
-from flowd.api.routes import JSON_OR_FORM, Call, Param, json_response, route, shape
+from flowd.api.routes import (
+    FORM,
+    JSON_OR_FORM,
+    Call,
+    Param,
+    json_response,
+    route,
+    shape,
+)
 from flowd.approvals import DECISIONS, MAX_COMMENT, ApprovalView
 from flowd.auth import Access
 from flowd.errors import FlowdError
@@ -42,7 +50,7 @@ def _client(call: Call) -> str:
 
 
 @route("GET", "/v1/approvals/{token}", access=Access.PUBLIC, tag="approvals", errors=(404, 429),
-       path_params=_TOKEN, response=APPROVAL, page=True,
+       path_params=_TOKEN, response=APPROVAL, page=True, error_pages=True,
        summary="What an approval link asks: an HTML page with approve / reject buttons, or "
                "JSON with `Accept: application/json`. Changes nothing.",
        description="Mail scanners and link previews fetch every link in a message, so looking "
@@ -59,7 +67,8 @@ async def show_approval(call: Call) -> web.StreamResponse:
 
 
 @route("POST", "/v1/approvals/{token}", access=Access.PUBLIC, tag="approvals", errors=_ERRORS,
-       path_params=_TOKEN, body=DECISION, body_type=JSON_OR_FORM, response=APPROVAL, page=True,
+       path_params=_TOKEN, body=DECISION, body_type=JSON_OR_FORM,
+       body_media=("application/json", FORM), response=APPROVAL, page=True, error_pages=True,
        summary="Decide: approved or rejected, with an optional comment. Exactly once.",
        description="The decision, the comment and who decided (the approver the link names, "
                    "or `link` for the step output's link) become the step's output, and the "

@@ -25,6 +25,7 @@ from flowd.api.routes import (
     FORM,
     JSON_OR_FORM,
     NO_BODY,
+    RAW,
     Call,
     Route,
     json_response,
@@ -136,7 +137,11 @@ def _reject_constant(name: str) -> None:
 
 
 async def read_json(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    raw = await _read_body(request)
+    return parse_json(await read_body(request), optional=optional)
+
+
+def parse_json(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
+    """A body's JSON object (400 for anything else); with `optional`, no body at all is {}."""
     if not raw.strip():
         if optional:
             return {}
@@ -183,7 +188,7 @@ def read_form(raw: bytes, content_type: str) -> dict[str, str]:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-async def _read_body(request: web.Request) -> bytes:
+async def read_body(request: web.Request) -> bytes:
     """The whole body, read chunk by chunk so that a client that stops sending is answered.
 
     Unlike `request.read()`, each read waits at most `body_timeout` (a body shorter than its
@@ -246,11 +251,13 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         if route.path_params:
             parse_params(route.path_params, request.match_info)
         body = None
-        if route.body_type == FORM:
-            body = read_form(await _read_body(request), request.content_type)
+        if route.body_type == RAW:
+            pass   # the handler reads it
+        elif route.body_type == FORM:
+            body = read_form(await read_body(request), request.content_type)
         elif route.body is not None or request.body_exists:
             if route.body_type == JSON_OR_FORM and request.content_type == FORM:
-                raw = read_form(await _read_body(request), FORM)
+                raw = read_form(await read_body(request), FORM)
             else:
                 raw = await read_json(request, optional=body_optional)
             problems: list[Problem] = []

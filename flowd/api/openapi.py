@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from flowd import __version__
-from flowd.api.routes import ANY_ID, Route
+from flowd.api.routes import ANY_ID, Alternative, Route
 from flowd.auth import Access
 from flowd.validation import Components
 
@@ -131,10 +131,13 @@ def _success(route: Route, routes: list[Route], components: Components) -> dict[
     statuses = {route.status: "Success.", **route.other_statuses}
     links = _links(route, routes)
     for status, text in sorted(statuses.items()):
+        content_type, body = route.content_type, route.response
+        if isinstance(text, Alternative):
+            text, content_type, body = text.description, text.content_type, text.schema
         response: dict[str, Any] = {"description": text}
         if status != 204:
-            schema = route.response.json_schema(components) if route.response else {}
-            response["content"] = {route.content_type: {"schema": schema}}
+            schema = body.json_schema(components) if body else {}
+            response["content"] = {content_type: {"schema": schema}}
             if route.page:
                 response["content"]["text/html"] = {"schema": {"type": "string"}}
         if route.response_headers and status == route.status:
@@ -157,10 +160,18 @@ def _operation(route: Route, routes: list[Route], components: Components) -> dic
     if route.body is not None:
         schema = route.body.json_schema(components)
         op["requestBody"] = {"required": not route.body_optional, "content": {
-            media: {"schema": schema} for media in route.body_type.split(",")}}
+            media: {"schema": schema} for media in route.body_media or (route.body_type,)}}
     responses = _success(route, routes, components)
     for status in sorted(_error_statuses(route)):
         responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
+        if route.error_pages:
+            # A public route's 401 is about something else than an API key.
+            text = ("Not accepted: the operation's description says why." if status == 401
+                    and route.access is Access.PUBLIC else _ERRORS[status][1])
+            responses[str(status)] = {"description": text, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+                "text/html": {"schema": {"type": "string", "description": (
+                    "The same error as a page, for a browser (see the 200 answer).")}}}}
     op["responses"] = responses
     op["security"] = [] if route.access is Access.PUBLIC else [{"bearer": []}]
     return op

@@ -124,16 +124,21 @@ class Route:
     errors: tuple[int, ...] = field(default=())
     body_optional: bool = False   # an empty body means {}
     path_params: tuple[Param, ...] = ()   # undeclared ones are ANY_ID
-    # Other success statuses and what they mean, e.g. {200: "updated"} beside 201 "created".
-    other_statuses: dict[int, str] = field(default_factory=dict)
+    # Other success statuses and what they mean, e.g. {200: "updated"} beside 201 "created";
+    # an Alternative when that answer has its own body type (an HTML page beside the JSON).
+    other_statuses: dict[int, "str | Alternative"] = field(default_factory=dict)
     description: str = ""         # longer than the summary: rules the schemas cannot state
     # The object this route answers with is addressed by the paths under this one, with its
     # `id` (and `version`) as their parameters: OpenAPI links, e.g. create → get/update/delete.
     links_to: str | None = None
     # FORM: the body is an HTML form or RFC 8058 one-click post, handed over as its fields
     # (text) without schema checks — a mail provider's unsubscribe must never be refused for
-    # how it encodes the form; `body` then only documents it.
+    # how it encodes the form; `body` then only documents it. RAW: the handler reads the body
+    # itself (middleware.read_body, under the size limit) — a signature covers its exact
+    # bytes; `body` documents it under each of `body_media`.
     body_type: str = "application/json"
+    body_media: tuple[str, ...] = ()
+    error_pages: bool = False     # errors may also be text/html pages (for browsers' forms)
     # Also answers browsers with an HTML page (text/html) instead of the JSON `response`.
     page: bool = False
     # Headers of the success response worth documenting (name → description), e.g. an
@@ -141,9 +146,19 @@ class Route:
     response_headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Alternative:
+    """A success answer with a body type of its own, for the docs."""
+
+    description: str
+    content_type: str
+    schema: Schema | None
+
+
 FORM = "application/x-www-form-urlencoded"
+RAW = "raw"
 # A JSON body, or the same fields posted by an HTML form (checked by the same schema).
-JSON_OR_FORM = f"application/json,{FORM}"
+JSON_OR_FORM = "json-or-form"
 ROUTES: list[Route] = []
 
 
@@ -152,8 +167,9 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
           status: int = 200, response: Schema | None = None,
           content_type: str = "application/json", errors: tuple[int, ...] = (),
           body_optional: bool = False, path_params: tuple[Param, ...] = (),
-          other_statuses: dict[int, str] | None = None, description: str = "",
+          other_statuses: dict[int, "str | Alternative"] | None = None, description: str = "",
           links_to: str | None = None, body_type: str = "application/json",
+          body_media: tuple[str, ...] = (), error_pages: bool = False,
           page: bool = False, response_headers: dict[str, str] | None = None
           ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
@@ -164,8 +180,8 @@ def route(method: str, path: str, *, access: Access, summary: str, tag: str,
         ROUTES.append(Route(method, path, handler, access, summary, tag, body,
                             query + (PAGINATION if paginated else ()), status, documented,
                             content_type, errors, body_optional, path_params,
-                            other_statuses or {}, description, links_to, body_type, page,
-                            response_headers or {}))
+                            other_statuses or {}, description, links_to, body_type,
+                            body_media, error_pages, page, response_headers or {}))
         return handler
     return register
 

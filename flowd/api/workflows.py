@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from flowd.api.routes import Call, Param, json_response, page_response, route, shape
@@ -19,6 +21,7 @@ from flowd.definition_schema import (
 )
 from flowd.errors import NotFound
 from flowd.patching import MAX_OPERATIONS, OPERATION
+from flowd.store.records import Workflow
 from flowd.timeutil import format_ms
 from flowd.validation import (
     Array,
@@ -74,6 +77,11 @@ VERSIONS = Object({"data": Array(VERSION_SUMMARY), "next_cursor": Nullable(Strin
     description="Always null: every version is in one page."))}, required=("data", "next_cursor"))
 
 
+def present(call: Call, workflow: Workflow, *, with_steps: bool = True) -> dict[str, Any]:
+    """The workflow's JSON, with `trigger.url` when its trigger is a webhook."""
+    return call.services.hooks.present(workflow, workflow.to_json(with_steps=with_steps))
+
+
 _ISSUES_422 = ("The request is checked against the schema (422); what a schema cannot state "
                "is saved as the workflow's `issues`.")
 _ACTIVE_422 = (" A workflow that is active or paused refuses a definition with an `error` issue: "
@@ -89,7 +97,7 @@ async def list_workflows(call: Call) -> web.Response:
     page = await call.services.store.list_workflows(
         call.project, status=call.query.get("status"), name=call.query.get("name"),
         before=call.before, limit=call.limit)
-    return page_response(page, lambda workflow: workflow.to_json(with_steps=False))
+    return page_response(page, lambda workflow: present(call, workflow, with_steps=False))
 
 
 @route("POST", "/v1/workflows", access=Access.WRITE, tag="workflows", body=NEW_WORKFLOW,
@@ -98,14 +106,14 @@ async def list_workflows(call: Call) -> web.Response:
        "`error` issue is a 422 whose `details` list those issues.")
 async def create_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.create(call.project, call.body)
-    return json_response(workflow.to_json(), status=201)
+    return json_response(present(call, workflow), status=201)
 
 
 @route("GET", "/v1/workflows/{id}", access=Access.READ, tag="workflows", errors=(404,),
        summary="One workflow with its steps and issues.", response=WORKFLOW)
 async def get_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.get(call.project, call.path("id"))
-    return json_response(workflow.to_json())
+    return json_response(present(call, workflow))
 
 
 @route("PUT", "/v1/workflows/{id}", access=Access.WRITE, tag="workflows", body=REPLACE_WORKFLOW,
@@ -113,7 +121,7 @@ async def get_workflow(call: Call) -> web.Response:
        response=WORKFLOW, description=_ISSUES_422 + _ACTIVE_422)
 async def replace_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.replace(call.project, call.path("id"), call.body)
-    return json_response(workflow.to_json())
+    return json_response(present(call, workflow))
 
 
 @route("PATCH", "/v1/workflows/{id}", access=Access.WRITE, tag="workflows", body=PATCH_WORKFLOW,
@@ -123,7 +131,7 @@ async def replace_workflow(call: Call) -> web.Response:
        + _ACTIVE_422)
 async def patch_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.patch(call.project, call.path("id"), call.body)
-    return json_response(workflow.to_json())
+    return json_response(present(call, workflow))
 
 
 @route("DELETE", "/v1/workflows/{id}", access=Access.ADMIN, tag="workflows", status=204,
@@ -138,7 +146,7 @@ async def delete_workflow(call: Call) -> web.Response:
 def _lifecycle(action: str, summary: str, description: str = "") -> None:
     async def handler(call: Call) -> web.Response:
         workflow = await call.services.workflows.transition(call.project, call.path("id"), action)
-        return json_response(workflow.to_json())
+        return json_response(present(call, workflow))
 
     handler.__name__ = f"{action}_workflow"
     route("POST", f"/v1/workflows/{{id}}/{action}", access=Access.WRITE, tag="workflows",

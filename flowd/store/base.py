@@ -284,6 +284,15 @@ class Workflows(abc.ABC):
         """Save edits; a changed definition becomes a new immutable version."""
 
     @abc.abstractmethod
+    def find(self, workflow_id: str) -> Workflow | None:
+        """By id alone, whatever its project: for capability URLs (a webhook trigger's),
+        which name no project. Never for a request that has an API key."""
+
+    @abc.abstractmethod
+    def rotate_hook(self, workflow_id: str, now: int) -> None:
+        """Bump the generation in its webhook URL's token: every earlier URL stops working."""
+
+    @abc.abstractmethod
     def set_status(self, workflow_id: str, status: WorkflowStatus, now: int) -> None: ...
 
     @abc.abstractmethod

@@ -147,6 +147,7 @@ class Workflow:
     issues: list[dict[str, Any]]
     created_at: int
     updated_at: int
+    hook_generation: int = 1       # in its webhook trigger's URL; rotating bumps it
 
     def to_json(self, *, with_steps: bool = True) -> dict[str, Any]:
         body = {"id": self.id, "name": self.name, "description": self.description,

@@ -271,6 +271,11 @@ MIGRATIONS: list[Migration] = [
 
         CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
     """),
+    # A hook URL's token is a MAC over (workflow id, generation), never stored: rotating bumps
+    # the generation, and every older token stops matching.
+    Migration(6, "webhook trigger tokens", """
+        ALTER TABLE workflows ADD COLUMN hook_generation INTEGER NOT NULL DEFAULT 1;
+    """),
     Migration(7, "schedule state", """
         CREATE TABLE schedule_state (
             workflow_id TEXT PRIMARY KEY REFERENCES workflows(id) ON DELETE CASCADE,

@@ -14,13 +14,13 @@ from flowd.store.sqlite.paging import count_by_status, fetch_page
 # Sorted keys: a definition's text is stable, so "changed?" is a comparison of two strings.
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode
 _COLUMNS = ("w.id, w.project_id, w.name, w.description, w.status, w.version, v.definition, "
-            "v.issues, w.created_at, w.updated_at")
+            "v.issues, w.created_at, w.updated_at, w.hook_generation")
 _FROM = "workflows w JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.version"
 
 
 def _workflow(row: tuple) -> Workflow:
     return Workflow(row[0], row[1], row[2], row[3], WorkflowStatus(row[4]), row[5],
-                    json.loads(row[6]), json.loads(row[7]), row[8], row[9])
+                    json.loads(row[6]), json.loads(row[7]), row[8], row[9], row[10])
 
 
 class SqliteWorkflows(base.Workflows):
@@ -60,7 +60,16 @@ class SqliteWorkflows(base.Workflows):
         return Workflow(workflow.id, workflow.project_id, name, description, workflow.status,
                         version, definition,
                         issues if version != workflow.version else workflow.issues,
-                        workflow.created_at, now)
+                        workflow.created_at, now, workflow.hook_generation)
+
+    def find(self, workflow_id: str) -> Workflow | None:
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM {_FROM} WHERE w.id = ?",
+                                 (workflow_id,)).fetchone()
+        return _workflow(row) if row else None
+
+    def rotate_hook(self, workflow_id: str, now: int) -> None:
+        self._conn.execute("UPDATE workflows SET hook_generation = hook_generation + 1, "
+                           "updated_at = ? WHERE id = ?", (now, workflow_id))
 
     def set_status(self, workflow_id: str, status: WorkflowStatus, now: int) -> None:
         self._conn.execute("UPDATE workflows SET status = ?, updated_at = ? WHERE id = ?",
