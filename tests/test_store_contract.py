@@ -12,6 +12,7 @@ from flowd.store import DbSettings, LastAdminKey, RunPreempted, SqliteStore, Sto
 from flowd.store.base import Claim, Transaction
 from flowd.store.records import (
     ACTIVE_STATUSES,
+    Approval,
     BulkJob,
     BulkJobStatus,
     BulkSource,
@@ -607,3 +608,74 @@ async def test_bulk_job_status_changes_are_conditional_and_go_with_the_workflow(
     await write(store, lambda tx: tx.workflows.delete(workflow_id))
     assert await store.read(lambda tx: tx.bulk_jobs.get(None, "job_b")) is None
     assert await store.read(lambda tx: tx.bulk_jobs.listed_contacts("job_b", 0, 10)) == []
+
+
+# -- orchestration: approvals, child runs ------------------------------------------------------
+
+def an_approval(run_id: str, workflow_id: str, *, expires_at: int = NOW + 1000) -> Approval:
+    return Approval("apv_1", "default", run_id, workflow_id, "ask", "u1", "ok?", ["a@x.test"],
+                    NOW, expires_at)
+
+
+async def test_an_approval_is_opened_once_found_by_token_hash_and_decided_once(store: Store):
+    workflow_id = await a_workflow(store)
+    run = a_run(workflow_id, status=RunStatus.WAITING, due_at=NOW + 1000,
+                wait=Wait(WaitKind.APPROVAL, until=NOW + 1000, ref="apv_1"))
+    await write(store, lambda tx: tx.runs.insert([run]))
+    tokens = {"h-approver": "a@x.test", "h-link": None}
+    await write(store, lambda tx: tx.approvals.open(an_approval(run.id, workflow_id), tokens))
+    # Opened again (a step re-run after a crash): nothing changes, no duplicate token rows.
+    await write(store, lambda tx: tx.approvals.open(an_approval(run.id, workflow_id), tokens))
+    found = await store.read(lambda tx: tx.approvals.by_token("h-approver"))
+    assert found is not None and found[0].id == "apv_1" and found[1] == "a@x.test"
+    assert (await store.read(lambda tx: tx.approvals.by_token("h-link")))[1] is None
+    assert await store.read(lambda tx: tx.approvals.by_token("nope")) is None
+    assert await write(store, lambda tx: tx.approvals.decide("apv_1", "approved", "fine",
+                                                             "a@x.test", NOW + 1))
+    assert not await write(store, lambda tx: tx.approvals.decide("apv_1", "rejected", None,
+                                                                 "b@x.test", NOW + 2))
+    decided = await store.read(lambda tx: tx.approvals.get("apv_1"))
+    assert (decided.decision, decided.comment, decided.decided_by, decided.decided_at) == (
+        "approved", "fine", "a@x.test", NOW + 1)
+    assert decided.status(NOW + 5000) == "approved"
+
+
+async def test_an_expired_approval_cannot_be_decided(store: Store):
+    workflow_id = await a_workflow(store)
+    await write(store, lambda tx: tx.runs.insert([a_run(workflow_id)]))
+    await write(store, lambda tx: tx.approvals.open(an_approval("run_1", workflow_id), {}))
+    assert not await write(store, lambda tx: tx.approvals.decide("apv_1", "approved", None,
+                                                                 "x", NOW + 1000))
+    assert (await store.read(lambda tx: tx.approvals.get("apv_1"))).status(NOW + 1000) == "expired"
+
+
+async def test_wake_for_wakes_only_a_run_waiting_for_that_very_thing(store: Store):
+    workflow_id = await a_workflow(store)
+    parent = a_run(workflow_id, run_id="run_p", status=RunStatus.WAITING, due_at=None,
+                   wait=Wait(WaitKind.CHILD, until=None, ref="run_c"))
+    child = a_run(workflow_id, run_id="run_c", parent_run_id="run_p")
+    other = a_run(workflow_id, run_id="run_o", parent_run_id="run_p")
+    await write(store, lambda tx: tx.runs.insert([parent, child, other]))
+    wake = Wake(WakeReason.CHILD, data={"run_id": "run_o"})
+    assert not await write(store, lambda tx: tx.runs.wake_for("run_p", WaitKind.CHILD, "run_o",
+                                                              wake, NOW))
+    assert not await write(store, lambda tx: tx.runs.wake_for("run_p", WaitKind.APPROVAL,
+                                                              "run_c", wake, NOW))
+    assert await write(store, lambda tx: tx.runs.wake_for("run_p", WaitKind.CHILD, "run_c",
+                                                          wake, NOW + 1))
+    woken = await store.get_run("default", "run_p")
+    assert woken.status is RunStatus.PENDING and woken.due_at == NOW + 1 and woken.wake == wake
+    # Woken once: a second wake (the same child reported twice) changes nothing.
+    assert not await write(store, lambda tx: tx.runs.wake_for("run_p", WaitKind.CHILD, "run_c",
+                                                              wake, NOW + 2))
+    children = await store.read(lambda tx: tx.runs.children("run_p"))
+    assert [c.id for c in children] == ["run_c", "run_o"]
+    await write(store, lambda tx: tx.runs.end(
+        _ended(children[0]), expect=ACTIVE_STATUSES))
+    active = await store.read(lambda tx: tx.runs.children("run_p", active_only=True))
+    assert [c.id for c in active] == ["run_o"]
+
+
+def _ended(run: Run) -> Run:
+    run.status, run.completed_at, run.due_at = RunStatus.COMPLETED, NOW, None
+    return run
