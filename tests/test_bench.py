@@ -116,3 +116,41 @@ async def test_bench_cron_row(tmp_path: Path, monkeypatch) -> None:
     assert isinstance(row.value, (int, float)) and row.value >= 0
     assert "µs per fire" in row.note
     assert not (tmp_path / "cron").exists()
+
+
+def _quick_ctx(tmp_path: Path, monkeypatch) -> scenarios.Context:
+    for name in [k for k in os.environ if k.startswith("FLOWD_")]:
+        monkeypatch.delenv(name)
+    return scenarios.Context(sizes=scenarios.QUICK, synchronous="normal", tmp=tmp_path)
+
+
+async def test_bench_children_row(tmp_path: Path, monkeypatch) -> None:
+    """Parents each waiting for a child workflow: pairs/s against its target, CPU per pair."""
+    [row] = await scenarios.children(_quick_ctx(tmp_path, monkeypatch))
+    n = scenarios.QUICK.child_runs
+    assert row.status == "ok" and row.unit == "pairs/s" and (row.op, row.target) == (">=", 1000)
+    assert isinstance(row.value, (int, float)) and row.value > 0
+    assert f"{n:,} events in batches of 100" in row.note and "µs per pair" in row.note
+    assert f"all {n:,} children completed" in row.note
+    assert not (tmp_path / "children").exists()
+
+
+async def test_bench_loop_row(tmp_path: Path, monkeypatch) -> None:
+    """One run's loop over 1,000 items even in quick mode: its wall time, CPU per iteration."""
+    [row] = await scenarios.loop(_quick_ctx(tmp_path, monkeypatch))
+    assert scenarios.QUICK.loop_items == 1000
+    assert row.status == "ok" and row.unit == "ms" and (row.op, row.target) == ("<=", 250)
+    assert isinstance(row.value, (int, float)) and row.value > 0
+    assert "2,001 committed steps each" in row.note and "µs per iteration" in row.note
+    assert not (tmp_path / "loop").exists()
+
+
+async def test_bench_approvals_rows(tmp_path: Path, monkeypatch) -> None:
+    """Waiting approvals decided by POSTs to their links: decisions/s, then the runs' end."""
+    posts, after = await scenarios.approvals(_quick_ctx(tmp_path, monkeypatch))
+    assert posts.status == "ok" and posts.unit == "decisions/s"
+    assert (posts.op, posts.target) == (">=", 1000)
+    assert isinstance(posts.value, (int, float)) and posts.value > 0
+    assert "µs per decision" in posts.note and "32 connections" in posts.figure
+    assert after.unit == "ms" and after.target is None and isinstance(after.value, (int, float))
+    assert not (tmp_path / "approvals").exists()

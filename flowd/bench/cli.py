@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from flowd.bench.scenarios import Context
 
 FLOWD_SCENARIOS = ["ingest", "ingest-batch", "fanout", "steps", "chain", "timers", "wait-scale",
-                   "recovery", "webhooks", "email", "bulk", "cron"]
+                   "recovery", "webhooks", "email", "bulk", "cron", "children", "loop",
+                   "approvals"]
 PEERS = {"peer-steps": "steps", "peer-chain": "chain"}   # peer → the flowd scenario it compares
 ALL = [*FLOWD_SCENARIOS, *PEERS]
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -59,6 +60,10 @@ class Sizes:
     webhook_runs: int
     email_runs: int            # per provider: SMTP, then the outbox
     bulk_contacts: int         # contacts of one bulk job
+    child_runs: int            # parents that each run a child workflow and wait for it
+    loop_items: int            # items of the one loop
+    loop_repeats: int          # loop runs measured (after one cold run)
+    approval_runs: int         # runs waiting at an approval, then decided
     peer_workflows: int
     peer_repeats: int
     settle_s: float            # the longest any wait for runs to finish may take
@@ -68,12 +73,14 @@ class Sizes:
 QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=1000,
               steps_runs=100, chain_repeats=3, timer_runs=1000, wait_runs=20_000,
               wait_queries=50, recovery_load_s=1.0, webhook_runs=500, email_runs=300,
-              bulk_contacts=10_000,
+              bulk_contacts=10_000, child_runs=500, loop_items=1000, loop_repeats=2,
+              approval_runs=500,
               peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
              steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
              wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
-             bulk_contacts=100_000,
+             bulk_contacts=100_000, child_runs=1000, loop_items=1000, loop_repeats=5,
+             approval_runs=1000,
              peer_workflows=1000,
              peer_repeats=5, settle_s=180.0, scenario_s=1200.0)
 
@@ -702,6 +709,204 @@ async def bulk(ctx: Context) -> list[Row]:
     return rows
 
 
+# ------------------------------------------------------------------ orchestration
+
+CHILD_STEPS = 3
+APPROVAL_CONNECTIONS = 32
+
+
+async def children(ctx: Context) -> list[Row]:
+    """Parents started by events (batches of 100, 4 requests at a time), each running a child
+    workflow of three set steps and waiting for it: the child's end wakes the parent."""
+    n = ctx.sizes.child_runs
+    async with flowd(ctx, "children") as server, Api(server.url, server.key) as api:
+        child = await api.create_workflow("bench child", {"type": "manual"},
+                                          set_steps(CHILD_STEPS))
+        parent = await api.create_workflow(
+            "bench parent", {"type": "event", "event": "bench.parent"},
+            [{"id": "call", "type": "run_workflow",
+              "config": {"workflow": child["id"], "input": {"n": "{{ event.properties.n }}"},
+                         "wait": True},
+              "next": {"completed": "after", "failed": None}},
+             {"id": "after", "type": "set",
+              "config": {"vars": {"child_done": True}}, "next": None}])
+        with Probe(server.db_path) as probe:
+            cpu0 = server.cpu_seconds()
+            t0_ms = time.time() * 1000
+            await start_runs(api, events("bench.parent", n, "parent"))
+            posted_s = (time.time() * 1000 - t0_ms) / 1000
+            await settle(probe, server, 2 * n, ctx.sizes.settle_s, interval_s=0.02)
+            cpu = cpu_note(server, cpu0, n, "pair (event, parent run with 2 steps, child run "
+                                            "with 3 steps, the wake)")
+            parents, first_created, last_completed, parents_done = probe.run_window(parent["id"])
+            kids, _, kids_last, kids_done = probe.run_window(child["id"])
+            afters = len(probe.step_ends(parent["id"], "after"))
+    if (parents, parents_done, kids, kids_done, afters) != (n, n, n, n, n):
+        raise BenchError(f"{n} parents and {n} children should have completed, each parent "
+                         f"along `completed`: parents {parents_done}/{parents}, children "
+                         f"{kids_done}/{kids}, parents past the child {afters}")
+    window_s = (last_completed - t0_ms) / 1000
+    server_s = (last_completed - first_created) / 1000
+    return [
+        Row("children", f"parent+child pairs/s, {n:,} parents each waiting for a "
+                        f"{CHILD_STEPS}-step child", n / window_s, "pairs/s", ">=", 1000,
+            note=f"parents fired by {n:,} events in batches of 100, 4 requests at a time "
+                 f"(acknowledged after {posted_s:.2f} s); first POST (bench clock) → last "
+                 f"parent's completed_at (server clock) {window_s:.2f} s; first parent "
+                 f"created_at → last completed_at {server_s:.2f} s (server clock); all "
+                 f"{n:,} children completed and every parent went on along `completed`{cpu}"),
+    ]
+
+
+LOOP_ITEM = {"sku": "sku-00000", "qty": 1}
+
+
+async def loop(ctx: Context) -> list[Row]:
+    """One run whose loop takes 1,000 items from its fire payload, a set step as the body: the
+    whole loop is 2n+1 committed steps (n visits `each`, n bodies, one `done`)."""
+    s = ctx.sizes
+    n = s.loop_items
+    items = [{**LOOP_ITEM, "sku": f"sku-{i:05d}", "qty": i % 5 + 1} for i in range(n)]
+    server_ms: list[float] = []
+    client_ms: list[float] = []
+    cpu_us: list[float] = []
+    async with flowd(ctx, "loop") as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow("bench loop", {"type": "manual"}, [
+            {"id": "each", "type": "loop",
+             "config": {"items": "{{ event.properties.items }}", "max_items": n},
+             "next": {"each": "body", "done": None}},
+            {"id": "body", "type": "set",
+             "config": {"vars": {"last_sku": "{{ loop.item.sku }}",
+                                 "last_index": "{{ loop.index }}"}}, "next": "each"}])
+        with Probe(server.db_path) as probe:
+            for i in range(s.loop_repeats + 1):   # the first is a cold start, reported apart
+                cpu0 = server.cpu_seconds()
+                t0 = time.perf_counter()
+                run = await api.call("POST", f"/v1/workflows/{workflow['id']}/runs",
+                                     {"contact_id": f"loop-{i}", "payload": {"items": items}},
+                                     expect=(201,))
+                done = await wait_for(partial(ended_run, probe, run["id"]), "the loop run to end",
+                                      s.settle_s, server, interval_s=0.002)
+                client_ms.append((time.perf_counter() - t0) * 1000)
+                cpu1 = server.cpu_seconds()
+                if done.status.value != "completed" or done.completed_at is None:
+                    raise BenchError(f"the loop run ended {done.status.value}: {done.error}")
+                server_ms.append(done.completed_at - done.created_at)
+                if cpu0 is not None and cpu1 is not None:
+                    cpu_us.append((cpu1 - cpu0) / n * 1e6)
+            committed = probe.committed_steps(workflow["id"])
+    expected = (s.loop_repeats + 1) * (2 * n + 1)
+    if committed != expected:
+        raise BenchError(f"expected {expected} committed steps ({2 * n + 1} a run), the trace "
+                         f"has {committed}")
+    measured = server_ms[1:]
+    median = statistics.median(measured)
+    cpu = (f"; server CPU {statistics.median(cpu_us[1:]):,.0f} µs per iteration (median; fire "
+           f"→ seen completed, the run's POST included)" if len(cpu_us) > 1 else "")
+    return [
+        Row("loop", f"one run, a loop of {n:,} items with a set step body, wall (server clock)",
+            median, "ms", "<=", 250,
+            note=f"median of {len(measured)} runs fired with POST /v1/workflows/{{id}}/runs, the "
+                 f"items (objects of 2 fields) in the payload; created_at → completed_at, "
+                 f"{2 * n + 1:,} committed steps each; min {min(measured):.0f} ms, max "
+                 f"{max(measured):.0f} ms; the first (cold) run {server_ms[0]:.0f} ms; "
+                 f"{median / n * 1000:,.0f} µs per iteration; client-observed (POST → seen "
+                 f"completed) median {statistics.median(client_ms[1:]):.0f} ms{cpu}"),
+    ]
+
+
+async def approval_urls(api: Api, workflow_id: str, n: int) -> list[str]:
+    """The approval link of each of the workflow's `n` waiting runs, from their traces (one
+    streamed export)."""
+    document = await api.call("GET", f"/v1/workflows/{workflow_id}/runs/export?status=waiting",
+                              expect=(200,))
+    urls = [entry["output"]["approval_url"] for run in document["runs"]
+            for entry in run["steps"] if entry["step_id"] == "ask" and entry["status"] == "waiting"]
+    if len(urls) != n:
+        raise BenchError(f"{n} runs should be waiting at their approval; the export has "
+                         f"{len(urls)} approval links")
+    return urls
+
+
+async def decide_all(base_url: str, paths: list[str], connections: int
+                     ) -> tuple[float, float, list[float]]:
+    """POST an approving decision to every path, `connections` at a time, without an API key
+    (the token is the capability): (first sent, last answered) on the bench's epoch clock,
+    each request's latency in ms."""
+    latencies: list[float] = []
+    pending = iter(paths)
+    body = b'{"decision":"approved","comment":"bench"}'
+    async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def worker() -> None:
+            for path in pending:
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(base_url + path, data=body) as resp:
+                        raw = await resp.read()
+                        status = resp.status
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                    raise BenchError(f"POST {path}: {type(exc).__name__}: {exc}") from None
+                if status != 200:
+                    raise BenchError(f"POST {path}: HTTP {status}: "
+                                     f"{raw[:500].decode(errors='replace')}")
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        start = time.time()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        end = time.time()
+    return start, end, latencies
+
+
+async def approvals(ctx: Context) -> list[Row]:
+    """Runs waiting at an approval step (no approvers: no email), then every one decided by a
+    POST to its link, 32 connections at a time."""
+    n = ctx.sizes.approval_runs
+    async with flowd(ctx, "approvals") as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow(
+            "bench approvals", {"type": "event", "event": "bench.approval"},
+            [{"id": "ask", "type": "approval",
+              "config": {"message": "Ship order {{ event.properties.n }}?", "expires": "P7D"},
+              "next": {"approved": "ship", "rejected": None, "expired": None}},
+             {"id": "ship", "type": "set", "config": {"vars": {"shipped": True}}, "next": None}])
+        with Probe(server.db_path) as probe:
+            await start_runs(api, events("bench.approval", n, "apv"))
+            await wait_for(lambda: probe.status_counts()["waiting"] >= n,
+                           f"{n} runs to wait at their approval", ctx.sizes.settle_s, server)
+            urls = await approval_urls(api, workflow["id"], n)
+            paths = [urlsplit(url).path for url in urls]
+            cpu0 = server.cpu_seconds()
+            first_s, last_s, latencies = await decide_all(server.url, paths,
+                                                            APPROVAL_CONNECTIONS)
+            cpu_posts = cpu_note(server, cpu0, n, "decision (the POST phase)")
+            await settle(probe, server, n, ctx.sizes.settle_s, interval_s=0.02)
+            cpu_all = cpu_note(server, cpu0, n, "decision with the run's rest (POST → run "
+                                                "completed)")
+            _, _, last_completed, completed = probe.run_window(workflow["id"])
+            shipped = len(probe.step_ends(workflow["id"], "ship"))
+    if (completed, shipped) != (n, n):
+        raise BenchError(f"{n} runs should have completed along `approved`: {completed} "
+                         f"completed, {shipped} shipped")
+    window_s = last_s - first_s
+    after_ms = last_completed - last_s * 1000
+    return [
+        Row("approvals", f"approval decisions/s, POSTs to {n:,} links, "
+                         f"{APPROVAL_CONNECTIONS} connections", n / window_s, "decisions/s",
+            ">=", 1000,
+            note=f"{n:,} runs waiting at an approval step (no approvers, no email), each "
+                 f"link POSTed once with {{\"decision\": \"approved\"}} and no API key; first "
+                 f"POST sent → last answered (bench clock) {window_s:.2f} s; POST p50 "
+                 f"{pct(latencies, 50):.1f} ms, p99 {pct(latencies, 99):.1f} ms{cpu_posts}"),
+        Row("approvals", "last run completed, after the last decision answered",
+            after_ms, "ms",
+            note=f"the last run's completed_at (server clock) − the last POST's answer (bench "
+                 f"clock); each decided run goes on through one set step and ends{cpu_all}"),
+    ]
+
+
 # ------------------------------------------------------------------ email
 
 # What a journey's email looks like: a subject and both parts from the contact's traits, one
@@ -832,4 +1037,7 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "email": email,
     "bulk": bulk,
     "cron": cron,
+    "children": children,
+    "loop": loop,
+    "approvals": approvals,
 }
