@@ -180,7 +180,7 @@ class Engine:
                 config = step.config.render(scope)
             except TemplateError as exc:
                 raise StepFailed("invalid_template", str(exc), retryable=False) from None
-            entry.input = config
+            entry.input = step.type.recorded_input(config)
             ctx = self._context(run, step, visit, now, config, scope, entered_at)
             outcome = await self._attempt(step, ctx)
             child = self._child_run(run, outcome, now) if outcome.child is not None else None

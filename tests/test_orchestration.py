@@ -151,6 +151,8 @@ async def test_a_loop_visits_each_item_with_loop_item_and_index(api):
     assert [e["branch"] for e in visits] == ["each", "each", "each", "done"]
     assert [e["output"].get("index") for e in visits[:3]] == [0, 1, 2]
     assert visits[-1]["output"] == {"iterations": 3}
+    # The trace keeps the list's length, not the list again at every visit.
+    assert {e["input"]["items"] for e in visits} == {"[3 items]"}
     collects = [e["input"] for e in done["steps"] if e["step_id"] == "collect"]
     assert [list(c["vars"].values())[0] for c in collects] == ["a#0", "b#1", "c#2"]
 

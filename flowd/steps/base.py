@@ -140,6 +140,12 @@ class StepType:
         """Check and pre-compile `config` (already shape-checked by `schema`)."""
         return None
 
+    def recorded_input(self, config: dict[str, Any]) -> Any:
+        """What the trace keeps as the step's input (and a waiting step's resume() gets back
+        as its config): the resolved config, unless that repeats something big at every
+        visit."""
+        return config
+
     def branch_labels(self, config: dict[str, Any]) -> tuple[str, ...]:
         return self.branches
 

@@ -189,6 +189,14 @@ class LoopStep(StepType):
     # Each visit is a committed step: a loop cannot spin without end (the step limit holds).
     breaks_cycles = True
 
+    def recorded_input(self, config: dict[str, Any]) -> Any:
+        # The whole list in every visit's trace entry would make a loop's trace grow with the
+        # square of its length; each visit's output already has its item.
+        items = config.get("items")
+        if not isinstance(items, list):
+            return config
+        return {**config, "items": f"[{len(items)} items]"}
+
     async def run(self, ctx: StepContext) -> Outcome:
         items = ctx.config["items"]
         if not isinstance(items, list):
