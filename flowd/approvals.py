@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from flowd.clock import Clock
 from flowd.errors import Conflict, Gone, NotFound
@@ -70,26 +70,27 @@ class ApprovalDesk:
     # -- deciding --------------------------------------------------------------------------
 
     async def view(self, token: str, client: str) -> ApprovalView:
-        self.throttle.check(client)
-        now = self._clock.now_ms()
-
-        def read(tx: Transaction) -> ApprovalView | None:
-            found = tx.approvals.by_token(token_hash(token))
-            if found is None:
-                return None
-            approval, approver = found
-            workflow = tx.workflows.get(approval.project_id, approval.workflow_id)
-            return ApprovalView(approval, approver, workflow.name if workflow else "", now)
-
-        view = await self._store.read(read)
-        if view is None:
-            self.throttle.failed(client)
-            raise NotFound("no such approval link")
-        return view
+        return await self._by_token(token, client, self._store.read,
+                                    lambda tx, found: found[0])
 
     async def decide_by_token(self, token: str, decision: str, comment: str | None,
                               client: str) -> ApprovalView:
         """The decision of whoever holds the link: the approver it names (or `link`)."""
+        now = self._clock.now_ms()
+
+        def decide(tx: Transaction, found: tuple[Approval, str | None]) -> Approval:
+            approval, approver = found
+            return self._decide(tx, approval, decision, comment, approver or "link", None, now)
+
+        return await self._by_token(token, client, self._store.write, decide)
+
+    async def _by_token(self, token: str, client: str,
+                        run: Callable[[Callable[[Transaction], Any]], Awaitable[Any]],
+                        act: Callable[[Transaction, tuple[Approval, str | None]], Approval]
+                        ) -> ApprovalView:
+        """Look a link's token up (in a read or a unit of work, `run`), `act` on what it
+        names, and show the approval as `act` leaves it. An unknown token counts against the
+        client (and a client with too many such is refused before anything is looked up)."""
         self.throttle.check(client)
         now = self._clock.now_ms()
 
@@ -97,13 +98,11 @@ class ApprovalDesk:
             found = tx.approvals.by_token(token_hash(token))
             if found is None:
                 return None
-            approval, approver = found
-            decided = self._decide(tx, approval, decision, comment, approver or "link",
-                                   None, now)
+            approval = act(tx, found)
             workflow = tx.workflows.get(approval.project_id, approval.workflow_id)
-            return ApprovalView(decided, approver, workflow.name if workflow else "", now)
+            return ApprovalView(approval, found[1], workflow.name if workflow else "", now)
 
-        view = await self._store.write(unit)
+        view = await run(unit)
         if view is None:
             self.throttle.failed(client)
             raise NotFound("no such approval link")

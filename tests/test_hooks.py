@@ -15,8 +15,8 @@ import pytest
 from aiohttp import FormData
 from standardwebhooks.webhooks import Webhook
 
-from flowd.api.hook_bodies import wants_html
 from flowd.api.middleware import MAX_BODY_BYTES, SERVICES
+from flowd.api.pages import wants_html
 from flowd.app import create_app
 from flowd.hooks import hook_token, read_hook_token
 from tests.conftest import ADMIN_KEY, Api

@@ -43,6 +43,10 @@ DECISION = Object({
 _ERRORS = (404, 409, 410, 429)
 
 
+def _browser(call: Call) -> bool:
+    return wants_html(call.request.headers.get("Accept", ""), call.request.content_type)
+
+
 def _client(call: Call) -> str:
     # The peer address: behind a reverse proxy every client shares the proxy's, which then
     # throttles them together (the proxy should limit per client itself).
@@ -61,7 +65,7 @@ async def show_approval(call: Call) -> web.StreamResponse:
         view = await call.services.approvals.view(call.path("token"), _client(call))
     except FlowdError as error:
         return _error_page(call, error)
-    if not wants_html(call.request):
+    if not _browser(call):
         return json_response(view.to_json())
     return page("Approval requested", _ask(view))
 
@@ -83,7 +87,7 @@ async def decide_approval(call: Call) -> web.StreamResponse:
             _client(call))
     except FlowdError as error:
         return _error_page(call, error)
-    if not wants_html(call.request):
+    if not _browser(call):
         return json_response(view.to_json())
     decision = html.escape(view.approval.decision or "")
     return page("Thank you", f"<p>The request was <strong>{decision}</strong>. "
@@ -113,7 +117,7 @@ def _ask(view: ApprovalView) -> str:
 
 def _error_page(call: Call, error: FlowdError) -> web.StreamResponse:
     """A browser sees an error as a page; an API client in the usual envelope."""
-    if not wants_html(call.request):
+    if not _browser(call):
         raise error
     titles = {404: "Unknown link", 409: "Already decided", 410: "No longer open",
               429: "Too many attempts"}

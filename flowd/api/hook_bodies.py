@@ -11,12 +11,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from flowd.api.middleware import parse_json
+from flowd.api.pages import MULTIPART
 from flowd.api.routes import FORM
 from flowd.errors import BadRequest, ValidationError
 from flowd.validation import INVALID, Json
 
-MULTIPART = "multipart/form-data"
-FORM_TYPES = (FORM, MULTIPART)
 MAX_FIELDS = 1000
 _PROPERTIES = Json(object_only=True)
 
@@ -81,32 +80,3 @@ def _multipart(raw: bytes, content_type_header: str) -> list[tuple[str, str]]:
         except (UnicodeDecodeError, LookupError):
             raise BadRequest(f"the form field {name!r} is not {charset} text") from None
     return pairs
-
-
-def _quality(accept: str, media: str) -> float:
-    """How much `accept` wants `media`: the q of its most specific matching range."""
-    best, specificity = 0.0, -1
-    group = media.split("/")[0] + "/*"
-    for item in accept.split(","):
-        kind, *params = (piece.strip() for piece in item.split(";"))
-        kind = kind.lower()
-        rank = {media: 2, group: 1, "*/*": 0}.get(kind)
-        if rank is None or rank <= specificity:
-            continue
-        quality = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        best, specificity = quality, rank
-    return best
-
-
-def wants_html(accept: str, content_type: str) -> bool:
-    """A browser: it prefers text/html to JSON, or it posts a form and prefers neither (a
-    form's Accept rarely names JSON; a script that wants JSON says so)."""
-    html, json = _quality(accept, "text/html"), _quality(accept, "application/json")
-    return html > json or (html == json and content_type in FORM_TYPES)

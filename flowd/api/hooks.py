@@ -11,8 +11,9 @@ import html
 
 from aiohttp import web
 
-from flowd.api.hook_bodies import MULTIPART, properties, wants_html
+from flowd.api.hook_bodies import MULTIPART, properties
 from flowd.api.middleware import read_body
+from flowd.api.pages import page, wants_html
 from flowd.api.routes import (
     FORM,
     RAW,
@@ -42,25 +43,13 @@ _BODY = Json(object_only=True, description=(
     "A JSON object (any other JSON value is a 400), or an HTML form: url-encoded or multipart. "
     "A form's text fields become the properties (a name given several times: a list of its "
     "values); file parts are ignored. Any other Content-Type is read as JSON."))
-_PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-            "X-Robots-Tag": "noindex", "Content-Security-Policy":
-            "default-src 'none'; style-src 'unsafe-inline'"}
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex"><title>{title}</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;
-color:#222}}li{{margin:.25rem 0}}</style></head>
-<body><main><h1>{title}</h1>{body}</main></body></html>
-"""
 _TITLES = {400: "The form could not be read", 401: "Not accepted",
            404: "This form is not available", 409: "This form is not taking submissions now",
            413: "The submission is too large", 422: "Please check the form"}
 
 
 def _page(title: str, body: str, status: int) -> web.Response:
-    return web.Response(text=_PAGE.format(title=html.escape(title), body=body), status=status,
-                        content_type="text/html", headers=_PRIVATE)
+    return page(html.escape(title), body, status)
 
 
 def _error_page(error: FlowdError) -> web.Response:

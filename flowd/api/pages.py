@@ -1,10 +1,14 @@
-"""The few HTML pages flowd shows people who follow a link (unsubscribe, approvals): one small
+"""The few HTML pages flowd shows people (unsubscribe, approvals, a form's "received"): one small
 accessible layout, never cached or indexed, under a Content-Security-Policy that allows no
 script and posts forms only back to this server."""
 
 from __future__ import annotations
 
 from aiohttp import web
+
+from flowd.api.routes import FORM
+
+MULTIPART = "multipart/form-data"
 
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
            "X-Robots-Tag": "noindex"}
@@ -19,7 +23,7 @@ PAGE = """<!doctype html>
 color:#222}}button{{font:inherit;padding:.5rem 1.25rem;border:0;border-radius:.375rem;
 background:#2d5bd7;color:#fff;cursor:pointer;margin-right:.5rem}}
 button.secondary{{background:#6b6b6b}}textarea{{width:100%;font:inherit}}
-dt{{font-weight:600}}dd{{margin:0 0 .5rem}}</style></head>
+dt{{font-weight:600}}dd{{margin:0 0 .5rem}}li{{margin:.25rem 0}}</style></head>
 <body><main><h1>{title}</h1>{body}</main></body></html>
 """
 
@@ -30,7 +34,30 @@ def page(title: str, body: str, status: int = 200) -> web.Response:
                         content_type="text/html", headers=PAGE_HEADERS)
 
 
-def wants_html(request: web.Request) -> bool:
-    """A browser: it asks for HTML (every browser's navigation and form post does). Anything
-    else — curl, an API client, `Accept: */*` — gets JSON."""
-    return "text/html" in request.headers.get("Accept", "")
+def _quality(accept: str, media: str) -> float:
+    """How much `accept` wants `media`: the q of its most specific matching range."""
+    best, specificity = 0.0, -1
+    group = media.split("/")[0] + "/*"
+    for item in accept.split(","):
+        kind, *params = (piece.strip() for piece in item.split(";"))
+        kind = kind.lower()
+        rank = {media: 2, group: 1, "*/*": 0}.get(kind)
+        if rank is None or rank <= specificity:
+            continue
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        best, specificity = quality, rank
+    return best
+
+
+def wants_html(accept: str, content_type: str) -> bool:
+    """A browser: it prefers text/html to JSON, or it posts a form and prefers neither (a
+    form's Accept rarely names JSON; a script that wants JSON says so)."""
+    html, json = _quality(accept, "text/html"), _quality(accept, "application/json")
+    return html > json or (html == json and content_type in (FORM, MULTIPART))
