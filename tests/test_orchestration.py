@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from tests.conftest import eventually
+from flowd.app import create_app
+from tests.conftest import ADMIN_KEY, Api, eventually, make_config
 
 CHILD = {"name": "child", "trigger": {"type": "manual"}, "steps": [
     {"id": "double", "type": "set",
@@ -256,3 +258,17 @@ async def test_workflows_emitting_to_each_other_stop_at_depth_ten(api):
     assert failed["trigger"]["depth"] == 10
     status, page = await api.get("/v1/runs?limit=100")
     assert len(page["data"]) == 11
+
+
+async def test_the_step_limit_still_stops_a_loop(aiohttp_client, tmp_path):
+    config = make_config(tmp_path)
+    config = dataclasses.replace(config, engine=dataclasses.replace(config.engine,
+                                                                    max_steps_per_run=20))
+    api = Api(await aiohttp_client(create_app(config, admin_key=ADMIN_KEY)))
+    wf = await api.workflow({**LOOP_OVER, "steps": [
+        {**LOOP_OVER["steps"][0], "config": {"items": "{{ event.properties.items }}"}},
+        LOOP_OVER["steps"][1]]})
+    run = await fire(api, wf, {"items": list(range(50))})
+    failed = await api.run_until(run["id"], "failed")
+    assert failed["error"]["code"] == "step_limit"
+    assert len(failed["steps"]) == 20

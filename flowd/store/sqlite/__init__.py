@@ -47,13 +47,15 @@ class _Transactions:
     a fresh Transaction over them, with its own after-commit list."""
 
     def __init__(self) -> None:
-        self._families: dict[int, SqliteTransaction] = {}
+        self._families: dict[int, dict[str, Any]] = {}   # connection -> the families by name
 
     def __call__(self, conn: sqlite3.Connection) -> Transaction:
         families = self._families.get(id(conn))
         if families is None:
-            families = self._families[id(conn)] = SqliteTransaction.on(conn)
-        return Transaction(**{name: getattr(families, name) for name in Transaction.FAMILIES})
+            made = SqliteTransaction.on(conn)
+            families = self._families[id(conn)] = {
+                name: getattr(made, name) for name in Transaction.FAMILIES}
+        return Transaction(**families)
 
 
 class SqliteStore(Store):

@@ -48,6 +48,12 @@ class Probe:
     def get_run(self, run_id: str) -> Run | None:
         return self._runs.get(PROJECT, run_id)
 
+    def run_end(self, run_id: str) -> tuple[str, int, int | None, str | None] | None:
+        """(status, created_at, completed_at, error JSON) of one run: cheap to poll, unlike
+        get_run, which decodes the whole row (a large trigger payload included)."""
+        return self._conn.execute("SELECT status, created_at, completed_at, error FROM runs "
+                                  "WHERE id = ?", (run_id,)).fetchone()
+
     # --- aggregates
 
     def active(self) -> int:
