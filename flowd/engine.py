@@ -53,7 +53,8 @@ class Engine:
                  max_steps_per_run: int = 10_000,
                  step_timeout_seconds: float = EngineConfig.step_timeout_seconds,
                  on_started: Callable[[StartedRuns], None] = lambda runs: None,
-                 store_events: StoreEvents | None = None) -> None:
+                 store_events: StoreEvents | None = None,
+                 effects_for: Callable[[str], Effects] | None = None) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -66,6 +67,9 @@ class Engine:
         self._parked: dict[str, Run] = {}
         self._on_started = on_started          # child runs a step started
         self._store_events = store_events      # ingest's unit: events a step emitted
+        # A test run hands each step recorders bound to it (so each call says which step
+        # made it and that step's canned answer applies); a server, the same effects to all.
+        self._effects_for = effects_for
         self.steps_committed = 0
 
     async def load(self) -> None:
@@ -336,7 +340,8 @@ class Engine:
         return StepContext(run_id=run.id, project_id=run.project_id, workflow_id=run.workflow_id,
                            step_id=step.id, visit=visit, attempt=run.attempt, now_ms=now,
                            config=config, compiled=step.compiled, scope=scope,
-                           effects=self._effects, random=self._random,
+                           effects=self._effects_for(step.id) if self._effects_for
+                           else self._effects, random=self._random,
                            contact_id=run.contact_id, entered_at=entered_at,
                            final_attempt=run.attempt >= step.retry.max_attempts,
                            depth=depth(run), previous_output=run.outputs.get(step.id))

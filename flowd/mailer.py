@@ -94,12 +94,15 @@ class Mailer:
     def links_key(self) -> bytes:
         return self._key
 
-    async def start(self) -> None:
+    async def start(self, *, retry_unsent: bool = True) -> None:
+        """`retry_unsent`: keep trying messages a crash or a failure left unsent (a test run,
+        which lives for one call, does without)."""
         now = self._clock.now_ms()
         self._key = await self._store.write(lambda tx: tx.secrets.server_key(
             "links", now, lambda: secrets.token_bytes(32)))
         await self._provider.start()
-        self._in_background(self.retry_unsent())
+        if retry_unsent:
+            self._in_background(self.retry_unsent())
 
     async def close(self) -> None:
         for task in list(self._background):

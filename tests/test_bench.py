@@ -154,3 +154,12 @@ async def test_bench_approvals_rows(tmp_path: Path, monkeypatch) -> None:
     assert "µs per decision" in posts.note and "32 connections" in posts.figure
     assert after.unit == "ms" and after.target is None and isinstance(after.value, (int, float))
     assert not (tmp_path / "approvals").exists()
+
+
+async def test_bench_test_run_row(tmp_path: Path, monkeypatch) -> None:
+    """Dry runs of a 90-day journey over HTTP: ms per test run, with its target."""
+    [row] = await scenarios.test_run(_quick_ctx(tmp_path, monkeypatch))
+    assert row.status == "ok" and row.unit == "ms" and (row.op, row.target) == ("<=", 50)
+    assert isinstance(row.value, (int, float)) and row.value > 0
+    assert "µs per test run" in row.note
+    assert not (tmp_path / "test-run").exists()

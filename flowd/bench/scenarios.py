@@ -64,6 +64,7 @@ class Sizes:
     loop_items: int            # items of the one loop
     loop_repeats: int          # loop runs measured (after one cold run)
     approval_runs: int         # runs waiting at an approval, then decided
+    test_runs: int             # time-travel test runs of one 90-day journey
     peer_workflows: int
     peer_repeats: int
     settle_s: float            # the longest any wait for runs to finish may take
@@ -74,13 +75,13 @@ QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=10
               steps_runs=100, chain_repeats=3, timer_runs=1000, wait_runs=20_000,
               wait_queries=50, recovery_load_s=1.0, webhook_runs=500, email_runs=300,
               bulk_contacts=10_000, child_runs=500, loop_items=1000, loop_repeats=2,
-              approval_runs=500,
+              approval_runs=500, test_runs=50,
               peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
              steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
              wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
              bulk_contacts=100_000, child_runs=1000, loop_items=1000, loop_repeats=5,
-             approval_runs=1000,
+             approval_runs=1000, test_runs=200,
              peer_workflows=1000,
              peer_repeats=5, settle_s=180.0, scenario_s=1200.0)
 
@@ -1032,6 +1033,53 @@ async def email(ctx: Context) -> list[Row]:
     return rows
 
 
+
+def test_run_journey() -> list[dict[str, Any]]:
+    """30 steps over 90 days: ten rounds of an email, a nine-day wait and a webhook, the
+    fifth wait being for a click (which the test run's events deliver)."""
+    steps: list[dict[str, Any]] = []
+    for i in range(10):
+        wait: dict[str, Any] = {"id": f"wait{i}", "type": "wait", "config": {"duration": "P9D"}}
+        if i == 4:
+            wait = {"id": f"wait{i}", "type": "wait_for_event",
+                    "config": {"event": "email.clicked", "timeout": "P9D"}}
+        steps += [{"id": f"mail{i}", "type": "send_email",
+                   "config": {"subject": f"Week {i}", "text": "Hi {{ contact.traits.name }}"}},
+                  wait,
+                  {"id": f"hook{i}", "type": "webhook",
+                   "config": {"url": "https://hooks.example.com/journey",
+                              "body": {"round": i, "contact": "{{ contact.id }}"}}}]
+    return steps
+
+
+async def test_run(ctx: Context) -> list[Row]:
+    """Dry runs of one 90-day, 30-step journey through POST /v1/workflows/{id}/test-run, one
+    after another: the engine, the steps and the mailer on a throwaway in-memory store."""
+    n = ctx.sizes.test_runs
+    body = {"contact": {"id": "dry", "email": "dry@example.com", "traits": {"name": "Ada"}},
+            "events": [{"after": "P40D", "name": "email.clicked"}],
+            "responses": {"hook3": {"status": 201, "body": {"ok": True}}}, "horizon": "P120D"}
+    async with flowd(ctx, "test-run") as server, Api(server.url, server.key) as api:
+        workflow = await api.create_workflow("bench test-run", {"type": "manual"},
+                                             test_run_journey())
+        path = f"/v1/workflows/{workflow['id']}/test-run"
+        first = await api.call("POST", path, body, expect=(200,))   # warm: schema template
+        if first["status"] != "completed" or len(first["trace"]) != 30:
+            raise BenchError(f"the test run should complete 30 steps: {first['status']}, "
+                             f"{len(first['trace'])} steps")
+        cpu0 = server.cpu_seconds()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await api.call("POST", path, body, expect=(200,))
+            times.append((time.perf_counter() - t0) * 1000)
+        cpu = cpu_note(server, cpu0, n, "test run")
+    return [Row("test-run", "one dry run of a 90-day, 30-step journey (POST → answer, median)",
+                statistics.median(times), "ms", "<=", 50,
+                note=f"{n} test runs one after another, each 10 emails, 10 webhooks and 10 "
+                     f"waits (one for a click, delivered on day 40) over 90 virtual days; p99 "
+                     f"{pct(times, 99):.1f} ms{cpu}")]
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "ingest": ingest,
     "ingest-batch": ingest_batch,
@@ -1048,4 +1096,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "children": children,
     "loop": loop,
     "approvals": approvals,
+    "test-run": test_run,
 }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from flowd.effects.signing import SECRET_PREFIX, signature_header
 
@@ -206,6 +206,7 @@ class HttpCall:
     body: bytes | None
     timeout: float
     step_id: str | None = None   # the step that made it, when the recorder was bound to one
+    at: int | None = None        # when (epoch ms), when the recording has a clock
 
 
 @dataclass
@@ -229,6 +230,7 @@ class Recording:
     by_url: dict[str, CannedAnswer] = field(default_factory=dict)
     http_calls: list[HttpCall] = field(default_factory=list)
     signing_calls: list[SigningCall] = field(default_factory=list)
+    now: Callable[[], int] | None = None   # stamps each call (a test run's virtual clock)
 
 
 def default_response() -> HttpResponse:
@@ -245,8 +247,9 @@ class RecordingHttp:
 
     async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
                       body: bytes | None = None, timeout: float) -> HttpResponse:
+        at = self._recording.now() if self._recording.now else None
         self._recording.http_calls.append(HttpCall(method, url, dict(headers or {}), body,
-                                                   timeout, self._step_id))
+                                                   timeout, self._step_id, at))
         answer = self._answer(url)
         if isinstance(answer, EffectFailed):
             raise answer

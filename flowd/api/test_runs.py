@@ -1,0 +1,142 @@
+"""Time-travel test runs over HTTP: of a saved workflow (its current version, a draft too) or
+of a definition sent along. See flowd.testrun."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from flowd.api.routes import Call, json_response, route, shape
+from flowd.auth import Access
+from flowd.contact_fields import CONTACT_FIELDS, CONTACT_ID
+from flowd.definition_schema import DEFINITION_FIELDS
+from flowd.definitions import analyze, normalize
+from flowd.durations import parse_duration
+from flowd.effects.base import HttpResponse
+from flowd.errors import Problem, ValidationError
+from flowd.mailer import MailSettings
+from flowd.testrun import (
+    DEFAULT_HORIZON_MS,
+    MAX_EVENTS,
+    MAX_HORIZON_MS,
+    MAX_STEPS,
+    TestRunRequest,
+    parse_events,
+    templates_for,
+    test_run,
+)
+from flowd.validation import (
+    Array,
+    Enum,
+    Integer,
+    Json,
+    MapOf,
+    Nullable,
+    Object,
+    String,
+    text,
+    time_string,
+)
+
+_FIELDS = {
+    "event": Object({"name": text(1, 200, description="Default: test.run."),
+                     "properties": Json(object_only=True)},
+                    description="The trigger event the run starts with."),
+    "contact": Object({**CONTACT_FIELDS.fields, "id": CONTACT_ID}, description=(
+        "The contact the run is for (default id `test-contact`, no fields): it exists only "
+        "in the test run.")),
+    "events": Array(Object({
+        "after": String(min_len=1, description="ISO 8601 duration from the start (default "
+                                               "PT0S)."),
+        "name": text(1, 200),
+        "properties": Json(object_only=True),
+    }, required=("name",)), max_items=MAX_EVENTS, description=(
+        "Events of the contact arriving at their virtual times: they match waits, triggers and "
+        "exit rules exactly as posted ones do.")),
+    "responses": MapOf(Object({
+        "status": Integer(min=100, max=599), "body": Json(),
+        "headers": MapOf(String(max_len=8192), max_keys=50),
+    }), max_keys=500, description=(
+        "By step id: the answer a webhook or http_request step gets (default 200 {}).")),
+    "horizon": String(min_len=1, description="How far virtual time may go: an ISO 8601 "
+                                             "duration, at most P366D (default P30D)."),
+}
+TEST_RUN = Object(_FIELDS).named("TestRunRequest")
+TEST_DEFINITION = Object({**_FIELDS, "definition": Object(
+    {**DEFINITION_FIELDS, "name": text(1, 200)}, description="The workflow to test, unsaved.")},
+    required=("definition",)).named("TestRunDefinitionRequest")
+RESULT = shape("TestRunResult", {
+    "status": Enum(("pending", "running", "waiting", "paused", "completed", "failed",
+                    "cancelled"), description="The run's status when the test run ended."),
+    "run": Json(object_only=True, description="vars, error, exit_reason, wait, current_step_id."),
+    "trace": Array(Json(object_only=True), description=(
+        "Each step visit: step_id, type, status, at (virtual time), finished_at, outcome, "
+        "branch, input, output, error.")),
+    "effects": Array(Json(object_only=True), description=(
+        "What would have been done, in virtual-time order: kind (webhook, http_request, email…), "
+        "step_id, at, and what would be sent.")),
+    "ends_at": time_string(description="When the run ended, or the horizon."),
+    "stopped": Nullable(Enum(("step_limit", "time_limit")), description=(
+        f"Why the test run stopped early: {MAX_STEPS} steps, or 5 s of real time.")),
+}, description="Nothing was written, sent or called.")
+_DESCRIPTION = ("The same engine and steps as real runs, on a throwaway in-memory store, with a "
+                "virtual clock that jumps to what comes next: days of waits pass at once. "
+                "Webhooks and HTTP requests are answered from `responses` (else 200 {}); emails "
+                "go through the real mailer to a recorder; nothing is written, sent or called. "
+                "Child workflows and emitted events see only the tested workflow. 422 when the "
+                "workflow has error issues.")
+
+
+@route("POST", "/v1/workflows/{id}/test-run", access=Access.READ, tag="workflows",
+       body=TEST_RUN, body_optional=True, errors=(404,), response=RESULT,
+       summary="Dry-run the workflow's current version (a draft too) for one contact.",
+       description=_DESCRIPTION)
+async def test_saved(call: Call) -> web.Response:
+    workflow = await call.services.workflows.get(call.project, call.path("id"))
+    return await _respond(call, workflow.definition, workflow.name)
+
+
+@route("POST", "/v1/workflows/test-run", access=Access.READ, tag="workflows",
+       body=TEST_DEFINITION, response=RESULT,
+       summary="Dry-run an unsaved definition for one contact.", description=_DESCRIPTION)
+async def test_unsaved(call: Call) -> web.Response:
+    raw = call.body["definition"]
+    return await _respond(call, normalize(raw), raw["name"])
+
+
+async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Response:
+    compiled, issues = analyze(definition)
+    errors = [i for i in issues if i.severity == "error"]
+    if compiled is None or errors:
+        raise ValidationError([Problem(i.path, f"{i.code}: {i.message}", i.code)
+                               for i in errors], message="the workflow has errors; fix them "
+                                                          "before a test run")
+    body = call.body or {}
+    services = call.services
+    request = TestRunRequest(
+        definition=definition, name=name, event=body.get("event") or {},
+        contact=body.get("contact"), events=parse_events(body.get("events") or []),
+        responses={step: HttpResponse(r.get("status", 200), dict(r.get("headers") or {}),
+                                      r.get("body", {}), False)
+                   for step, r in (body.get("responses") or {}).items()},
+        horizon_ms=_horizon(body.get("horizon")),
+        templates=await templates_for(services.store, call.project, definition))
+    result = await test_run(request, now=services.clock.now_ms(),
+                            public_url=services.public_url(),
+                            mail_settings=MailSettings.of(services.config.email))
+    return json_response(result)
+
+
+def _horizon(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_HORIZON_MS
+    try:
+        horizon = parse_duration(raw)
+    except ValueError as exc:
+        raise ValidationError([Problem("horizon", str(exc), "invalid_duration")]) from None
+    if not 0 < horizon <= MAX_HORIZON_MS:
+        raise ValidationError([Problem("horizon", "must be more than zero and at most P366D",
+                                       "invalid_duration")])
+    return horizon
+
