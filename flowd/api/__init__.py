@@ -19,6 +19,7 @@ from flowd.api import (  # noqa: F401
     runs,
     settings,
     templates,
+    webhooks,
     workflows,
 )
 from flowd.api.middleware import bind
