@@ -37,8 +37,11 @@ def _check_url(value: str) -> str | None:
     return None
 
 
-_URL = String(min_len=1, max_len=2048, pattern=r"[hH][tT][tT][pP][sS]?://[^\s]+",
-              pattern_message="must be an http:// or https:// URL", check=_check_url,
+# Printable ASCII only (percent-encode the rest, punycode a host): `\s` means different
+# characters to the server's regexes and to a client's ECMA-262 ones.
+_URL = String(min_len=1, max_len=2048, pattern=r"[hH][tT][tT][pP][sS]?://[!-~]+",
+              pattern_message="must be an http:// or https:// URL of printable ASCII "
+              "characters", check=_check_url,
               check_code="invalid_url", description=(
                   "Where alerts are POSTed: an absolute http(s) URL with a host. Whether its "
                   "address may be called is decided at each delivery, by `[http] "
@@ -46,7 +49,7 @@ _URL = String(min_len=1, max_len=2048, pattern=r"[hH][tT][tT][pP][sS]?://[^\s]+"
                   "refused one fails its delivery with destination_not_allowed."))
 _EVENTS = Array(Enum(EVENTS), min_items=1, max_items=len(EVENTS) * 4,
                 description="The alerts to send here (duplicates are dropped).")
-_FIELDS = {"id": String(description="whk_…"), "url": String(format="uri"),
+_FIELDS = {"id": String(description="whk_…"), "url": String(description="As given."),
            "events": Array(Enum(EVENTS)), "created_at": time_string()}
 SUBSCRIPTION = shape("AlertWebhook", _FIELDS)
 CREATED = shape("CreatedAlertWebhook", {**_FIELDS, "secret": String(
