@@ -3,7 +3,8 @@ an approval, one delivery row per subscription interested in the event goes into
 so an alert exists exactly when what it reports was committed, and a crash loses neither.
 Sending is `alert_delivery`'s job.
 
-`workflow.failing` is decided here too, when a run fails: among the workflow's runs that ended
+`workflow.failing` is decided here too, when a run fails (and its project subscribes to it):
+among the workflow's runs that ended
 in the last hour (the latest FAILING_SCAN of them, so the check stays a short index scan
 however busy the workflow), at least `failing_min_runs` ended and at least `failing_rate` of
 them failed. A durable mark per workflow keeps it to once an hour, restarts included.
@@ -21,6 +22,7 @@ from flowd.store import Transaction
 from flowd.store.records import (
     AlertDelivery,
     AlertEvent,
+    AlertSubscription,
     Approval,
     DeliveryStatus,
     Message,
@@ -75,6 +77,9 @@ class AlertRecorder:
             "expires_at": format_ms(approval.expires_at)}, now)
 
     def _check_failing(self, tx: Transaction, run: Run, now: int) -> None:
+        subscriptions = tx.alerts.interested(run.project_id, AlertEvent.WORKFLOW_FAILING.value)
+        if not subscriptions:
+            return   # nobody to tell: not even the count is worth its reads
         since = now - HOUR_MS
         ended, failed = tx.alerts.recent_ends(run.workflow_id, since, FAILING_SCAN)
         if ended < self.rule.min_runs or failed < self.rule.rate * ended:
@@ -84,12 +89,15 @@ class AlertRecorder:
         self.record(tx, run.project_id, AlertEvent.WORKFLOW_FAILING, {
             "workflow_id": run.workflow_id, "window": "PT1H", "runs_ended": ended,
             "runs_failed": failed, "failure_rate": round(failed / ended, 4),
-            "threshold": self.rule.rate}, now)
+            "threshold": self.rule.rate}, now, subscriptions)
 
     def record(self, tx: Transaction, project_id: str, event: AlertEvent,
-               data: dict[str, Any], now: int) -> None:
-        """One pending delivery per subscription to `event`, due at once."""
-        subscriptions = tx.alerts.interested(project_id, event.value)
+               data: dict[str, Any], now: int,
+               subscriptions: list[AlertSubscription] | None = None) -> None:
+        """One pending delivery per subscription to `event` (found here unless given), due
+        at once."""
+        if subscriptions is None:
+            subscriptions = tx.alerts.interested(project_id, event.value)
         if not subscriptions:
             return
         body = _dumps({"type": event.value, "timestamp": format_ms(now), "data": data})
