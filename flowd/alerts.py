@@ -4,9 +4,8 @@ so an alert exists exactly when what it reports was committed, and a crash loses
 Sending is `alert_delivery`'s job.
 
 `workflow.failing` is decided here too, when a run fails (and its project subscribes to it):
-among the workflow's runs that ended
-in the last hour (the latest FAILING_SCAN of them, so the check stays a short index scan
-however busy the workflow), at least `failing_min_runs` ended and at least `failing_rate` of
+among the workflow's runs that ended in the last hour (the latest FAILING_SCAN of them, so the
+check stays a short index scan however busy the workflow), at least `failing_min_runs` ended and at least `failing_rate` of
 them failed. A durable mark per workflow keeps it to once an hour, restarts included.
 """
 
