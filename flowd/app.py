@@ -9,6 +9,8 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
+from flowd.alert_delivery import AlertDeliverer
+from flowd.alerts import AlertRecorder, FailingRule
 from flowd.api import add_routes
 from flowd.api.middleware import (
     BODY_TIMEOUT,
@@ -75,6 +77,8 @@ class Services:
     mailer: Mailer
     approvals: ApprovalDesk
     hooks: Hooks
+    alerts: AlertRecorder
+    alert_deliverer: AlertDeliverer
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -124,6 +128,11 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         return found
 
     signer = WebhookSigner(load_secrets)
+    # Alerts go out through the same guarded client as webhook steps; the recorder writes them
+    # in the units that end runs, bounce messages and open approvals, and wakes the deliverer.
+    alert_deliverer = AlertDeliverer(store, clock, http,
+                                     timeout_seconds=config.alerts.timeout_seconds)
+    alerts = AlertRecorder(FailingRule.of(config.alerts), on_recorded=alert_deliverer.wake)
     waited = WaitedNames()
     registry = Registry(store)
     due = DueRuns(clock)
@@ -134,7 +143,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                     on_started=lambda runs: scheduler.start_new(runs),
                     on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
     mailer = Mailer(store, clock, mail_provider(config.email), ingest,
-                    MailSettings.of(config.email), public_url=lambda: services.public_url())
+                    MailSettings.of(config.email), public_url=lambda: services.public_url(),
+                    alerts=alerts)
     approvals = ApprovalDesk(store, clock, public_url=lambda: services.public_url(),
                              on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
     engine = Engine(store, registry, clock,
@@ -142,7 +152,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
                     on_started=lambda runs: scheduler.start_new(runs),
-                    store_events=ingest.store_events)
+                    store_events=ingest.store_events, alerts=alerts)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))
@@ -160,6 +170,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         signer=signer, http=http, mailer=mailer, approvals=approvals,
         hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
                     public_url=lambda: services.public_url()),
+        alerts=alerts, alert_deliverer=alert_deliverer,
         openapi=build_openapi(ROUTES))
     return services
 
@@ -196,6 +207,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.scheduler.start()
             await services.bulk_processor.start()
             await services.schedules.start()
+            await services.alert_deliverer.start()
             yield
         finally:
             # After the server stopped accepting and in-flight requests finished: stop firing
@@ -205,6 +217,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.bulk_processor.stop()
             await services.scheduler.stop()
             await services.slots.stop()
+            await services.alert_deliverer.stop()
             await services.http.close()
             await services.mailer.close()
             await services.store.close()

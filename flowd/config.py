@@ -133,6 +133,17 @@ class EmailConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    failing_rate: float = setting(
+        0.2, "workflow.failing is sent when at least this share of a workflow's runs that "
+        "ended in the last hour failed.", min=0.0, max=1.0)
+    failing_min_runs: int = setting(
+        10, "…and at least this many of its runs ended in that hour.", min=1, max=1000)
+    timeout_seconds: float = setting(
+        10.0, "Timeout of one alert webhook delivery attempt.", min=0.1, max=300)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -140,13 +151,15 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
     # Said once logging is set up (which needs this config): unknown environment variables.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
 
 _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
-                  "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig}
+                  "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig,
+                  "alerts": AlertsConfig}
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:

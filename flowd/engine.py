@@ -16,6 +16,7 @@ import logging
 import random
 from typing import Any, Callable
 
+from flowd.alerts import AlertRecorder
 from flowd.clock import Clock
 from flowd.config import EngineConfig
 from flowd.definitions import CompiledStep
@@ -54,7 +55,8 @@ class Engine:
                  step_timeout_seconds: float = EngineConfig.step_timeout_seconds,
                  on_started: Callable[[StartedRuns], None] = lambda runs: None,
                  store_events: StoreEvents | None = None,
-                 effects_for: Callable[[str], Effects] | None = None) -> None:
+                 effects_for: Callable[[str], Effects] | None = None,
+                 alerts: AlertRecorder | None = None) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -70,6 +72,7 @@ class Engine:
         # A test run hands each step recorders bound to it (so each call says which step
         # made it and that step's canned answer applies); a server, the same effects to all.
         self._effects_for = effects_for
+        self._alerts = alerts                  # records alert webhooks in the same units
         self.steps_committed = 0
 
     async def load(self) -> None:
@@ -401,6 +404,8 @@ class Engine:
                         now: int) -> None:
         if outcome.approval is not None:
             tx.approvals.open(outcome.approval.approval, outcome.approval.token_hashes)
+            if self._alerts is not None:
+                self._alerts.approval_requested(tx, outcome.approval.approval, now)
         if child is not None:
             tx.runs.insert([child])
             if child.due_at is not None:   # a paused workflow's run waits for its resume
@@ -423,6 +428,8 @@ class Engine:
         unit is durable."""
         woken: list[str] = []
         after_end(tx, run, now, woken)
+        if run.status is RunStatus.FAILED and self._alerts is not None:
+            self._alerts.run_failed(tx, run, now)
         if woken:
             tx.after_commit.append(lambda: self._due.notify_now(woken))
 

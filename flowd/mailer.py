@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any, Callable
 
+from flowd.alerts import AlertRecorder
 from flowd.clock import Clock
 from flowd.config import EmailConfig
 from flowd.effects.base import (
@@ -77,13 +78,15 @@ class MailSettings:
 
 class Mailer:
     def __init__(self, store: Store, clock: Clock, provider: MailProvider, ingest: Ingest,
-                 settings: MailSettings, public_url: Callable[[], str]) -> None:
+                 settings: MailSettings, public_url: Callable[[], str],
+                 alerts: AlertRecorder | None = None) -> None:
         self._store = store
         self._clock = clock
         self._provider = provider
         self._ingest = ingest
         self._settings = settings
         self._public_url = public_url
+        self._alerts = alerts
         self._templates = ContentCache()
         self._key = b""
         self._background: set[asyncio.Task[None]] = set()
@@ -311,6 +314,8 @@ class Mailer:
                 "message_id": message.id, "address": address, "reason": reason,
                 "run_id": message.run_id, "workflow_id": message.workflow_id,
                 "step_id": message.step_id})], now)
+        if self._alerts is not None:
+            self._alerts.message_bounced(tx, message, address, reason, now)
 
 
 _REASONS = {

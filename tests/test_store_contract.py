@@ -12,10 +12,13 @@ from flowd.store import DbSettings, LastAdminKey, RunPreempted, SqliteStore, Sto
 from flowd.store.base import Claim, Transaction
 from flowd.store.records import (
     ACTIVE_STATUSES,
+    AlertDelivery,
+    AlertSubscription,
     Approval,
     BulkJob,
     BulkJobStatus,
     BulkSource,
+    DeliveryStatus,
     Event,
     Role,
     Run,
@@ -679,3 +682,67 @@ async def test_wake_for_wakes_only_a_run_waiting_for_that_very_thing(store: Stor
 def _ended(run: Run) -> Run:
     run.status, run.completed_at, run.due_at = RunStatus.COMPLETED, NOW, None
     return run
+
+
+HOUR = 3_600_000
+
+
+def an_alert(delivery_id: str, subscription_id: str, *, due: int = NOW) -> AlertDelivery:
+    return AlertDelivery(id=delivery_id, subscription_id=subscription_id, project_id="default",
+                         event_type="run.failed", body='{"type":"run.failed"}',
+                         status=DeliveryStatus.PENDING, created_at=NOW, next_attempt_at=due)
+
+
+async def test_alert_deliveries_go_out_once_and_go_with_their_subscription(store: Store):
+    for sid, events in (("whk_a", ["run.failed"]), ("whk_b", ["message.bounced"])):
+        await write(store, lambda tx, sid=sid, events=events: tx.alerts.create(
+            AlertSubscription(sid, "default", "https://example.com/", events, "whsec_x", NOW)))
+    interested = await store.read(lambda tx: tx.alerts.interested("default", "run.failed"))
+    assert [s.id for s in interested] == ["whk_a"]
+    await write(store, lambda tx: tx.alerts.enqueue([an_alert("dlv_1", "whk_a"),
+                                                     an_alert("dlv_2", "whk_b", due=NOW + 5)]))
+    due = await store.read(lambda tx: tx.alerts.due(NOW, 10))
+    assert [(d.delivery.id, d.url, d.secret) for d in due] == [
+        ("dlv_1", "https://example.com/", "whsec_x")]
+    assert await store.read(lambda tx: tx.alerts.next_due()) == NOW
+
+    delivered = due[0].delivery
+    delivered.status, delivered.attempts, delivered.delivered_at = (
+        DeliveryStatus.DELIVERED, 1, NOW)
+    delivered.next_attempt_at = None
+    assert await write(store, lambda tx: tx.alerts.record_attempt(delivered))
+    # A delivered one is never taken again, and no later outcome overwrites it.
+    later = await store.read(lambda tx: tx.alerts.due(NOW + HOUR, 10))
+    assert [d.delivery.id for d in later] == ["dlv_2"]
+    delivered.status = DeliveryStatus.FAILED
+    assert not await write(store, lambda tx: tx.alerts.record_attempt(delivered))
+
+    assert await write(store, lambda tx: tx.alerts.delete("default", "whk_b"))
+    assert await store.read(lambda tx: tx.alerts.due(NOW + HOUR, 10)) == []
+    assert await store.read(lambda tx: tx.alerts.next_due()) is None
+    page = await store.read(lambda tx: tx.alerts.deliveries("whk_a", before=None, limit=10))
+    assert [(d.id, d.status) for d in page.items] == [("dlv_1", DeliveryStatus.DELIVERED)]
+
+
+async def test_a_workflow_is_marked_failing_at_most_once_an_hour(store: Store):
+    workflow_id = await a_workflow(store)
+    mark = lambda now: write(store, lambda tx: tx.alerts.mark_failing(  # noqa: E731
+        workflow_id, now, quiet_since=now - HOUR))
+    assert await mark(NOW)
+    assert not await mark(NOW + HOUR - 1)
+    assert await mark(NOW + HOUR + 1)
+
+
+async def test_recent_ends_counts_the_workflows_ended_runs_in_the_window(store: Store):
+    workflow_id = await a_workflow(store)
+    ended = [(RunStatus.FAILED, NOW - 2 * HOUR), (RunStatus.FAILED, NOW - 10),
+             (RunStatus.COMPLETED, NOW - 5), (RunStatus.CANCELLED, NOW)]
+    runs = [a_run(workflow_id, run_id=f"run_{i}", status=status, due_at=None,
+                  completed_at=at) for i, (status, at) in enumerate(ended)]
+    runs.append(a_run(workflow_id, run_id="run_active"))
+    await write(store, lambda tx: tx.runs.insert(runs))
+    assert await store.read(lambda tx: tx.alerts.recent_ends(workflow_id, NOW - HOUR, 100)) \
+        == (3, 1)
+    # Only the latest `limit` ends are read.
+    assert await store.read(lambda tx: tx.alerts.recent_ends(workflow_id, NOW - HOUR, 2)) \
+        == (2, 0)

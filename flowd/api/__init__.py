@@ -20,6 +20,7 @@ from flowd.api import (  # noqa: F401
     settings,
     templates,
     test_runs,
+    webhooks,
     workflows,
 )
 from flowd.api.middleware import bind

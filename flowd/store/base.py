@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
 from flowd.store.records import (
+    AlertDelivery,
+    AlertSubscription,
     ApiKey,
     Approval,
     BulkJob,
     BulkJobStatus,
     Contact,
+    DueDelivery,
     Event,
     EventWait,
     Message,
@@ -505,18 +508,72 @@ class BulkJobs(abc.ABC):
         `finished_at`); False, changing nothing, otherwise."""
 
 
+class Alerts(abc.ABC):
+    """Alert webhooks: subscriptions, their outbox of deliveries, and when each workflow last
+    said it was failing."""
+
+    @abc.abstractmethod
+    def create(self, subscription: AlertSubscription) -> None: ...
+
+    @abc.abstractmethod
+    def count(self, project_id: str) -> int: ...
+
+    @abc.abstractmethod
+    def get(self, project_id: str, subscription_id: str) -> AlertSubscription | None: ...
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def delete(self, project_id: str, subscription_id: str) -> bool:
+        """The subscription and its deliveries (pending ones are then never sent)."""
+
+    @abc.abstractmethod
+    def interested(self, project_id: str, event_type: str) -> list[AlertSubscription]:
+        """The project's subscriptions to `event_type`."""
+
+    @abc.abstractmethod
+    def enqueue(self, deliveries: list[AlertDelivery]) -> None: ...
+
+    @abc.abstractmethod
+    def due(self, now: int, limit: int) -> list[DueDelivery]:
+        """Pending deliveries whose next attempt is due, earliest first."""
+
+    @abc.abstractmethod
+    def next_due(self) -> int | None:
+        """When the earliest pending delivery is due (None: none is pending)."""
+
+    @abc.abstractmethod
+    def record_attempt(self, delivery: AlertDelivery) -> bool:
+        """Write an attempt's outcome (status, attempts, next attempt, last status code and
+        error, delivered_at) if the delivery is still pending; False otherwise."""
+
+    @abc.abstractmethod
+    def deliveries(self, subscription_id: str, *, before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def recent_ends(self, workflow_id: str, since: int, limit: int) -> tuple[int, int]:
+        """(runs ended, of which failed) among the workflow's latest `limit` runs that ended
+        at or after `since`."""
+
+    @abc.abstractmethod
+    def mark_failing(self, workflow_id: str, now: int, quiet_since: int) -> bool:
+        """Remember that the workflow was said to be failing at `now`, unless it already was
+        at or after `quiet_since`; True when this call is the one to say it."""
+
+
 class Transaction:
     """What a unit of work (or a read) may do: the verbs of each table family, and the work
     that waits for the commit."""
 
     FAMILIES = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                "messages", "approvals", "bulk_jobs", "schedules")
+                "messages", "approvals", "bulk_jobs", "schedules", "alerts")
     __slots__ = (*FAMILIES, "after_commit")
 
     def __init__(self, *, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
                  messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs,
-                 schedules: Schedules) -> None:
+                 schedules: Schedules, alerts: Alerts) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -528,6 +585,7 @@ class Transaction:
         self.approvals = approvals
         self.bulk_jobs = bulk_jobs
         self.schedules = schedules
+        self.alerts = alerts
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

@@ -394,3 +394,73 @@ class BulkJob:
                 "started": self.started, "skipped": self.skipped, "error": self.error,
                 "created_at": format_ms(self.created_at), "updated_at": format_ms(self.updated_at),
                 "finished_at": format_ms(self.finished_at)}
+
+
+class AlertEvent(str, Enum):
+    """What an alert webhook may subscribe to."""
+
+    RUN_FAILED = "run.failed"
+    MESSAGE_BOUNCED = "message.bounced"
+    APPROVAL_REQUESTED = "approval.requested"
+    WORKFLOW_FAILING = "workflow.failing"
+
+
+class DeliveryStatus(str, Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass
+class AlertSubscription:
+    """An alert webhook: where a project's alerts of the chosen types are POSTed, and the
+    secret they are signed with (kept so that the server can sign; shown once, on create)."""
+
+    id: str
+    project_id: str
+    url: str
+    events: list[str]
+    secret: str
+    created_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "url": self.url, "events": list(self.events),
+                "created_at": format_ms(self.created_at)}
+
+
+@dataclass
+class AlertDelivery:
+    """One alert for one subscription. `body` is the exact JSON sent, fixed when it is
+    recorded, so every attempt sends the same bytes under the same webhook-id (its id)."""
+
+    id: str
+    subscription_id: str
+    project_id: str
+    event_type: str
+    body: str
+    status: DeliveryStatus
+    created_at: int
+    next_attempt_at: int | None
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "subscription_id": self.subscription_id,
+                "event_type": self.event_type, "status": self.status.value,
+                "attempts": self.attempts, "last_status_code": self.last_status_code,
+                "last_error": self.last_error, "created_at": format_ms(self.created_at),
+                "delivered_at": None if self.delivered_at is None
+                else format_ms(self.delivered_at),
+                "next_attempt_at": None if self.next_attempt_at is None
+                else format_ms(self.next_attempt_at)}
+
+
+@dataclass
+class DueDelivery:
+    """A pending delivery with what sending it needs from its subscription."""
+
+    delivery: AlertDelivery
+    url: str
+    secret: str

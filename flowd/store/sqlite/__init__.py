@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from flowd.store.base import Store, Transaction
 from flowd.store.records import StoreError
+from flowd.store.sqlite.alerts import SqliteAlerts
 from flowd.store.sqlite.approvals import SqliteApprovals
 from flowd.store.sqlite.bulk_jobs import SqliteBulkJobs
 from flowd.store.sqlite.contacts import SqliteContacts
@@ -39,7 +40,7 @@ class SqliteTransaction(Transaction):
                    workflows=SqliteWorkflows(conn), secrets=SqliteSecrets(conn),
                    templates=SqliteTemplates(conn), messages=SqliteMessages(conn),
                    approvals=SqliteApprovals(conn), bulk_jobs=SqliteBulkJobs(conn),
-                   schedules=SqliteSchedules(conn))
+                   schedules=SqliteSchedules(conn), alerts=SqliteAlerts(conn))
 
 
 class _Transactions:

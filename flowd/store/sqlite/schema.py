@@ -317,6 +317,48 @@ MIGRATIONS: list[Migration] = [
             PRIMARY KEY (job_id, position)
         ) WITHOUT ROWID;
     """),
+    Migration(9, "alert webhooks", """
+        CREATE TABLE alert_subscriptions (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            url         TEXT NOT NULL,
+            events      TEXT NOT NULL,          -- JSON array of event types
+            secret      TEXT NOT NULL,          -- whsec_…: signs its deliveries
+            created_at  INTEGER NOT NULL
+        );
+        CREATE INDEX alert_subscriptions_project ON alert_subscriptions (project_id, seq);
+
+        -- The outbox: recorded in the unit of work whose outcome it reports.
+        CREATE TABLE alert_deliveries (
+            seq              INTEGER PRIMARY KEY,
+            id               TEXT NOT NULL UNIQUE,   -- also its webhook-id
+            subscription_id  TEXT NOT NULL REFERENCES alert_subscriptions(id) ON DELETE CASCADE,
+            project_id       TEXT NOT NULL,
+            event_type       TEXT NOT NULL,
+            body             TEXT NOT NULL,          -- the exact JSON every attempt sends
+            status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+            created_at       INTEGER NOT NULL,
+            next_attempt_at  INTEGER,                -- NULL once it is no longer pending
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            last_status_code INTEGER,
+            last_error       TEXT,
+            delivered_at     INTEGER
+        );
+        CREATE INDEX alert_deliveries_subscription ON alert_deliveries (subscription_id, seq);
+        CREATE INDEX alert_deliveries_pending ON alert_deliveries (next_attempt_at)
+            WHERE status = 'pending';
+
+        -- When each workflow was last said to be failing: at most once an hour, across restarts.
+        CREATE TABLE workflow_alerts (
+            workflow_id TEXT PRIMARY KEY REFERENCES workflows(id) ON DELETE CASCADE,
+            failing_at  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        -- A failed run's check of its workflow's failure rate over the last hour reads only this.
+        CREATE INDEX runs_workflow_ended ON runs (workflow_id, completed_at, status)
+            WHERE completed_at IS NOT NULL;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
