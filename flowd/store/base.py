@@ -325,6 +325,10 @@ class Workflows(abc.ABC):
     @abc.abstractmethod
     def status_counts(self, project_id: str) -> dict[str, int]: ...
 
+    @abc.abstractmethod
+    def name_taken(self, project_id: str, name: str) -> bool:
+        """Whether a workflow of the project (archived ones too) has exactly this name."""
+
 
 class Schedules(abc.ABC):
     """Per schedule-triggered workflow, the instant after which its fires are counted."""
