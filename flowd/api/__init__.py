@@ -20,6 +20,7 @@ from flowd.api import (  # noqa: F401
     runs,
     settings,
     templates,
+    workflow_stats,
     workflows,
 )
 from flowd.api.middleware import bind

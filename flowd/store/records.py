@@ -394,3 +394,16 @@ class BulkJob:
                 "started": self.started, "skipped": self.skipped, "error": self.error,
                 "created_at": format_ms(self.created_at), "updated_at": format_ms(self.updated_at),
                 "finished_at": format_ms(self.finished_at)}
+
+
+@dataclass
+class StepCounts:
+    """A workflow version's funnel (Runs.step_counts): per step id, the runs that entered it,
+    those waiting on it now, and its trace entries that left by each branch label."""
+
+    entered: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)
+    branches: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Run totals by status: of the whole workflow, and of the version asked about.
+    workflow_runs: dict[str, int] = field(default_factory=dict)
+    version_runs: dict[str, int] = field(default_factory=dict)
