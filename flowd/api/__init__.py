@@ -17,6 +17,7 @@ from flowd.api import (  # noqa: F401
     messages,
     meta,
     run_export,
+    run_migration,
     runs,
     settings,
     templates,
