@@ -62,17 +62,24 @@ class WorkflowService:
             raise NotFound("no such workflow")
         return workflow
 
-    async def create(self, project_id: str, body: dict[str, Any]) -> Workflow:
-        definition = normalize(body)
+    async def create(self, project_id: str, body: dict[str, Any], *,
+                     prepare: Callable[[Transaction, dict[str, Any]], dict[str, Any]] | None
+                     = None) -> Workflow:
+        """`prepare(tx, body)`, when given, runs first in the same unit of work and returns the
+        body to save: what the workflow needs made with it (a blueprint's templates) commits
+        with it or not at all, and its issues see those objects."""
         status = WorkflowStatus(body.get("status", "draft"))
         now = self._clock.now_ms()
 
         def unit(tx: Transaction) -> Workflow:
+            saved = prepare(tx, body) if prepare is not None else body
+            definition = normalize(saved)
             issues = _issues(tx, project_id, definition)
             if status is WorkflowStatus.ACTIVE and _errors_of(issues):
                 raise _refuse(issues, "the workflow has errors, so it cannot be created active")
             workflow = tx.workflows.create(
-                project_id=project_id, name=body["name"], description=body.get("description", ""),
+                project_id=project_id, name=saved["name"],
+                description=saved.get("description", ""),
                 status=status, definition=definition, issues=[i.to_json() for i in issues],
                 now=now)
             tx.after_commit.append(lambda: self._on_change(workflow, workflow.id))

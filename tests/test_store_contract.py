@@ -746,3 +746,56 @@ async def test_recent_ends_counts_the_workflows_ended_runs_in_the_window(store: 
     # Only the latest `limit` ends are read.
     assert await store.read(lambda tx: tx.alerts.recent_ends(workflow_id, NOW - HOUR, 2)) \
         == (2, 0)
+async def test_a_versions_funnel_counts_runs_entries_and_branches(store: Store):
+    workflow_id = await a_workflow(store)
+    other = a_run(workflow_id, run_id="run_c", status=RunStatus.FAILED, due_at=None)
+    other.workflow_version = 2      # another version's run counts only in the workflow's totals
+    runs = [a_run(workflow_id, run_id="run_a", status=RunStatus.COMPLETED, due_at=None),
+            a_run(workflow_id, run_id="run_b", status=RunStatus.WAITING, due_at=None), other]
+    runs[1].current_step_id = "w"
+    await store.write(lambda tx: tx.runs.insert(runs))
+    traces = {"run_a": [TraceEntry(1, "c", "condition", "ok", 1, 1, NOW, NOW, branch="yes"),
+                        TraceEntry(2, "h", "http_request", "failed", 1, 1, NOW, NOW),
+                        TraceEntry(3, "h", "http_request", "failed", 2, 1, NOW, NOW,
+                                   branch="error"),
+                        TraceEntry(4, "c", "condition", "ok", 1, 2, NOW, NOW, branch="no")],
+              "run_b": [TraceEntry(1, "c", "condition", "ok", 1, 1, NOW, NOW, branch="no"),
+                        TraceEntry(2, "w", "wait", "waiting", 1, 1, NOW)],
+              "run_c": [TraceEntry(1, "c", "condition", "ok", 1, 1, NOW, NOW)]}
+    for run_id, entries in traces.items():
+        for entry in entries:
+            await store.write(lambda tx, r=run_id, e=entry: tx.runs.write_trace(r, e))
+    counts = await store.read(lambda tx: tx.runs.step_counts(workflow_id, 1))
+    assert counts.entered == {"c": 2, "h": 1, "w": 1}
+    assert counts.waiting == {"w": 1}
+    assert counts.branches == {"c": {"yes": 1, "no": 2}, "h": {"error": 1}}
+    assert counts.version_runs["completed"] == 1 and counts.version_runs["failed"] == 0
+    assert counts.workflow_runs["failed"] == 1 and counts.workflow_runs["waiting"] == 1
+    assert set(counts.workflow_runs) == {s.value for s in RunStatus}
+
+
+async def test_moving_waiting_runs_takes_chunks_of_mapped_steps_only(store: Store):
+    workflow_id = await a_workflow(store)
+    runs = []
+    for n, step in enumerate(("w", "w", "w", "x")):
+        run = a_run(workflow_id, run_id=f"run_{n}", status=RunStatus.WAITING, due_at=NOW + 99)
+        run.current_step_id = step
+        runs.append(run)
+    paused = a_run(workflow_id, run_id="run_p", status=RunStatus.PAUSED)
+    paused.current_step_id = "w"
+    await store.write(lambda tx: tx.runs.insert([*runs, paused]))
+    await store.write(lambda tx: tx.runs.write_trace(
+        "run_0", TraceEntry(1, "w", "wait", "waiting", 1, 1, NOW)))
+    assert await store.read(lambda tx: tx.runs.waiting_at(workflow_id, 1)) == {"w": 3, "x": 1}
+
+    def move(tx: Transaction) -> int:
+        return tx.runs.move_waiting(workflow_id, 1, 2, {"w": "w2"}, 2, NOW + 1)
+    assert [await store.write(move) for _ in range(3)] == [2, 1, 0]
+    assert await store.read(lambda tx: tx.runs.waiting_at(workflow_id, 1)) == {"x": 1}
+    assert await store.read(lambda tx: tx.runs.waiting_at(workflow_id, 2)) == {"w2": 3}
+    moved = await store.get_run("default", "run_0")
+    assert (moved.workflow_version, moved.current_step_id, moved.due_at) == (2, "w2", NOW + 99)
+    assert moved.updated_at == NOW + 1
+    assert [e.step_id for e in await store.run_trace("run_0")] == ["w2"]
+    held = await store.get_run("default", "run_p")
+    assert (held.workflow_version, held.current_step_id) == (1, "w")

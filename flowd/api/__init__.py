@@ -7,6 +7,7 @@ from aiohttp import web
 # Importing the resource modules registers their routes.
 from flowd.api import (  # noqa: F401
     approvals,
+    blueprints,
     bulk,
     contacts,
     events,
@@ -16,11 +17,13 @@ from flowd.api import (  # noqa: F401
     messages,
     meta,
     run_export,
+    run_migration,
     runs,
     settings,
     templates,
     test_runs,
     webhooks,
+    workflow_stats,
     workflows,
 )
 from flowd.api.middleware import bind

@@ -37,6 +37,7 @@ from flowd.store.records import (
     Role,
     Run,
     RunStatus,
+    StepCounts,
     Template,
     TraceEntry,
     Workflow,
@@ -270,6 +271,26 @@ class Runs(abc.ABC):
         `max_steps` (it always holds one run), so that long traces keep a page small; the
         steps of a page are read in one query."""
 
+    @abc.abstractmethod
+    def step_counts(self, workflow_id: str, version: int) -> StepCounts:
+        """The funnel of one version of a workflow: runs on that version that entered each
+        step (distinct runs with a trace entry for it), runs waiting on each step now, trace
+        entries that left each step by each branch label (a finished entry without a branch:
+        `default`; a failure sent on by its `error` branch: `error`), and run totals by status
+        (every status, zeros included) of the workflow and of the version."""
+
+    @abc.abstractmethod
+    def waiting_at(self, workflow_id: str, version: int) -> dict[str, int]:
+        """Runs of a version that are `waiting`, counted by the step they wait on."""
+
+    @abc.abstractmethod
+    def move_waiting(self, workflow_id: str, from_version: int, to_version: int,
+                     step_map: dict[str, str], limit: int, now: int) -> int:
+        """Move up to `limit` runs that are `waiting` on `from_version` at a step of
+        `step_map` to `to_version`, at the mapped step (oldest first). Their wait stays as it
+        is; the trace entry of the visit they wait in takes the new step's id, since the new
+        step is what ends it. Returns how many moved (fewer than `limit`: none are left)."""
+
 
 class Workflows(abc.ABC):
     """Workflows and their immutable versions."""
@@ -327,6 +348,10 @@ class Workflows(abc.ABC):
 
     @abc.abstractmethod
     def status_counts(self, project_id: str) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def name_taken(self, project_id: str, name: str) -> bool:
+        """Whether a workflow of the project (archived ones too) has exactly this name."""
 
 
 class Schedules(abc.ABC):

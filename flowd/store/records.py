@@ -464,3 +464,14 @@ class DueDelivery:
     delivery: AlertDelivery
     url: str
     secret: str
+@dataclass
+class StepCounts:
+    """A workflow version's funnel (Runs.step_counts): per step id, the runs that entered it,
+    those waiting on it now, and its trace entries that left by each branch label."""
+
+    entered: dict[str, int] = field(default_factory=dict)
+    waiting: dict[str, int] = field(default_factory=dict)
+    branches: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Run totals by status: of the whole workflow, and of the version asked about.
+    workflow_runs: dict[str, int] = field(default_factory=dict)
+    version_runs: dict[str, int] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from flowd.store.records import (
     Run,
     RunPreempted,
     RunStatus,
+    StepCounts,
     TraceEntry,
 )
 from flowd.store.sqlite.paging import count_by_status, fetch_page
@@ -386,6 +387,57 @@ class SqliteRuns(base.Runs):
             if len(trace) < limit:   # trace()'s LIMIT, per run
                 trace.append(_entry(row[1:]))
         return traces
+
+    # -- a version's funnel, and moving runs between versions -----------------------------
+
+    def step_counts(self, workflow_id: str, version: int) -> StepCounts:
+        # A version's runs come from runs_workflow_version; each run's trace from the
+        # run_steps primary key (run_id, seq). The columns read (step_id, status, branch)
+        # come before the JSON ones in a row, so large inputs and outputs are not read.
+        counts = StepCounts(waiting=self.waiting_at(workflow_id, version))
+        version_runs = ("SELECT id FROM runs WHERE workflow_id = ? AND workflow_version = ?")
+        for step_id, n in self._conn.execute(
+                f"SELECT step_id, COUNT(DISTINCT run_id) FROM run_steps "
+                f"WHERE run_id IN ({version_runs}) GROUP BY step_id", (workflow_id, version)):
+            counts.entered[step_id] = n
+        for step_id, label, n in self._conn.execute(
+                f"SELECT step_id, COALESCE(branch, 'default'), COUNT(*) FROM run_steps "
+                f"WHERE run_id IN ({version_runs}) AND (status = 'ok' OR branch IS NOT NULL) "
+                "GROUP BY step_id, 2", (workflow_id, version)):
+            counts.branches.setdefault(step_id, {})[label] = n
+        counts.workflow_runs = dict.fromkeys((s.value for s in RunStatus), 0)
+        counts.version_runs = dict(counts.workflow_runs)
+        for run_version, status, n in self._conn.execute(
+                "SELECT workflow_version, status, COUNT(*) FROM runs WHERE workflow_id = ? "
+                "GROUP BY workflow_version, status", (workflow_id,)):
+            counts.workflow_runs[status] += n
+            if run_version == version:
+                counts.version_runs[status] += n
+        return counts
+
+    def waiting_at(self, workflow_id: str, version: int) -> dict[str, int]:
+        return dict(self._conn.execute(
+            "SELECT current_step_id, COUNT(*) FROM runs WHERE workflow_id = ? AND "
+            "workflow_version = ? AND status = 'waiting' GROUP BY current_step_id",
+            (workflow_id, version)).fetchall())
+
+    def move_waiting(self, workflow_id: str, from_version: int, to_version: int,
+                     step_map: dict[str, str], limit: int, now: int) -> int:
+        if not step_map:
+            return 0
+        steps = list(step_map)
+        rows = self._conn.execute(
+            f"SELECT id, current_step_id FROM runs WHERE workflow_id = ? AND "
+            f"workflow_version = ? AND status = 'waiting' AND current_step_id IN {_in(steps)} "
+            "ORDER BY seq LIMIT ?", (workflow_id, from_version, *steps, limit)).fetchall()
+        # Under the write lock: the rows read are as they are until this unit commits.
+        self._conn.executemany(
+            "UPDATE runs SET workflow_version = ?, current_step_id = ?, updated_at = ? "
+            "WHERE id = ?", ((to_version, step_map[step], now, run_id) for run_id, step in rows))
+        self._conn.executemany(
+            "UPDATE run_steps SET step_id = ? WHERE run_id = ? AND status = 'waiting'",
+            ((step_map[step], run_id) for run_id, step in rows))
+        return len(rows)
 
 
 # trace()'s columns and record, for the export's traces of many runs at once.

@@ -122,3 +122,7 @@ class SqliteWorkflows(base.Workflows):
     def status_counts(self, project_id: str) -> dict[str, int]:
         return count_by_status(self._conn, "workflows", project_id,
                                (s.value for s in WorkflowStatus))
+
+    def name_taken(self, project_id: str, name: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM workflows WHERE project_id = ? AND name = ? "
+                                  "LIMIT 1", (project_id, name)).fetchone() is not None
