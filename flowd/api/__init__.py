@@ -8,6 +8,7 @@ from aiohttp import web
 from flowd.api import (  # noqa: F401
     approvals,
     bulk,
+    bundles,
     contacts,
     events,
     hooks,
