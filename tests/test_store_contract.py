@@ -679,3 +679,19 @@ async def test_wake_for_wakes_only_a_run_waiting_for_that_very_thing(store: Stor
 def _ended(run: Run) -> Run:
     run.status, run.completed_at, run.due_at = RunStatus.COMPLETED, NOW, None
     return run
+
+
+async def test_every_workflow_and_template_of_a_project_oldest_first(store: Store):
+    """A bundle's export and import read a whole project: archived workflows included, other
+    projects' never."""
+    first, second = await a_workflow(store, "b"), await a_workflow(store, "a")
+    await write(store, lambda tx: tx.workflows.set_status(second, WorkflowStatus.ARCHIVED, NOW))
+    every = await store.read(lambda tx: tx.workflows.every("default"))
+    assert [(w.id, w.name) for w in every] == [(first, "b"), (second, "a")]
+    assert every[1].status is WorkflowStatus.ARCHIVED and every[0].definition["steps"] == []
+    assert await store.read(lambda tx: tx.workflows.every("other")) == []
+    made = [await write(store, lambda tx, n=n: tx.templates.create(
+        project_id="default", name=n, channel="email", content={"subject": n}, now=NOW))
+        for n in ("y", "x")]
+    assert await store.read(lambda tx: tx.templates.every("default")) == made
+    assert await store.read(lambda tx: tx.templates.every("other")) == []
