@@ -73,7 +73,7 @@ def _with_children(start: Workflow, every: list[Workflow]) -> list[Workflow]:
     """The workflow and those its `run_workflow` steps start (by id or name), transitively:
     a bundle of one workflow still runs on another server."""
     by_ref: dict[str, Workflow] = {}
-    for workflow in reversed(every):          # the oldest of a name wins, as on import
+    for workflow in reversed(every):          # the oldest of a name wins
         by_ref[workflow.name] = workflow
     by_ref.update({w.id: w for w in every})
     chosen: dict[str, Workflow] = {}

@@ -22,7 +22,13 @@ def convert(body: dict[str, Any]) -> tuple[str, dict[str, Any], list[dict[str, s
     for source, module in FORMATS:
         if module.detect(body):
             mapping = Mapping()
-            entry = module.convert(body, mapping)
+            try:
+                entry = module.convert(body, mapping)
+            except (TypeError, AttributeError, KeyError, ValueError, IndexError) as exc:
+                # The source is any JSON: a shape no mapping foresaw is the sender's to fix.
+                raise ValidationError([Problem("", f"could not be read as {source}: "
+                                                   f"{type(exc).__name__}", "unreadable")],
+                                      ) from None
             if not isinstance(entry.get("name"), str) or not entry["name"].strip():
                 mapping.warn("name", f"no name: imported as {DEFAULT_NAME!r}")
                 entry["name"] = DEFAULT_NAME

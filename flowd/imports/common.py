@@ -47,6 +47,16 @@ class Mapping:
                 self.warn(join(path, key), "has no equivalent in flowd and was not imported")
 
 
+def key(value: Any) -> str | None:
+    """A value used to look something up (an id, a type, a kind): text, or None. The source is
+    any JSON, and a list or an object where a name belongs must not break a dict lookup."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def seconds_to_iso(seconds: Any) -> str | None:
     """A number of seconds as an ISO 8601 duration (P1D, PT2H, PT0.5S); None if not a number."""
     try:

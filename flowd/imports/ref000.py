@@ -15,6 +15,7 @@ from typing import Any
 from flowd.imports.common import (
     Mapping,
     available,
+    key,
     leaf,
     placeholder,
     seconds_to_iso,
@@ -80,7 +81,7 @@ def _target(raw: Any, ids: list[str], by_label: dict[str, str], path: str,
 def _step(raw: dict[str, Any], sid: str, i: int, ids: list[str], by_label: dict[str, str],
           mapping: Mapping) -> dict[str, Any]:
     path = f"steps[{i}]"
-    kind = raw.get("type")
+    kind = key(raw.get("type"))
     config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
     step: dict[str, Any] = {"id": sid}
     name = raw.get("name", raw.get("label"))

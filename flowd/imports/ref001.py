@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from flowd.imports.common import Mapping, placeholder, step_id
+from flowd.imports.common import Mapping, key, placeholder, step_id
 
 _NODE_KEYS = ("id", "type", "parent_id", "branch", "options")
 _CONDITION_EVENTS = {"open": "email.opened", "click": "email.clicked"}
@@ -32,7 +32,7 @@ def _tags(options: dict[str, Any]) -> list[str]:
 
 
 def _node(node: dict[str, Any], sid: str, path: str, mapping: Mapping) -> dict[str, Any]:
-    kind, options = node.get("type"), node.get("options")
+    kind, options = key(node.get("type")), node.get("options")
     options = options if isinstance(options, dict) else {}
     where = f"{path}.options"
     if kind == "wait":
@@ -40,10 +40,10 @@ def _node(node: dict[str, Any], sid: str, path: str, mapping: Mapping) -> dict[s
         config = {"duration": options["duration"]} if "duration" in options else {}
         return {"id": sid, "type": "wait", "config": config}
     if kind == "wait_until":
-        key = next((k for k in ("until", "datetime", "date", "time") if k in options), None)
-        mapping.rest(options, (key,) if key else (), where)
+        found = next((k for k in ("until", "datetime", "date", "time") if k in options), None)
+        mapping.rest(options, (found,) if found else (), where)
         return {"id": sid, "type": "wait",
-                "config": {"until": str(options[key])} if key else {}}
+                "config": {"until": str(options[found])} if found else {}}
     if kind == "send":
         config = {k: options[k] for k in ("template", "subject", "html", "text", "to", "from")
                   if k in options}
@@ -53,7 +53,7 @@ def _node(node: dict[str, Any], sid: str, path: str, mapping: Mapping) -> dict[s
             step["name"] = options["title"][:200]
         return step
     if kind == "condition":
-        event = _CONDITION_EVENTS.get(options.get("kind"))
+        event = _CONDITION_EVENTS.get(key(options.get("kind")))
         if event is None:
             mapping.warn(f"{where}.kind", f"condition kind {options.get('kind')!r} has no "
                                           "equivalent: imported as a condition step without a "
@@ -66,7 +66,7 @@ def _node(node: dict[str, Any], sid: str, path: str, mapping: Mapping) -> dict[s
         mapping.rest(options, ("kind", "timeout"), where)
         return {"id": sid, "type": "wait_for_event", "config": config}
     if kind == "operation":
-        op = options.get("kind")
+        op = key(options.get("kind"))
         if op in _TAGS:
             mapping.rest(options, ("kind", "tags", "tag"), where)
             return {"id": sid, "type": "update_contact", "config": {_TAGS[op]: _tags(options)}}
@@ -89,7 +89,7 @@ def _order(nodes: list[dict[str, Any]], mapping: Mapping) -> list[int]:
     not reach (kept, with a warning)."""
     children: dict[Any, list[int]] = defaultdict(list)
     for i, node in enumerate(nodes):
-        children[node.get("parent_id")].append(i)
+        children[key(node.get("parent_id"))].append(i)
     order: list[int] = []
     stack = list(reversed(children["trigger"]))
     seen: set[int] = set()
@@ -99,7 +99,7 @@ def _order(nodes: list[dict[str, Any]], mapping: Mapping) -> list[int]:
             continue
         seen.add(i)
         order.append(i)
-        kids = sorted(children.get(nodes[i].get("id"), []),
+        kids = sorted(children.get(key(nodes[i].get("id")), []),
                       key=lambda k: nodes[k].get("branch") != "yes")
         stack.extend(reversed(kids))
     for i in range(len(nodes)):
@@ -117,7 +117,7 @@ def _next(node: dict[str, Any], step: dict[str, Any], kids: list[int],
                   else {"yes": "yes", "no": "no"})
         mapped: dict[str, str | None] = {label: None for label in labels.values()}
         for k in kids:
-            label = labels.get(nodes[k].get("branch"))
+            label = labels.get(key(nodes[k].get("branch")) or "")
             if label is None:
                 mapping.warn(f"nodes[{k}].branch", "a child of a condition needs branch yes or "
                                                    "no: not connected")
@@ -140,13 +140,13 @@ def convert(body: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
     ids = {i: step_id(n.get("id"), f"n{i + 1}", used) for i, n in enumerate(nodes)}
     children: dict[Any, list[int]] = defaultdict(list)
     for i, node in enumerate(nodes):
-        children[node.get("parent_id")].append(i)
+        children[key(node.get("parent_id"))].append(i)
     steps = []
     for i in _order(nodes, mapping):
         node = nodes[i]
         step = _node(node, ids[i], f"nodes[{i}]", mapping)
-        kids = sorted(children.get(node.get("id"), []),
-                      key=lambda k: nodes[k].get("branch") != "yes") if node.get("id") else []
+        kids = sorted(children.get(key(node.get("id")), []),
+                      key=lambda k: nodes[k].get("branch") != "yes") if key(node.get("id")) else []
         step["next"] = _next(node, step, kids, ids, nodes, mapping)
         mapping.rest(node, _NODE_KEYS, f"nodes[{i}]")
         steps.append(step)
@@ -155,14 +155,14 @@ def convert(body: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
             mapping.warn(f"nodes[{k}].parent_id", "a workflow starts at one step: this second "
                                                   "child of the trigger is not reached")
     trigger_raw = body.get("trigger") if isinstance(body.get("trigger"), dict) else {}
-    key = trigger_raw.get("key")
-    if key == "api-3-0":
+    trigger_key = trigger_raw.get("key")
+    if trigger_key == "api-3-0":
         trigger: dict[str, Any] = {"type": "manual"}
-    elif isinstance(key, str) and key:
-        trigger = {"type": "event", "event": key}
-        mapping.warn("trigger.key", f"trigger {key!r} has no equivalent in flowd: the workflow "
-                                    f"starts on events named {key!r} (or when fired through "
-                                    "the API)")
+    elif isinstance(trigger_key, str) and trigger_key:
+        trigger = {"type": "event", "event": trigger_key}
+        mapping.warn("trigger.key", f"trigger {trigger_key!r} has no equivalent in flowd: the "
+                                    f"workflow starts on events named {trigger_key!r} (or when "
+                                    "fired through the API)")
     else:
         trigger = {"type": "manual"}
         mapping.warn("trigger", "no trigger key: the workflow starts only when fired through "

@@ -21,6 +21,7 @@ from typing import Any
 
 from flowd.imports.common import (
     Mapping,
+    key,
     leaf,
     placeholder,
     seconds_to_iso,
@@ -51,7 +52,7 @@ def _field(raw: Any) -> str:
 
 
 def _step(raw: dict[str, Any], sid: str, path: str, mapping: Mapping) -> dict[str, Any]:
-    kind = raw.get("type")
+    kind = key(raw.get("type"))
     config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
     where = f"{path}.config"
     step: dict[str, Any] = {"id": sid}
@@ -119,8 +120,8 @@ def _step(raw: dict[str, Any], sid: str, path: str, mapping: Mapping) -> dict[st
     return {**placeholder(sid, kind, f"{path}.type", mapping), **step}
 
 
-def _end(transition: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    return next((transition[k] for k in keys if k in transition), None)
+def _end(transition: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    return key(next((transition[k] for k in keys if k in transition), None))
 
 
 def _truth(condition: Any) -> bool | None:
@@ -192,9 +193,12 @@ def convert(body: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
         mapping.rest(transition[1], (*_FROM, *_TO, "condition", "priority", "id"),
                      f"transitions[{transition[0]}]")
     used: set[str] = set()
-    entry_ids = [s.get("id") for s in raw_steps if s.get("type") == "TRIGGER"]
-    ids = {s.get("id"): step_id(s.get("id"), f"s{i + 1}", used)
-           for i, s in enumerate(raw_steps) if s.get("type") != "TRIGGER"}
+    entry_ids = [key(s.get("id")) for s in raw_steps if s.get("type") == "TRIGGER"]
+    sids = {i: step_id(s.get("id"), f"s{i + 1}", used)
+            for i, s in enumerate(raw_steps) if s.get("type") != "TRIGGER"}
+    # Transitions name steps by the source's ids (a step without one cannot be connected).
+    ids = {key(raw_steps[i].get("id")): sid for i, sid in sids.items()
+           if key(raw_steps[i].get("id")) is not None}
     # The first step: where the TRIGGER step's transition leads, else the first in the list.
     first = next((ids.get(_end(t, _TO)) for e in entry_ids for _, t in outgoing.get(e, [])
                   if ids.get(_end(t, _TO))), None)
@@ -203,8 +207,10 @@ def convert(body: dict[str, Any], mapping: Mapping) -> dict[str, Any]:
         if raw.get("type") == "TRIGGER":
             mapping.rest(raw, ("id", "type", "name", "position", "config"), f"steps[{i}]")
             continue
-        step = _step(raw, ids[raw.get("id")], f"steps[{i}]", mapping)
-        step["next"] = _next(step, outgoing.get(raw.get("id"), []), ids, mapping)
+        step = _step(raw, sids[i], f"steps[{i}]", mapping)
+        source_id = key(raw.get("id"))
+        step["next"] = _next(step, outgoing.get(source_id, []) if source_id else [], ids,
+                             mapping)
         mapping.rest(raw, _STEP_KEYS, f"steps[{i}]")
         steps.append(step)
     if first is not None:
