@@ -1,4 +1,5 @@
-"""Command line: `python -m flowd` serves; subcommands manage keys and the schema."""
+"""Command line: `python -m flowd` serves; subcommands manage keys and the schema, and export
+and import bundles."""
 
 from __future__ import annotations
 
@@ -61,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", parents=[common], help="list active keys of every project")
     revoke = keys_sub.add_parser("revoke", parents=[common], help="revoke a key by id")
     revoke.add_argument("id")
+    bundle_help = (" Works on the database file directly (no server needed, safe beside a "
+                   "running one); a server running on it sees imported workflows' triggers "
+                   "only after its next start, so prefer POST /v1/import while one runs.")
+    export = sub.add_parser("export", parents=[common], help="write a project's workflows and "
+                            "templates as a bundle", description="Write every workflow and "
+                            "template of a project as a bundle (GET /v1/export)." + bundle_help)
+    export.add_argument("path", help="the file to write; - for standard output")
+    export.add_argument("--project", default="default", help="project (default: default)")
+    imp = sub.add_parser("import", parents=[common], help="import a bundle, or a definition of "
+                         "reference 000, 001 or 004", description="Import a bundle or one "
+                         "definition of another tool, all or nothing (POST /v1/import)."
+                         + bundle_help)
+    imp.add_argument("path", help="the file to read; - for standard input")
+    imp.add_argument("--project", default="default", help="project (created if new)")
     from flowd.bench.cli import add_arguments as add_bench_arguments
 
     bench = sub.add_parser("bench", help="measure this machine against flowd's performance "
@@ -93,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _migrate(config)
         if args.command == "keys":
             return _keys(config, args)
+        if args.command in ("export", "import"):
+            from flowd.bundle_cli import export_file, import_file
+
+            return (export_file if args.command == "export" else import_file)(
+                _open(config), config, args.path, args.project)
         return _serve(config)
     except ConfigError as exc:
         print(f"flowd: {exc}", file=sys.stderr)

@@ -61,11 +61,13 @@ def type_name(value: Any) -> str:
 class Components:
     """The named schemas of one document (`#/components/schemas`), collected while rendering.
     A named schema is rendered once and referenced everywhere else; two different schemas
-    under one name are a mistake (client generators would merge or drop one of them)."""
+    under one name are a mistake (client generators would merge or drop one of them).
+    A standalone JSON Schema (the bundle's) keeps them under `#/$defs/` instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "#/components/schemas/") -> None:
         self.schemas: dict[str, dict[str, Any]] = {}
         self._owners: dict[str, Schema] = {}
+        self._prefix = prefix
 
     def ref(self, schema: "Schema") -> dict[str, Any]:
         owner = self._owners.get(schema.name)
@@ -75,7 +77,7 @@ class Components:
             self.schemas[schema.name] = schema.render(self)
         elif owner is not schema:
             raise ValueError(f"two different schemas are both named {schema.name!r}")
-        return {"$ref": f"#/components/schemas/{schema.name}"}
+        return {"$ref": f"{self._prefix}{schema.name}"}
 
 
 class Schema:

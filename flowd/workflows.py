@@ -4,6 +4,7 @@ of the group commit; the engine's trigger index is updated once it has committed
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from flowd.clock import Clock
@@ -131,27 +132,66 @@ class WorkflowService:
             workflow = tx.workflows.get(project_id, workflow_id)
             if workflow is None:
                 raise NotFound("no such workflow")
-            if action == "activate":
-                _refresh_template_issues(tx, workflow)
-            target = _target_status(workflow, action)
-            released: list[str] = []
-            if workflow.status is WorkflowStatus.PAUSED and target is not WorkflowStatus.PAUSED:
-                # Leaving `paused` in any direction lets held runs go on, oldest first.
-                released = tx.runs.release_paused(workflow.id, now)
-            if target in (WorkflowStatus.DRAFT, WorkflowStatus.ARCHIVED):
-                # No new runs: a schedule activated again later counts from then, with no
-                # fire for the time it was off (pausing keeps the count: see flowd.schedules).
-                tx.schedules.forget(workflow.id)
-            if target is not workflow.status:
-                tx.workflows.set_status(workflow.id, target, now)
-                workflow.status, workflow.updated_at = target, now
-            # The index first: a released run must find its workflow no longer paused.
-            tx.after_commit.append(lambda: self._on_change(workflow, workflow_id))
-            if released:
-                tx.after_commit.append(lambda: self._on_runs_due(released))
-            return workflow
+            return self._transition_in(tx, workflow, action, now)
 
         return await self._store.write(unit)
+
+    def _transition_in(self, tx: Transaction, workflow: Workflow, action: str,
+                       now: int) -> Workflow:
+        """One lifecycle action inside the caller's unit of work."""
+        if action == "activate":
+            _refresh_template_issues(tx, workflow)
+        target = _target_status(workflow, action)
+        released: list[str] = []
+        if workflow.status is WorkflowStatus.PAUSED and target is not WorkflowStatus.PAUSED:
+            # Leaving `paused` in any direction lets held runs go on, oldest first.
+            released = tx.runs.release_paused(workflow.id, now)
+        if target in (WorkflowStatus.DRAFT, WorkflowStatus.ARCHIVED):
+            # No new runs: a schedule activated again later counts from then, with no
+            # fire for the time it was off (pausing keeps the count: see flowd.schedules).
+            tx.schedules.forget(workflow.id)
+        if target is not workflow.status:
+            tx.workflows.set_status(workflow.id, target, now)
+            workflow.status, workflow.updated_at = target, now
+        # The index first: a released run must find its workflow no longer paused.
+        tx.after_commit.append(lambda: self._on_change(workflow, workflow.id))
+        if released:
+            tx.after_commit.append(lambda: self._on_runs_due(released))
+        return workflow
+
+    def import_in(self, tx: Transaction, project_id: str, existing: Workflow | None,
+                  entry: dict[str, Any], now: int, path: str,
+                  problems: list[Problem]) -> tuple[str, Workflow | None]:
+        """Create or update one workflow of an import (flowd.bundles) inside the caller's unit,
+        so that a bundle of many workflows is one unit of work: "created", "updated" or
+        "unchanged" with the workflow. A workflow meant to be active or paused whose
+        definition has `error` issues adds them to `problems` (under `path`) and is not saved:
+        the caller then refuses the whole import."""
+        definition = normalize(entry)
+        target = WorkflowStatus(entry.get("status", "draft"))
+        name, description = entry["name"], entry.get("description", "")
+        issues = _issues(tx, project_id, definition)
+        if target in ACTIVE_OR_PAUSED and _errors_of(issues):
+            problems += [Problem(f"{path}.{p.path}" if p.path else path, p.message, p.code)
+                         for p in _refuse(issues, "").problems]
+            return "refused", None
+        if existing is None:
+            workflow = tx.workflows.create(
+                project_id=project_id, name=name, description=description, status=target,
+                definition=definition, issues=[i.to_json() for i in issues], now=now)
+            tx.after_commit.append(lambda: self._on_change(workflow, workflow.id))
+            return "created", workflow
+        if (name, description, canonical(definition), target) == (
+                existing.name, existing.description, canonical(existing.definition),
+                existing.status):
+            return "unchanged", existing
+        workflow = tx.workflows.update(existing, name=name, description=description,
+                                       definition=definition,
+                                       issues=[i.to_json() for i in issues], now=now)
+        for action in _actions(workflow.status, target):
+            workflow = self._transition_in(tx, workflow, action, now)
+        tx.after_commit.append(lambda: self._on_change(workflow, workflow.id))
+        return "updated", workflow
 
     async def delete(self, project_id: str, workflow_id: str, *, force: bool) -> None:
         def unit(tx: Transaction) -> None:
@@ -165,6 +205,22 @@ class WorkflowService:
             tx.after_commit.append(lambda: self._on_change(None, workflow_id))
 
         await self._store.write(unit)
+
+
+def canonical(definition: dict[str, Any]) -> str:
+    """A definition's text for comparing: two equal definitions have equal texts."""
+    return json.dumps(definition, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _actions(current: WorkflowStatus, target: WorkflowStatus) -> list[str]:
+    """The lifecycle actions that take a workflow from one status to another."""
+    if current is target:
+        return []
+    if target is WorkflowStatus.ACTIVE:
+        return ["resume"] if current is WorkflowStatus.PAUSED else ["activate"]
+    if target is WorkflowStatus.PAUSED:
+        return ["pause"] if current is WorkflowStatus.ACTIVE else ["activate", "pause"]
+    return ["deactivate"] if target is WorkflowStatus.DRAFT else ["archive"]
 
 
 def _target_status(workflow: Workflow, action: str) -> WorkflowStatus:

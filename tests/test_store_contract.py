@@ -799,3 +799,17 @@ async def test_moving_waiting_runs_takes_chunks_of_mapped_steps_only(store: Stor
     assert [e.step_id for e in await store.run_trace("run_0")] == ["w2"]
     held = await store.get_run("default", "run_p")
     assert (held.workflow_version, held.current_step_id) == (1, "w")
+async def test_every_workflow_and_template_of_a_project_oldest_first(store: Store):
+    """A bundle's export and import read a whole project: archived workflows included, other
+    projects' never."""
+    first, second = await a_workflow(store, "b"), await a_workflow(store, "a")
+    await write(store, lambda tx: tx.workflows.set_status(second, WorkflowStatus.ARCHIVED, NOW))
+    every = await store.read(lambda tx: tx.workflows.every("default"))
+    assert [(w.id, w.name) for w in every] == [(first, "b"), (second, "a")]
+    assert every[1].status is WorkflowStatus.ARCHIVED and every[0].definition["steps"] == []
+    assert await store.read(lambda tx: tx.workflows.every("other")) == []
+    made = [await write(store, lambda tx, n=n: tx.templates.create(
+        project_id="default", name=n, channel="email", content={"subject": n}, now=NOW))
+        for n in ("y", "x")]
+    assert await store.read(lambda tx: tx.templates.every("default")) == made
+    assert await store.read(lambda tx: tx.templates.every("other")) == []

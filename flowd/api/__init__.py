@@ -9,6 +9,7 @@ from flowd.api import (  # noqa: F401
     approvals,
     blueprints,
     bulk,
+    bundles,
     contacts,
     events,
     hooks,

@@ -11,36 +11,15 @@ from flowd.api.routes import Call, Param, json_response, page_response, route, s
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_ID
 from flowd.definitions import uses_template
-from flowd.errors import Conflict, NotFound, Problem, ValidationError
+from flowd.errors import Conflict, NotFound
 from flowd.message_templates import compile_content
 from flowd.store import Transaction
 from flowd.store.records import CHANNELS, NameTaken, Template
-from flowd.templates import Scope, TemplateError
+from flowd.template_schema import TEMPLATE_BODY, template_content
+from flowd.templates import Scope
 from flowd.timeutil import format_ms
-from flowd.validation import Enum, Json, Object, String, Tagged, text, time_string
+from flowd.validation import Enum, Json, Object, String, time_string
 
-_READ_ONLY = {"id": String(), "created_at": time_string(), "updated_at": time_string()}
-_NAME = text(1, 200, description="Unique in the project; steps name a template by id or name.")
-_TEXT = String(max_len=200_000, description="May hold {{ … }} templates.")
-TEMPLATE_KINDS = {
-    "email": Object({"name": _NAME, "channel": Enum(("email",)),
-                     "subject": String(max_len=2000, description="May hold {{ … }} templates."),
-                     "html": _TEXT.described("Values put in are HTML-escaped."),
-                     "text": _TEXT}, required=("name", "channel", "subject"),
-                    read_only=_READ_ONLY,
-                    description="An email: `html`, `text`, or both (multipart/alternative)."
-                    ).named("EmailTemplate"),
-    "sms": Object({"name": _NAME, "channel": Enum(("sms",)), "body": _TEXT},
-                  required=("name", "channel", "body"), read_only=_READ_ONLY
-                  ).named("SmsTemplate"),
-    "push": Object({"name": _NAME, "channel": Enum(("push",)),
-                    "title": String(max_len=2000), "body": _TEXT,
-                    "data": Json(object_only=True, description="Sent with the notification; "
-                                 "its strings may hold templates.")},
-                   required=("name", "channel", "body"), read_only=_READ_ONLY
-                   ).named("PushTemplate"),
-}
-TEMPLATE_BODY = Tagged("channel", TEMPLATE_KINDS).named("TemplateInput")
 TEMPLATE = shape("Template", {
     "id": String(), "name": String(), "channel": Enum(CHANNELS),
     "subject": String(), "html": String(), "text": String(), "body": String(),
@@ -58,19 +37,6 @@ RENDERED = shape("RenderedMessage", {
 _ID = (Param("id", String(min_len=1, max_len=200, description="The template's id or name.")),)
 
 
-def _content(body: dict[str, Any]) -> dict[str, Any]:
-    """The channel's fields of a request body, checked: they parse, and an email has a body."""
-    content = {k: v for k, v in body.items() if k not in ("name", "channel")}
-    if body["channel"] == "email" and not (content.get("html") or content.get("text")):
-        raise ValidationError([Problem("html", "an email template needs html, text or both",
-                                       "missing_body")])
-    try:
-        compile_content(body["channel"], content)
-    except TemplateError as error:
-        raise ValidationError(error.problems, message="a template does not parse") from None
-    return content
-
-
 def _existing(tx: Transaction, project_id: str, ref: str) -> Template:
     template = tx.templates.get(project_id, ref)
     if template is None:
@@ -82,7 +48,7 @@ def _existing(tx: Transaction, project_id: str, ref: str) -> Template:
        status=201, response=TEMPLATE, errors=(409,), links_to="/v1/templates/{id}",
        summary="Create a message template (409 when the name is taken).")
 async def create_template(call: Call) -> web.Response:
-    content, now = _content(call.body), call.services.clock.now_ms()
+    content, now = template_content(call.body), call.services.clock.now_ms()
     try:
         template = await call.services.store.write(lambda tx: tx.templates.create(
             project_id=call.project, name=call.body["name"], channel=call.body["channel"],
@@ -114,7 +80,7 @@ async def get_template(call: Call) -> web.Response:
        summary="Replace a template's name and fields (its channel stays).",
        description="Runs that send it from now on send the new version.")
 async def replace_template(call: Call) -> web.Response:
-    content, now = _content(call.body), call.services.clock.now_ms()
+    content, now = template_content(call.body), call.services.clock.now_ms()
 
     def unit(tx: Transaction) -> Template:
         template = _existing(tx, call.project, call.path("id"))

@@ -347,6 +347,11 @@ class Workflows(abc.ABC):
         """Every workflow with its current version (the trigger index is built from it)."""
 
     @abc.abstractmethod
+    def every(self, project_id: str) -> list[Workflow]:
+        """Every workflow of the project (archived ones too) with its current version, oldest
+        first: a bundle's export and import."""
+
+    @abc.abstractmethod
     def status_counts(self, project_id: str) -> dict[str, int]: ...
 
     @abc.abstractmethod
@@ -425,6 +430,10 @@ class Templates(abc.ABC):
     @abc.abstractmethod
     def names(self, project_id: str) -> dict[str, str]:
         """Every template of the project: id → name."""
+
+    @abc.abstractmethod
+    def every(self, project_id: str) -> list[Template]:
+        """Every template of the project, oldest first: a bundle's export and import."""
 
     @abc.abstractmethod
     def page(self, project_id: str, *, channel: str | None, before: int | None,

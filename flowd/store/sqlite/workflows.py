@@ -119,6 +119,11 @@ class SqliteWorkflows(base.Workflows):
     def all_current(self) -> list[Workflow]:
         return [_workflow(r) for r in self._conn.execute(f"SELECT {_COLUMNS} FROM {_FROM}")]
 
+    def every(self, project_id: str) -> list[Workflow]:
+        return [_workflow(r) for r in self._conn.execute(
+            f"SELECT {_COLUMNS} FROM {_FROM} WHERE w.project_id = ? ORDER BY w.seq",
+            (project_id,))]
+
     def status_counts(self, project_id: str) -> dict[str, int]:
         return count_by_status(self._conn, "workflows", project_id,
                                (s.value for s in WorkflowStatus))
