@@ -12,6 +12,7 @@ from flowd.template_schema import TEMPLATE_BODY
 from flowd.validation import Array, Components, Enum, Json, Object, String
 
 FORMAT = "flowd.bundle/1"
+MAX_ITEMS = 10_000   # workflows, and templates, in one bundle (export refuses a bigger project)
 SCHEMA_PATH = "/v1/schemas/bundle.json"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -30,10 +31,10 @@ AUDIENCE = Json(object_only=True, description="Reserved: this server has no audi
 BUNDLE = Object({
     "$schema": String(format="uri", description="Where this schema is served."),
     "format": Enum((FORMAT,)),
-    "workflows": Array(BUNDLE_WORKFLOW, max_items=1000,
+    "workflows": Array(BUNDLE_WORKFLOW, max_items=MAX_ITEMS,
                        description="Sorted by name on export."),
     "audiences": Array(AUDIENCE, max_items=0),
-    "templates": Array(TEMPLATE_BODY, max_items=1000,
+    "templates": Array(TEMPLATE_BODY, max_items=MAX_ITEMS,
                        description="By name (unique in a bundle); sorted by name on export."),
 }, required=("format", "workflows"), description=(
     "Workflows and the templates they use, references by name. An import is idempotent by "

@@ -19,9 +19,9 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from flowd.bundle_schema import BUNDLE, FORMAT, SCHEMA_PATH
+from flowd.bundle_schema import BUNDLE, FORMAT, MAX_ITEMS, SCHEMA_PATH
 from flowd.definitions import normalize
-from flowd.errors import NotFound, Problem, ValidationError
+from flowd.errors import Conflict, NotFound, Problem, ValidationError
 from flowd.imports import convert
 from flowd.store import Transaction
 from flowd.store.records import NameTaken, Template, Workflow
@@ -91,8 +91,8 @@ def _with_children(start: Workflow, every: list[Workflow]) -> list[Workflow]:
 def export(tx: Transaction, project_id: str, public_url: str,
            workflow_id: str | None = None) -> dict[str, Any]:
     """Every workflow and template of the project, or one workflow with what it uses."""
-    every = tx.workflows.every(project_id)
-    templates = tx.templates.every(project_id)
+    every = _every(tx.workflows, project_id, "workflows")
+    templates = _every(tx.templates, project_id, "templates")
     template_names = {t.id: t.name for t in templates}
     workflow_names = {w.id: w.name for w in every}
     if workflow_id is None:
@@ -114,6 +114,16 @@ def export(tx: Transaction, project_id: str, public_url: str,
         "audiences": [],
         "templates": sorted((_template_entry(t) for t in templates), key=lambda e: e["name"]),
     }
+
+
+def _every(family: Any, project_id: str, what: str) -> list[Any]:
+    """All of a project's workflows or templates, which a bundle holds at most MAX_ITEMS of:
+    a project with more is refused rather than read whole into memory."""
+    found = family.every(project_id, MAX_ITEMS + 1)
+    if len(found) > MAX_ITEMS:
+        raise Conflict(f"the project has more than {MAX_ITEMS:,} {what}: a bundle holds at most "
+                       "that many")
+    return found
 
 
 # ---------------------------------------------------------------- import
@@ -168,7 +178,7 @@ def _duplicates(items: list[dict[str, Any]], kind: str) -> list[Problem]:
 def _import_templates(tx: Transaction, project_id: str, items: list[dict[str, Any]],
                       now: int, result: dict[str, list[dict[str, Any]]],
                       problems: list[Problem]) -> None:
-    existing = {t.name: t for t in tx.templates.every(project_id)}
+    existing = {t.name: t for t in _every(tx.templates, project_id, "templates")}
     for i, item in enumerate(items):
         path = f"templates[{i}]"
         try:
@@ -218,7 +228,7 @@ def apply(tx: Transaction, service: WorkflowService, project_id: str, prepared: 
     result: dict[str, list[dict[str, Any]]] = {"created": [], "updated": [], "unchanged": []}
     _import_templates(tx, project_id, templates, now, result, problems)
     named: dict[str, list[Workflow]] = defaultdict(list)
-    every = tx.workflows.every(project_id)
+    every = _every(tx.workflows, project_id, "workflows")
     for workflow in every:
         named[workflow.name].append(workflow)
     # A stored reference by id equals the bundle's by name: compare as an export would show it.

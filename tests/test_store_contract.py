@@ -804,12 +804,12 @@ async def test_every_workflow_and_template_of_a_project_oldest_first(store: Stor
     projects' never."""
     first, second = await a_workflow(store, "b"), await a_workflow(store, "a")
     await write(store, lambda tx: tx.workflows.set_status(second, WorkflowStatus.ARCHIVED, NOW))
-    every = await store.read(lambda tx: tx.workflows.every("default"))
+    every = await store.read(lambda tx: tx.workflows.every("default", 100))
     assert [(w.id, w.name) for w in every] == [(first, "b"), (second, "a")]
     assert every[1].status is WorkflowStatus.ARCHIVED and every[0].definition["steps"] == []
-    assert await store.read(lambda tx: tx.workflows.every("other")) == []
+    assert await store.read(lambda tx: tx.workflows.every("other", 100)) == []
     made = [await write(store, lambda tx, n=n: tx.templates.create(
         project_id="default", name=n, channel="email", content={"subject": n}, now=NOW))
         for n in ("y", "x")]
-    assert await store.read(lambda tx: tx.templates.every("default")) == made
-    assert await store.read(lambda tx: tx.templates.every("other")) == []
+    assert await store.read(lambda tx: tx.templates.every("default", 100)) == made
+    assert await store.read(lambda tx: tx.templates.every("other", 100)) == []

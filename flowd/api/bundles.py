@@ -41,9 +41,10 @@ def _bundle_response(bundle: dict) -> web.Response:
     return web.Response(text=dumps(bundle), content_type="application/json")
 
 
-@route("GET", "/v1/export", access=Access.READ, tag="bundles", response=BUNDLE,
+@route("GET", "/v1/export", access=Access.READ, tag="bundles", response=BUNDLE, errors=(409,),
        summary="Every workflow and template of the project as one bundle.",
-       description=_BUNDLE_TEXT)
+       description=_BUNDLE_TEXT + " 409 for a project of more than 10,000 workflows or "
+                                  "templates (export them one by one).")
 async def export_project(call: Call) -> web.Response:
     public_url = call.services.public_url()
     bundle = await call.services.store.read(lambda tx: export(tx, call.project, public_url))
@@ -51,7 +52,7 @@ async def export_project(call: Call) -> web.Response:
 
 
 @route("GET", "/v1/workflows/{id}/export", access=Access.READ, tag="bundles", response=BUNDLE,
-       errors=(404,), summary="One workflow as a bundle, with the templates it uses and the "
+       errors=(404, 409), summary="One workflow as a bundle, with the templates it uses and the "
                               "workflows its run_workflow steps start.",
        description=_BUNDLE_TEXT)
 async def export_workflow(call: Call) -> web.Response:
@@ -61,7 +62,7 @@ async def export_workflow(call: Call) -> web.Response:
     return _bundle_response(bundle)
 
 
-@route("POST", "/v1/import", access=Access.WRITE, tag="bundles", body=IMPORT_BODY,
+@route("POST", "/v1/import", access=Access.WRITE, tag="bundles", body=IMPORT_BODY, errors=(409,),
        response=IMPORT_RESULT, summary="Import a bundle, or one definition of another tool.",
        description=(
            "Idempotent by name: a workflow or template of the same name is updated, or listed "

@@ -347,9 +347,9 @@ class Workflows(abc.ABC):
         """Every workflow with its current version (the trigger index is built from it)."""
 
     @abc.abstractmethod
-    def every(self, project_id: str) -> list[Workflow]:
+    def every(self, project_id: str, limit: int) -> list[Workflow]:
         """Every workflow of the project (archived ones too) with its current version, oldest
-        first: a bundle's export and import."""
+        first, at most `limit`: a bundle's export and import."""
 
     @abc.abstractmethod
     def status_counts(self, project_id: str) -> dict[str, int]: ...
@@ -432,8 +432,9 @@ class Templates(abc.ABC):
         """Every template of the project: id → name."""
 
     @abc.abstractmethod
-    def every(self, project_id: str) -> list[Template]:
-        """Every template of the project, oldest first: a bundle's export and import."""
+    def every(self, project_id: str, limit: int) -> list[Template]:
+        """Every template of the project, oldest first, at most `limit`: a bundle's export and
+        import."""
 
     @abc.abstractmethod
     def page(self, project_id: str, *, channel: str | None, before: int | None,

@@ -58,10 +58,10 @@ class SqliteTemplates(base.Templates):
         return dict(self._conn.execute("SELECT id, name FROM templates WHERE project_id = ?",
                                        (project_id,)).fetchall())
 
-    def every(self, project_id: str) -> list[Template]:
+    def every(self, project_id: str, limit: int) -> list[Template]:
         return [_template(r) for r in self._conn.execute(
-            f"SELECT {_COLUMNS} FROM templates WHERE project_id = ? ORDER BY seq",
-            (project_id,))]
+            f"SELECT {_COLUMNS} FROM templates WHERE project_id = ? ORDER BY seq LIMIT ?",
+            (project_id, limit))]
 
     def page(self, project_id: str, *, channel: str | None, before: int | None,
              limit: int) -> Page:

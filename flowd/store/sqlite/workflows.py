@@ -119,10 +119,10 @@ class SqliteWorkflows(base.Workflows):
     def all_current(self) -> list[Workflow]:
         return [_workflow(r) for r in self._conn.execute(f"SELECT {_COLUMNS} FROM {_FROM}")]
 
-    def every(self, project_id: str) -> list[Workflow]:
+    def every(self, project_id: str, limit: int) -> list[Workflow]:
         return [_workflow(r) for r in self._conn.execute(
-            f"SELECT {_COLUMNS} FROM {_FROM} WHERE w.project_id = ? ORDER BY w.seq",
-            (project_id,))]
+            f"SELECT {_COLUMNS} FROM {_FROM} WHERE w.project_id = ? ORDER BY w.seq LIMIT ?",
+            (project_id, limit))]
 
     def status_counts(self, project_id: str) -> dict[str, int]:
         return count_by_status(self._conn, "workflows", project_id,
