@@ -152,7 +152,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
                     on_started=lambda runs: scheduler.start_new(runs),
-                    store_events=ingest.store_events, alerts=alerts)
+                    store_events=ingest.store_events, alerts=alerts,
+                    contact_changed=ingest.contact_changed)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000))

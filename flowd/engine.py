@@ -28,8 +28,9 @@ from flowd.matching import EventView, WaitedNames, wait_matches
 from flowd.registry import Registry
 from flowd.runs import after_end, depth, new_run
 from flowd.steps.base import Effects, Outcome, StepContext, StepFailed
+from flowd.steps.orchestration import MAX_DEPTH
 from flowd.store import Claim, RunPreempted, Store, Transaction
-from flowd.store.records import Run, RunStatus, TraceEntry
+from flowd.store.records import ContactChange, Run, RunStatus, TraceEntry
 from flowd.templates import Scope, TemplateError
 from flowd.timeutil import deadline, format_ms
 from flowd.waits import TIMER_WAKE, EventWaitSpec, Wait, WaitKind, Wake, WakeReason
@@ -46,6 +47,8 @@ _TERMINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 RunWithContact = tuple[Run, "dict[str, Any] | None", bool]   # (run, contact, contact loaded)
 StartedRuns = list[tuple[Run, "dict[str, Any] | None"]]
 StoreEvents = Callable[[Transaction, str, list[IncomingEvent], int], list[Any]]
+ContactChanged = Callable[..., list[Any]]   # ingest's contact_changed(tx, project, change, now,
+#                                            depth=)
 
 
 class Engine:
@@ -56,7 +59,8 @@ class Engine:
                  on_started: Callable[[StartedRuns], None] = lambda runs: None,
                  store_events: StoreEvents | None = None,
                  effects_for: Callable[[str], Effects] | None = None,
-                 alerts: AlertRecorder | None = None) -> None:
+                 alerts: AlertRecorder | None = None,
+                 contact_changed: ContactChanged | None = None) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -73,6 +77,7 @@ class Engine:
         # made it and that step's canned answer applies); a server, the same effects to all.
         self._effects_for = effects_for
         self._alerts = alerts                  # records alert webhooks in the same units
+        self._contact_changed = contact_changed  # contact events of a step's contact change
         self.steps_committed = 0
 
     async def load(self) -> None:
@@ -370,15 +375,19 @@ class Engine:
             run.error = {"code": fail[0], "message": fail[1], "step_id": run.current_step_id}
         expect = run.stored_status or RunStatus.RUNNING
 
-        def unit(tx: Transaction) -> dict[str, Any] | None:
+        def unit(tx: Transaction) -> tuple[dict[str, Any] | None, bool]:
             if outcome is not None:
                 self._commit_started(tx, run, entry, outcome, child, contact, now)
+            upserted = None
+            if contact_patch and run.contact_id is not None:
+                upserted = tx.contacts.upsert(run.project_id, run.contact_id, contact_patch, now)
+                if (depth(run) + 1 > MAX_DEPTH and (upserted.created or upserted.change.changed)
+                        and entry is not None and isinstance(entry.output, dict)):
+                    # Past the depth limit the change emits no contact events: say why.
+                    entry.output["contact_events"] = "depth_exceeded"
             if entry is not None:
                 tx.runs.write_trace(run.id, entry, replace=replace)
-            new_contact = None
-            if contact_patch and run.contact_id is not None:
-                new_contact = tx.contacts.upsert(run.project_id, run.contact_id, contact_patch,
-                                                 now)[0].to_json()
+            new_contact = upserted.contact.to_json() if upserted is not None else None
             if event_wait is not None:
                 self._register_event_wait(tx, run, event_wait, new_contact or contact)
             elif clear_event_wait:
@@ -390,11 +399,17 @@ class Engine:
                 self._after_end(tx, run, now)
             else:
                 tx.runs.save(run, expect=expect)
-            if run.status is RunStatus.WAITING and run.due_at is not None:
+            # The contact events go after the run's own state is saved, so that an exit_on
+            # rule they match can end this very run (which then stops after this commit).
+            exited = upserted is not None and self._contact_events(tx, run, upserted.change,
+                                                                   now)
+            if run.status is RunStatus.WAITING and run.due_at is not None and not exited:
                 tx.after_commit.append(lambda: self._park(run))
-            return new_contact
+            return new_contact, exited
 
-        new_contact = await self._store.write(unit)
+        new_contact, exited = await self._store.write(unit)
+        if exited:
+            raise RunPreempted(run.id)   # the step is recorded; its contact events ended it
         run.stored_status = run.status
         self.steps_committed += 1
         return new_contact if new_contact is not None else contact
@@ -422,6 +437,16 @@ class Engine:
                 # The same dict is the step's output in run.outputs: both say what happened.
                 entry.output.update(event_id=results[0].id, runs_started=results[0].runs_started,
                                     runs_resumed=results[0].runs_resumed)
+
+    def _contact_events(self, tx: Transaction, run: Run, change: ContactChange,
+                        now: int) -> bool:
+        """Ingest the contact events of a step's change, one run deeper (like emit_event: past
+        MAX_DEPTH there are none, and the chain ends). True when they ended `run` itself (an
+        exit_on rule of its workflow)."""
+        if self._contact_changed is None:   # an engine without ingest: nothing listens
+            return False
+        results = self._contact_changed(tx, run.project_id, change, now, depth=depth(run) + 1)
+        return any(run.id in result.runs_exited for result in results)
 
     def _after_end(self, tx: Transaction, run: Run, now: int) -> None:
         """In the unit that ends `run`: a parent waiting for it wakes, and goes on once the

@@ -5,6 +5,10 @@ The engine's trigger matching, `exit_on` rules and `wait_for_event` resumption j
 unit (they fill `runs_started` / `runs_resumed` before the event row is written), which is what
 makes "an event is never lost between a run starting to wait and the event arriving" true by
 construction.
+
+Contact changes made here (an event's `contact` patch, an unknown contact id) and by the API and
+steps (through `contact_changed`) become contact events (flowd.contact_events), stored and
+matched in the same unit as the change.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import asyncio
 from typing import Any, Callable, NamedTuple
 
 from flowd.clock import Clock
+from flowd.contact_events import CREATED, contact_events
 from flowd.ids import new_id
 from flowd.matching import WaitedNames, match_event
+from flowd.steps.orchestration import MAX_DEPTH
 from flowd.store import Store, Transaction
-from flowd.store.records import Event, Run
+from flowd.store.records import ContactChange, Event, Run
 from flowd.triggers import EMPTY_INDEX, TriggerIndex
 
 
@@ -90,14 +96,22 @@ class Ingest:
                     continue
                 first_of[incoming.message_id] = i
             fresh.append(i)
-        tx.contacts.ensure(project_id, {
-            events[i].contact_id: None for i in fresh   # a dict keeps the first-seen order
-            if events[i].contact_id is not None and not events[i].contact}, now)
+        named = {events[i].contact_id: events[i].depth for i in fresh  # first-seen order
+                 if events[i].contact_id is not None and not events[i].contact}
+        # Which contacts this creates is asked only when `contact.created` may match: it costs
+        # a little, on the path every event takes.
+        created = tx.contacts.ensure(project_id, named, now,
+                                     report=bool(named) and self.listens(project_id, CREATED))
+        if created:
+            self.store_events(tx, project_id, [IncomingEvent(
+                CREATED, contact_id, {}, depth=named[contact_id]) for contact_id in created], now)
         stored: list[Event] = []
         for i in fresh:
             incoming = events[i]
             if incoming.contact_id is not None and incoming.contact:
-                tx.contacts.upsert(project_id, incoming.contact_id, incoming.contact, now)
+                upserted = tx.contacts.upsert(project_id, incoming.contact_id, incoming.contact,
+                                              now)
+                self.contact_changed(tx, project_id, upserted.change, now, depth=incoming.depth)
             event = Event(
                 id=new_id("evt", now), project_id=project_id, name=incoming.name,
                 contact_id=incoming.contact_id, properties=incoming.properties or {},
@@ -123,6 +137,28 @@ class Ingest:
                 result = first._replace(duplicate=True)
             answered.append(result)
         return answered
+
+    def listens(self, project_id: str, name: str) -> bool:
+        """Whether something in the project may match an event named `name`: a trigger, an
+        `exit_on` rule or a waiting run (a superset: a filter may still say no)."""
+        index = self._index()
+        return bool(index.triggered(project_id, name) or index.exits(project_id, name)
+                    or self._waited.may_match(project_id, name))
+
+    def contact_changed(self, tx: Transaction, project_id: str, change: ContactChange,
+                        now: int, *, depth: int = 0) -> list[IngestResult]:
+        """Store and match, in `tx` (the unit that made the change), the contact events that
+        `change` stands for and something listens to. `depth`: as for an emitted event (a
+        step's change: its run's depth + 1); past MAX_DEPTH none are emitted, so a chain of
+        runs changing contacts ends, like one emitting events (the change itself stands)."""
+        if depth > MAX_DEPTH:
+            return []
+        found = contact_events(change, lambda name: self.listens(project_id, name))
+        if not found:
+            return []
+        return self.store_events(tx, project_id, [
+            IncomingEvent(name, change.contact_id, properties, depth=depth)
+            for name, properties in found], now)
 
 
 def _repeat(first: Event) -> IngestResult:

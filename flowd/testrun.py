@@ -95,7 +95,8 @@ class _Parts:
         self.engine = Engine(store, self.registry, clock, effects_for(""), due=self.due,
                              waited=waited, max_steps_per_run=MAX_STEPS,
                              on_started=lambda runs: self.scheduler.start_new(runs),
-                             store_events=self.ingest.store_events, effects_for=effects_for)
+                             store_events=self.ingest.store_events, effects_for=effects_for,
+                             contact_changed=self.ingest.contact_changed)
         self.slots = RunSlots(10, self.engine.execute, self.due.notify_now)
         self.scheduler = Scheduler(store, clock, self.due, self.slots, self.engine.claim,
                                    horizon_ms=MAX_HORIZON_MS + 86_400_000)

@@ -110,7 +110,8 @@ async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
     effects = Effects(http=http, signer=WebhookSigner(_no_secrets), approvals=approvals)
     engine = Engine(store, registry, clock, effects, due=due, waited=waited,
                     rng=random.Random(seed), on_started=lambda runs: scheduler.start_new(runs),
-                    store_events=ingest.store_events)
+                    store_events=ingest.store_events,
+                    contact_changed=ingest.contact_changed)
     slots = RunSlots(capacity, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim, horizon_ms=horizon_ms)
     schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)

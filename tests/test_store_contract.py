@@ -18,6 +18,7 @@ from flowd.store.records import (
     BulkJob,
     BulkJobStatus,
     BulkSource,
+    ContactChange,
     DeliveryStatus,
     Event,
     Role,
@@ -114,11 +115,11 @@ async def test_keys_are_found_by_hash_prefix_and_the_last_admin_key_stays(store:
 # ------------------------------------------------------------------ contacts
 
 async def test_contact_upserts_follow_the_contracts_merge_rules(store: Store):
-    contact, created = await store.write(lambda tx: tx.contacts.upsert(
+    contact, created, _ = await store.write(lambda tx: tx.contacts.upsert(
         "default", "u1", {"email": "a@example.com", "traits": {"plan": "pro", "age": 3},
                           "tags": ["a"]}, NOW))
     assert created and contact.subscribed == {"email": True, "sms": True, "push": True}
-    contact, created = await store.write(lambda tx: tx.contacts.upsert(
+    contact, created, _ = await store.write(lambda tx: tx.contacts.upsert(
         "default", "u1", {"traits": {"age": None, "city": "Oslo"}, "subscribed": {"sms": False},
                           "add_tags": ["b", "a"], "remove_tags": ["a"]}, NOW + 1))
     assert not created
@@ -126,6 +127,36 @@ async def test_contact_upserts_follow_the_contracts_merge_rules(store: Store):
     assert contact.subscribed == {"email": True, "sms": False, "push": True}
     assert contact.email == "a@example.com" and contact.updated_at == NOW + 1
     assert (await store.get_contact("default", "u1")) == contact
+
+
+async def test_an_upsert_reports_what_it_changed(store: Store):
+    def upsert(patch: dict) -> Any:
+        return store.write(lambda tx: tx.contacts.upsert("default", "u1", patch, NOW))
+
+    first = (await upsert({"email": "a@example.com", "tags": ["a", "b"]})).change
+    assert first == ContactChange("u1", True, ["email", "tags"], ["a", "b"], [])
+    change = (await upsert({"email": "a@example.com", "traits": {"plan": "pro", "gone": None},
+                            "subscribed": {"email": True, "sms": False},
+                            "add_tags": ["c", "a"], "remove_tags": ["b"]})).change
+    assert change == ContactChange("u1", False, ["traits.plan", "subscribed.sms", "tags"],
+                                   ["c"], ["b"])
+    # The same values again change nothing; 1 → true is a change (JSON types, not Python's ==).
+    same = (await upsert({"email": "a@example.com", "traits": {"plan": "pro"}, "tags": ["a", "c"],
+                          "subscribed": {"sms": False}})).change
+    assert same.changed == [] and same.tags_added == same.tags_removed == []
+    await upsert({"traits": {"n": 1}})
+    assert (await upsert({"traits": {"n": True}})).change.changed == ["traits.n"]
+    assert (await upsert({"traits": {"n": None}, "email": None})).change.changed == [
+        "traits.n", "email"]
+
+
+async def test_ensure_reports_the_contacts_it_created(store: Store):
+    await store.write(lambda tx: tx.contacts.upsert("default", "c1", {}, NOW))
+    created = await store.write(lambda tx: tx.contacts.ensure(
+        "default", ["c0", "c1", "c2"], NOW, report=True))
+    assert created == ["c0", "c2"]
+    assert await store.write(lambda tx: tx.contacts.ensure("default", ["c3"], NOW)) == []
+    assert await store.get_contact("default", "c3") is not None
 
 
 @pytest.mark.parametrize("count", [3, 20])   # bound rows, then one statement for many

@@ -8,6 +8,8 @@ from flowd.api.routes import Call, Param, json_response, page_response, route, s
 from flowd.auth import Access
 from flowd.contact_fields import CHANNELS, CONTACT_FIELDS, CONTACT_ID
 from flowd.errors import NotFound
+from flowd.store import Transaction
+from flowd.store.records import Upserted
 from flowd.validation import (
     Array,
     Boolean,
@@ -33,12 +35,24 @@ _ID = (Param("id", CONTACT_ID),)
        links_to="/v1/contacts/{id}",
        summary="Create or update a contact (201 created, 200 updated).",
        description="`traits` merge shallowly into the stored ones (a null trait is deleted); "
-                   "other given fields replace. The time zone must exist (422 otherwise).")
+                   "other given fields replace. The time zone must exist (422 otherwise). "
+                   "The change is ingested, in the same transaction, as contact events that "
+                   "trigger, resume and exit runs like posted ones: `contact.created`, or "
+                   "`contact.updated` (property `changed`: the changed field names such as "
+                   "`email`, `traits.plan`, `tags`), then `contact.tag_added` / "
+                   "`contact.tag_removed` (property `tag`) per tag. Only events something "
+                   "listens for (a trigger, an `exit_on` rule, a waiting run) are stored, so "
+                   "they show in `GET /v1/events` only then.")
 async def upsert_contact(call: Call) -> web.Response:
-    now = call.services.clock.now_ms()
-    contact, created = await call.services.store.write(
-        lambda tx: tx.contacts.upsert(call.project, call.path("id"), call.body, now))
-    return json_response(contact.to_json(), status=201 if created else 200)
+    now, ingest = call.services.clock.now_ms(), call.services.ingest
+
+    def unit(tx: Transaction) -> Upserted:
+        upserted = tx.contacts.upsert(call.project, call.path("id"), call.body, now)
+        ingest.contact_changed(tx, call.project, upserted.change, now)
+        return upserted
+
+    upserted = await call.services.store.write(unit)
+    return json_response(upserted.contact.to_json(), status=201 if upserted.created else 200)
 
 
 @route("GET", "/v1/contacts/{id}", access=Access.READ, tag="contacts", errors=(404,),
@@ -63,7 +77,8 @@ async def list_contacts(call: Call) -> web.Response:
 
 @route("DELETE", "/v1/contacts/{id}", access=Access.ADMIN, tag="contacts", status=204,
        errors=(404,), path_params=_ID,
-       summary="Delete a contact (its personal fields with it) and cancel its active runs.")
+       summary="Delete a contact (its personal fields with it) and cancel its active runs.",
+       description="No contact event is ingested: the contact is gone, and its runs with it.")
 async def delete_contact(call: Call) -> web.Response:
     await call.services.runs.erase_contact(call.project, call.path("id"))
     return web.Response(status=204)

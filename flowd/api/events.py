@@ -50,7 +50,10 @@ EVENT = Object(
     requires={"contact": ("contact_id",)},
     read_only={"id": String(), "received_at": time_string()},
     description="`contact` upserts that contact first, in the same transaction (it needs "
-                "`contact_id`).",
+                "`contact_id`). That change, or a `contact_id` not known yet, also ingests the "
+                "contact events (`contact.created`, `contact.updated`, `contact.tag_added`, "
+                "`contact.tag_removed`; see `PUT /v1/contacts/{id}`) — only those something "
+                "listens for.",
 ).named("NewEvent")
 BATCH = Object({"batch": Array(EVENT, min_items=1, max_items=MAX_BATCH)},
                required=("batch",)).named("EventBatch")
@@ -98,7 +101,9 @@ async def post_events(call: Call) -> web.Response:
 @route("GET", "/v1/events", access=Access.READ, tag="events", paginated=True,
        query=(Param("name", text(1, 200, description="Exact event name.")),
               Param("contact_id", CONTACT_ID)),
-       summary="Recent events, newest first.", response=STORED_EVENT)
+       summary="Recent events, newest first.", response=STORED_EVENT,
+       description="Contact events (`contact.created`, …) are stored, and so listed, only "
+                   "while a trigger, an `exit_on` rule or a waiting run listens for their name.")
 async def list_events(call: Call) -> web.Response:
     page = await call.services.store.list_events(
         call.project, name=call.query.get("name"), contact_id=call.query.get("contact_id"),

@@ -81,7 +81,9 @@ async def unsubscribe(call: Call) -> web.Response:
         project_id, contact_id, channel = _token_owner(tx, token)
         contact = tx.contacts.get(project_id, contact_id)
         if contact is not None and contact.subscribed.get(channel, True):
-            tx.contacts.upsert(project_id, contact_id, {"subscribed": {channel: False}}, now)
+            upserted = tx.contacts.upsert(project_id, contact_id,
+                                          {"subscribed": {channel: False}}, now)
+            ingest.contact_changed(tx, project_id, upserted.change, now)
             ingest.store_events(tx, project_id, [IncomingEvent(
                 "contact.unsubscribed", contact_id, {"channel": channel})], now)
         return channel

@@ -14,7 +14,9 @@ _FIELDS = ("email", "phone", "timezone", "traits", "subscribed")
 
 class UpdateContactStep(StepType):
     name = "update_contact"
-    summary = "Changes the run's contact: traits, tags, email, phone, time zone, subscriptions."
+    summary = ("Changes the run's contact: traits, tags, email, phone, time zone, subscriptions. "
+               "The change is ingested as contact events (`contact.updated`, "
+               "`contact.tag_added`, `contact.tag_removed`) one run deeper, like `emit_event`.")
     # Values may be templates, so their contact-field rules are checked when the step runs.
     schema = Object({"traits": Json(object_only=True),
                      "add_tags": Array(String(min_len=1, max_len=100), max_items=100),

@@ -37,8 +37,8 @@ from flowd.timeutil import deadline, format_ms
 from flowd.validation import Array, Boolean, Integer, Json, Object, String, text
 from flowd.waits import Wait, WaitKind, Wake, WakeReason
 
-# Runs that start runs (run_workflow, emit_event) nest at most this deep: no workflow ping-pong
-# for ever.
+# Runs that start runs (run_workflow, emit_event, and update_contact through contact events)
+# nest at most this deep: no workflow ping-pong for ever.
 MAX_DEPTH = 10
 DEFAULT_EXPIRY = "P7D"
 MAX_APPROVERS = 20

@@ -40,6 +40,7 @@ from flowd.store.records import (
     StepCounts,
     Template,
     TraceEntry,
+    Upserted,
     Workflow,
     WorkflowStatus,
     WorkflowVersion,
@@ -104,12 +105,16 @@ class Contacts(abc.ABC):
 
     @abc.abstractmethod
     def upsert(self, project_id: str, contact_id: str, patch: dict[str, Any],
-               now: int) -> tuple[Contact, bool]:
-        """Create or update by the contract's rules; returns (contact, created)."""
+               now: int) -> Upserted:
+        """Create or update by the contract's rules; returns the contact, whether it was
+        created, and what changed (for contact events)."""
 
     @abc.abstractmethod
-    def ensure(self, project_id: str, contact_ids: Iterable[str], now: int) -> None:
-        """Contacts named by events or fired runs exist (unknown ones with only their id)."""
+    def ensure(self, project_id: str, contact_ids: Iterable[str], now: int, *,
+               report: bool = False) -> list[str]:
+        """Contacts named by events or fired runs exist (unknown ones with only their id).
+        With `report`, returns the ids it created (in the given order); else [] (it costs a
+        little more, so only callers that emit `contact.created` ask)."""
 
     @abc.abstractmethod
     def delete(self, project_id: str, contact_id: str) -> bool: ...

@@ -7,7 +7,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from flowd.timeutil import format_ms
 from flowd.waits import EventWaitSpec, Wait, Wake
@@ -81,6 +81,25 @@ class Contact:
                 "timezone": self.timezone, "traits": self.traits, "tags": self.tags,
                 "subscribed": self.subscribed, "push_tokens": self.push_tokens,
                 "created_at": format_ms(self.created_at), "updated_at": format_ms(self.updated_at)}
+
+
+class ContactChange(NamedTuple):
+    """What one upsert did to a contact, worked out where the change is made (the store), so
+    contact events say exactly what changed. `changed` names the changed fields as a condition
+    would address them: "email", "traits.plan", "subscribed.email", "tags"."""
+    contact_id: str
+    created: bool
+    changed: list[str]
+    tags_added: list[str]
+    tags_removed: list[str]
+
+
+class Upserted(NamedTuple):
+    """A contact upsert's result: three fields, so the old `contact, created = …` fails loudly
+    rather than reading the change as `created`."""
+    contact: Contact
+    created: bool
+    change: ContactChange
 
 
 @dataclass

@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any, Iterable
 
 from flowd.store import base
-from flowd.store.records import Contact, Page
+from flowd.store.records import Contact, ContactChange, Page, Upserted
 from flowd.store.sqlite.paging import BULK_ROWS, fetch_page
 
 _COLUMNS = ("id, email, phone, timezone, traits, tags, subscribed, push_tokens, "
@@ -23,25 +23,62 @@ def _contact(row: tuple) -> Contact:
                    created_at=row[8], updated_at=row[9])
 
 
-def apply_patch(contact: Contact, patch: dict[str, Any]) -> None:
+_MISSING = object()
+
+
+def _same(old: Any, new: Any) -> bool:
+    """JSON equality: in Python 1 == True == 1.0, but a trait going from 1 to true changed."""
+    if type(old) is not type(new):
+        return False
+    if isinstance(old, dict):
+        return old.keys() == new.keys() and all(_same(v, new[k]) for k, v in old.items())
+    if isinstance(old, list):
+        return len(old) == len(new) and all(_same(a, b) for a, b in zip(old, new))
+    return bool(old == new)
+
+
+def apply_patch(contact: Contact, patch: dict[str, Any]) -> ContactChange:
     """The contract's upsert rules: traits merge shallowly (null deletes a trait), `subscribed`
     merges per channel, `add_tags`/`remove_tags` edit the tag list, every other given field
-    replaces the stored one."""
+    replaces the stored one. Returns what really changed (a value set to what it was is no
+    change), for contact events."""
+    changed: list[str] = []
+    tags_before = contact.tags
     for name, value in patch.items():
         if name == "traits":
+            traits = contact.traits
             for key, trait in value.items():
+                old = traits.get(key, _MISSING)
                 if trait is None:
-                    contact.traits.pop(key, None)
-                else:
-                    contact.traits[key] = trait
+                    if old is not _MISSING:
+                        del traits[key]
+                        changed.append(f"traits.{key}")
+                elif old is _MISSING or not _same(old, trait):
+                    traits[key] = trait
+                    changed.append(f"traits.{key}")
         elif name == "subscribed":
-            contact.subscribed.update(value)
+            for channel, on in value.items():
+                if contact.subscribed.get(channel) is not on:
+                    contact.subscribed[channel] = on
+                    changed.append(f"subscribed.{channel}")
+        # The tag list is replaced, never edited in place: `tags_before` stays the old one.
         elif name == "add_tags":  # from the update_contact step
-            contact.tags += [tag for tag in value if tag not in contact.tags]
+            contact.tags = contact.tags + [tag for tag in value if tag not in contact.tags]
         elif name == "remove_tags":
             contact.tags = [tag for tag in contact.tags if tag not in value]
-        else:
+        elif name == "tags":
+            contact.tags = list(value)
+        elif not _same(getattr(contact, name), value):
             setattr(contact, name, value)
+            changed.append(name)
+    added: list[str] = []
+    removed: list[str] = []
+    if contact.tags is not tags_before and contact.tags != tags_before:
+        before, after = set(tags_before), set(contact.tags)
+        added = [tag for tag in contact.tags if tag not in before]
+        removed = [tag for tag in tags_before if tag not in after]
+        changed.append("tags")
+    return ContactChange(contact.id, False, changed, added, removed)
 
 
 class SqliteContacts(base.Contacts):
@@ -70,12 +107,12 @@ class SqliteContacts(base.Contacts):
         return found
 
     def upsert(self, project_id: str, contact_id: str, patch: dict[str, Any],
-               now: int) -> tuple[Contact, bool]:
+               now: int) -> Upserted:
         contact = self.get(project_id, contact_id)
         created = contact is None
         if contact is None:
             contact = Contact(id=contact_id, created_at=now, updated_at=now)
-        apply_patch(contact, patch)
+        change = apply_patch(contact, patch)._replace(created=created)
         contact.updated_at = now
         values = (contact.email, contact.phone, contact.timezone, _dumps(contact.traits),
                   _dumps(contact.tags), _dumps(contact.subscribed), _dumps(contact.push_tokens))
@@ -89,10 +126,18 @@ class SqliteContacts(base.Contacts):
                 "UPDATE contacts SET email = ?, phone = ?, timezone = ?, traits = ?, tags = ?, "
                 "subscribed = ?, push_tokens = ?, updated_at = ? WHERE project_id = ? AND id = ?",
                 (*values, now, project_id, contact_id))
-        return contact, created
+        return Upserted(contact, created, change)
 
-    def ensure(self, project_id: str, contact_ids: Iterable[str], now: int) -> None:
+    def ensure(self, project_id: str, contact_ids: Iterable[str], now: int, *,
+               report: bool = False) -> list[str]:
         ids = list(contact_ids)
+        if report:
+            # RETURNING lists only the rows inserted (not those OR IGNORE skipped): the
+            # contacts this call created, in one statement.
+            return [row[0] for row in self._conn.execute(
+                "INSERT OR IGNORE INTO contacts (project_id, id, created_at, updated_at) "
+                "SELECT ?, value, ?, ? FROM json_each(?) WHERE true ORDER BY key RETURNING id",
+                (project_id, now, now, _dumps(ids)))]
         if len(ids) < BULK_ROWS:
             self._conn.executemany(
                 "INSERT OR IGNORE INTO contacts (project_id, id, created_at, updated_at) "
@@ -103,6 +148,7 @@ class SqliteContacts(base.Contacts):
                 "INSERT OR IGNORE INTO contacts (project_id, id, created_at, updated_at) "
                 "SELECT ?, value, ?, ? FROM json_each(?) ORDER BY key",
                 (project_id, now, now, _dumps(ids)))
+        return []
 
     def delete(self, project_id: str, contact_id: str) -> bool:
         cursor = self._conn.execute("DELETE FROM contacts WHERE project_id = ? AND id = ?",
