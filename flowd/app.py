@@ -36,6 +36,7 @@ from flowd.ingest import Ingest
 from flowd.mailer import Mailer, MailSettings
 from flowd.matching import WaitedNames
 from flowd.registry import Registry
+from flowd.retention import Retention, RetentionSettings
 from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
 from flowd.schedules import Schedules
@@ -75,6 +76,7 @@ class Services:
     mailer: Mailer
     approvals: ApprovalDesk
     hooks: Hooks
+    retention: Retention
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -160,6 +162,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         signer=signer, http=http, mailer=mailer, approvals=approvals,
         hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
                     public_url=lambda: services.public_url()),
+        retention=Retention(store, clock, RetentionSettings.of(config.retention)),
         openapi=build_openapi(ROUTES))
     return services
 
@@ -196,11 +199,14 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.scheduler.start()
             await services.bulk_processor.start()
             await services.schedules.start()
+            await services.retention.start()
             yield
         finally:
             # After the server stopped accepting and in-flight requests finished: stop firing
             # schedules and bulk chunks (both hand new runs to the scheduler) and starting
             # steps, then the writer commits everything still queued, then the files close.
+            # Retention first: a pass stops between two batches.
+            await services.retention.stop()
             await services.schedules.stop()
             await services.bulk_processor.stop()
             await services.scheduler.stop()

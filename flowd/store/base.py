@@ -505,18 +505,69 @@ class BulkJobs(abc.ABC):
         `finished_at`); False, changing nothing, otherwise."""
 
 
+@dataclass(frozen=True)
+class DbSize:
+    """The database file in pages: `used_bytes` is what its rows take, the rest is free pages
+    an incremental vacuum can hand back to the disk."""
+
+    page_size: int
+    page_count: int
+    freelist_count: int
+
+    @property
+    def file_bytes(self) -> int:
+        return self.page_size * self.page_count
+
+    @property
+    def used_bytes(self) -> int:
+        return self.page_size * (self.page_count - self.freelist_count)
+
+
+class Retention(abc.ABC):
+    """Deleting old rows in small batches, and giving their pages back. Every delete takes at
+    most `limit` rows of its table (one short unit of work), oldest first; `before` None means
+    "oldest first, whatever their age" (the database is over its size cap). Never touches a
+    run that has not ended, nor a message still being sent."""
+
+    @abc.abstractmethod
+    def delete_ended_runs(self, before: int | None, limit: int) -> int:
+        """Completed, failed and cancelled runs that ended before `before` (with their trace,
+        event waits and approvals); how many runs were deleted."""
+
+    @abc.abstractmethod
+    def oldest_open_wait_since(self) -> int | None:
+        """The earliest `since` of any open wait_for_event wait: events received from then on
+        may still be matched by its lookback."""
+
+    @abc.abstractmethod
+    def delete_events(self, before: int, limit: int) -> int:
+        """Of the `limit` oldest events, those received before `before`."""
+
+    @abc.abstractmethod
+    def delete_messages(self, before: int | None, limit: int) -> int:
+        """Of the `limit` oldest messages, those created before `before` and not `sending`."""
+
+    @abc.abstractmethod
+    def free_pages(self, pages: int) -> int:
+        """Give at most `pages` free pages back to the file system (incremental vacuum); how
+        many were."""
+
+    @abc.abstractmethod
+    def size(self) -> DbSize: ...
+
+
 class Transaction:
     """What a unit of work (or a read) may do: the verbs of each table family, and the work
     that waits for the commit."""
 
     FAMILIES = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                "messages", "approvals", "bulk_jobs", "schedules")
+                "messages", "approvals", "bulk_jobs", "schedules", "retention")
     __slots__ = (*FAMILIES, "after_commit")
 
     def __init__(self, *, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
                  messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs,
-                 schedules: Schedules) -> None:
+                 schedules: Schedules, retention: Retention) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -528,6 +579,7 @@ class Transaction:
         self.approvals = approvals
         self.bulk_jobs = bulk_jobs
         self.schedules = schedules
+        self.retention = retention
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

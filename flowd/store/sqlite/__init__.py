@@ -18,6 +18,7 @@ from flowd.store.sqlite.db import Database, DbSettings, connect_sync
 from flowd.store.sqlite.events import SqliteEvents
 from flowd.store.sqlite.keys import SqliteKeys
 from flowd.store.sqlite.messages import SqliteMessages
+from flowd.store.sqlite.retention import SqliteRetention
 from flowd.store.sqlite.runs import SqliteRuns
 from flowd.store.sqlite.schedules import SqliteSchedules
 from flowd.store.sqlite.schema import Migration, migrate
@@ -39,7 +40,7 @@ class SqliteTransaction(Transaction):
                    workflows=SqliteWorkflows(conn), secrets=SqliteSecrets(conn),
                    templates=SqliteTemplates(conn), messages=SqliteMessages(conn),
                    approvals=SqliteApprovals(conn), bulk_jobs=SqliteBulkJobs(conn),
-                   schedules=SqliteSchedules(conn))
+                   schedules=SqliteSchedules(conn), retention=SqliteRetention(conn))
 
 
 class _Transactions:

@@ -103,6 +103,11 @@ class DbSettings:
 
 def configure(conn: sqlite3.Connection, settings: DbSettings, *, readonly: bool) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+    if not readonly:
+        # Takes effect only on a file with no table yet, and must come before journal_mode
+        # (switching to WAL writes the header): a new database hands the pages retention
+        # frees back to the disk. Older ones get it from migration 10; elsewhere a no-op.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {'FULL' if settings.synchronous == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys = ON")
