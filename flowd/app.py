@@ -35,6 +35,7 @@ from flowd.hooks import Hooks
 from flowd.ingest import Ingest
 from flowd.mailer import Mailer, MailSettings
 from flowd.matching import WaitedNames
+from flowd.metrics import Metrics
 from flowd.registry import Registry
 from flowd.retention import Retention, RetentionSettings
 from flowd.run_control import RunControl
@@ -77,6 +78,7 @@ class Services:
     approvals: ApprovalDesk
     hooks: Hooks
     retention: Retention
+    metrics: Metrics
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -127,6 +129,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
 
     signer = WebhookSigner(load_secrets)
     waited = WaitedNames()
+    metrics = Metrics()
     registry = Registry(store)
     due = DueRuns(clock)
     # The one cycle among the parts is real: an email step's bounce is an event, whose runs
@@ -134,7 +137,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     # Ingest reaches the scheduler through these closures, which see it once it is made.
     ingest = Ingest(store, clock, index=lambda: registry.index, waited=waited,
                     on_started=lambda runs: scheduler.start_new(runs),
-                    on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+                    on_runs_due=lambda run_ids: scheduler.notify_now(run_ids),
+                    metrics=metrics)
     mailer = Mailer(store, clock, mail_provider(config.email), ingest,
                     MailSettings.of(config.email), public_url=lambda: services.public_url())
     approvals = ApprovalDesk(store, clock, public_url=lambda: services.public_url(),
@@ -144,10 +148,10 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
                     on_started=lambda runs: scheduler.start_new(runs),
-                    store_events=ingest.store_events)
+                    store_events=ingest.store_events, metrics=metrics)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
-                          horizon_ms=int(config.engine.horizon_seconds * 1000))
+                          horizon_ms=int(config.engine.horizon_seconds * 1000), metrics=metrics)
     bulk_processor = BulkProcessor(store, clock, registry.current, scheduler.start_new)
     schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
     registry.listeners.append(schedules.notify)
@@ -163,6 +167,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
                     public_url=lambda: services.public_url()),
         retention=Retention(store, clock, RetentionSettings.of(config.retention)),
+        metrics=metrics,
         openapi=build_openapi(ROUTES))
     return services
 

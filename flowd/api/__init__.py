@@ -15,6 +15,7 @@ from flowd.api import (  # noqa: F401
     links,
     messages,
     meta,
+    metrics,
     run_export,
     runs,
     settings,

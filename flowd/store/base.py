@@ -21,6 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
+from flowd.metrics import StorageMetrics
 from flowd.store.records import (
     ApiKey,
     Approval,
@@ -414,6 +415,10 @@ class Messages(abc.ABC):
     def insert(self, message: Message) -> None: ...
 
     @abc.abstractmethod
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Messages of every project by (channel, status), for /metrics."""
+
+    @abc.abstractmethod
     def finish(self, message: Message) -> None:
         """Write its outcome: status, provider id, error, sent_at."""
 
@@ -602,6 +607,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def read(self, query: Callable[..., T], *args: Any) -> T:
         """Run `query(tx, *args)` on a read connection (time-limited)."""
+
+    async def storage_metrics(self) -> "StorageMetrics | None":
+        """The writer's queue and commit latencies, file sizes, messages by channel and
+        status; None where a store has none of that."""
+        return None
 
     # -- the API's reads, one verb each ---------------------------------------------------
 

@@ -5,10 +5,12 @@ the same verbs for the command line and the benchmark's seeding, without an even
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
+from flowd.metrics import StorageMetrics
 from flowd.store.base import Store, Transaction
 from flowd.store.records import StoreError
 from flowd.store.sqlite.approvals import SqliteApprovals
@@ -80,6 +82,19 @@ class SqliteStore(Store):
 
     async def read(self, query: Callable[..., T], *args: Any) -> T:
         return await self.db.read(query, *args)
+
+    async def storage_metrics(self) -> StorageMetrics | None:
+        writer = self.db.writer
+        if writer is None:
+            return None
+        messages = await self.read(lambda tx: tx.messages.counts())
+        try:
+            db_bytes = os.path.getsize(self.settings.path)
+        except OSError:
+            db_bytes = 0
+        return StorageMetrics(writer_queue_depth=writer.queue_depth,
+                              commit_seconds=writer.commit_seconds, wal_bytes=writer.wal_bytes(),
+                              db_bytes=db_bytes, messages=messages)
 
 
 class SyncStore:
