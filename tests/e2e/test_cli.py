@@ -82,7 +82,8 @@ def test_migrate_twice(tmp_path) -> None:
     assert first.returncode == 0, first.stderr
     applied = [int(v) for v in re.findall(r"^applied migration (\d+)\b", first.stdout, re.M)]
     assert applied and applied[0] == 1, first.stdout
-    assert applied == list(range(1, len(applied) + 1)), first.stdout
+    # In order; versions may have gaps (branches take numbers of their own).
+    assert applied == sorted(set(applied)), first.stdout
     second = run_flowd("migrate", "--db", str(db), cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "applied migration" not in second.stdout, second.stdout
