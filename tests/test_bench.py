@@ -154,3 +154,18 @@ async def test_bench_approvals_rows(tmp_path: Path, monkeypatch) -> None:
     assert "µs per decision" in posts.note and "32 connections" in posts.figure
     assert after.unit == "ms" and after.target is None and isinstance(after.value, (int, float))
     assert not (tmp_path / "approvals").exists()
+
+
+async def test_bench_purge_row(tmp_path: Path, monkeypatch) -> None:
+    """Retention deleting ended runs while events arrive: its rate, and ingest p99 during it
+    against without it (a ratio with its ≤ 2× target)."""
+    ctx = _quick_ctx(tmp_path, monkeypatch)
+    ctx = dataclasses.replace(ctx, sizes=dataclasses.replace(ctx.sizes, purge_runs=5000,
+                                                             open_loop_s=1.0))
+    rate, ratio = await scenarios.purge(ctx)
+    assert rate.status == "ok" and rate.unit == "runs/s" and rate.value > 0
+    assert "5,000 runs" in rate.figure and "after the incremental vacuum" in rate.note
+    assert ratio.unit == "×" and (ratio.op, ratio.target) == ("<=", 2)
+    assert isinstance(ratio.value, float) and ratio.value > 0
+    assert "p99" in ratio.note
+    assert not (tmp_path / "purge").exists()
