@@ -37,7 +37,9 @@ from flowd.hooks import Hooks
 from flowd.ingest import Ingest
 from flowd.mailer import Mailer, MailSettings
 from flowd.matching import WaitedNames
+from flowd.metrics import Metrics
 from flowd.registry import Registry
+from flowd.retention import Retention, RetentionSettings
 from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
 from flowd.schedules import Schedules
@@ -79,6 +81,8 @@ class Services:
     hooks: Hooks
     alerts: AlertRecorder
     alert_deliverer: AlertDeliverer
+    retention: Retention
+    metrics: Metrics
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -134,6 +138,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                                      timeout_seconds=config.alerts.timeout_seconds)
     alerts = AlertRecorder(FailingRule.of(config.alerts), on_recorded=alert_deliverer.wake)
     waited = WaitedNames()
+    metrics = Metrics()
     registry = Registry(store)
     due = DueRuns(clock)
     # The one cycle among the parts is real: an email step's bounce is an event, whose runs
@@ -141,7 +146,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     # Ingest reaches the scheduler through these closures, which see it once it is made.
     ingest = Ingest(store, clock, index=lambda: registry.index, waited=waited,
                     on_started=lambda runs: scheduler.start_new(runs),
-                    on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+                    on_runs_due=lambda run_ids: scheduler.notify_now(run_ids),
+                    metrics=metrics)
     mailer = Mailer(store, clock, mail_provider(config.email), ingest,
                     MailSettings.of(config.email), public_url=lambda: services.public_url(),
                     alerts=alerts)
@@ -153,10 +159,10 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                     step_timeout_seconds=config.engine.step_timeout_seconds,
                     on_started=lambda runs: scheduler.start_new(runs),
                     store_events=ingest.store_events, alerts=alerts,
-                    contact_changed=ingest.contact_changed)
+                    contact_changed=ingest.contact_changed, metrics=metrics)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
-                          horizon_ms=int(config.engine.horizon_seconds * 1000))
+                          horizon_ms=int(config.engine.horizon_seconds * 1000), metrics=metrics)
     bulk_processor = BulkProcessor(store, clock, registry.current, scheduler.start_new)
     schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
     registry.listeners.append(schedules.notify)
@@ -172,6 +178,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
                     public_url=lambda: services.public_url()),
         alerts=alerts, alert_deliverer=alert_deliverer,
+        retention=Retention(store, clock, RetentionSettings.of(config.retention)),
+        metrics=metrics,
         openapi=build_openapi(ROUTES))
     return services
 
@@ -209,11 +217,14 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.bulk_processor.start()
             await services.schedules.start()
             await services.alert_deliverer.start()
+            await services.retention.start()
             yield
         finally:
             # After the server stopped accepting and in-flight requests finished: stop firing
             # schedules and bulk chunks (both hand new runs to the scheduler) and starting
             # steps, then the writer commits everything still queued, then the files close.
+            # Retention first: a pass stops between two batches.
+            await services.retention.stop()
             await services.schedules.stop()
             await services.bulk_processor.stop()
             await services.scheduler.stop()

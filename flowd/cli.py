@@ -1,5 +1,5 @@
-"""Command line: `python -m flowd` serves; subcommands manage keys and the schema, and export
-and import bundles."""
+"""Command line: `python -m flowd` serves; subcommands manage keys and the schema, export and
+import bundles, and back the database up."""
 
 from __future__ import annotations
 
@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
                          + bundle_help)
     imp.add_argument("path", help="the file to read; - for standard input")
     imp.add_argument("--project", default="default", help="project (created if new)")
+    backup = sub.add_parser(
+        "backup", parents=[common], help="copy the database while a server may be writing, "
+        "then verify the copy (exit 0: done; 1: the backup failed; 2: bad usage, or PATH "
+        "exists without --force)")
+    backup.add_argument("path", metavar="PATH", help="where to write the copy")
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     from flowd.bench.cli import add_arguments as add_bench_arguments
 
     bench = sub.add_parser("bench", help="measure this machine against flowd's performance "
@@ -113,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return (export_file if args.command == "export" else import_file)(
                 _open(config), config, args.path, args.project)
+        if args.command == "backup":
+            return _backup(config, args)
         return _serve(config)
     except ConfigError as exc:
         print(f"flowd: {exc}", file=sys.stderr)
@@ -186,6 +194,23 @@ def _keys(config: Config, args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _backup(config: Config, args: argparse.Namespace) -> int:
+    from flowd.app import db_settings
+    from flowd.store.sqlite.backup import BackupError, DestinationExists, backup
+
+    try:
+        result = backup(db_settings(config), args.path, force=args.force)
+    except DestinationExists as exc:
+        print(f"flowd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackupError as exc:
+        print(f"flowd: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {config.storage.path} to {result.path}: {result.bytes} bytes, "
+          f"integrity check ok")
+    return 0
 
 
 def _serve(config: Config) -> int:

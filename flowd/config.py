@@ -16,20 +16,34 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from flowd.durations import parse_duration
 from flowd.errors import ConfigError
+from flowd.sizes import parse_size
 
 # Environment variables that start with FLOWD_ but are not settings.
 NON_SETTING_ENV = {"FLOWD_ADMIN_KEY", "FLOWD_CONFIG"}
 
 
 def setting(default: Any, help: str, *, choices: tuple[str, ...] = (), min: float | None = None,
-            max: float | None = None, key: str | None = None) -> Any:
+            max: float | None = None, key: str | None = None,
+            check: Callable[[Any], Any] | None = None) -> Any:
     """`key`: the setting's name in flowd.toml and the environment, when it is not the field's
-    (`from` is a Python keyword)."""
+    (`from` is a Python keyword). `check(value)` validates a text setting with a grammar of its
+    own (a duration, a size) and returns it as stored; its ValueError's message says why not."""
     return field(default=default, metadata={"help": help, "choices": choices, "min": min,
-                                            "max": max, "key": key})
+                                            "max": max, "key": key, "check": check})
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A check for a setting where "" means "none": a size may also be given as a number."""
+    def check(value: Any) -> Any:
+        if value == "":
+            return value
+        parse(value)
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return check
 
 
 def _key(f: Any) -> str:
@@ -51,6 +65,9 @@ class ServerConfig:
     public_url: str = setting(
         "", "Base of the links flowd puts in messages (unsubscribe, tracking, approvals), e.g. "
         "https://flowd.example.com; empty: http://<host>:<port>.")
+    metrics_token: str = setting(
+        "", "When set, GET /metrics needs Authorization: Bearer <this token>; empty: it is "
+        "public (bind the server to a private address).")
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,28 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    runs: str = setting(
+        "P30D", "Ended runs (completed, failed, cancelled) are deleted with their trace this long "
+        "after they ended (ISO 8601 duration; empty: kept for ever). Waiting, paused and running "
+        "runs are never deleted.", check=_optional(parse_duration))
+    events: str = setting(
+        "P30D", "Events are deleted this long after they were received, except those an open "
+        "wait_for_event may still match (empty: kept for ever).", check=_optional(parse_duration))
+    messages: str = setting(
+        "", "Sent, failed, bounced and suppressed messages are deleted this long after they were "
+        "created (empty: kept for ever, the record of what each contact was sent).",
+        check=_optional(parse_duration))
+    max_db_size: str = setting(
+        "", "When the database holds more than this (bytes, or e.g. \"2GB\"), the oldest ended "
+        "runs, events and messages are deleted beyond their ages until it fits, and that is "
+        "logged (empty: no cap).", check=_optional(parse_size))
+    interval_seconds: float = setting(
+        3600.0, "Seconds between two retention passes (the first runs a minute after start).",
+        min=1, max=7 * 86400)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -152,6 +191,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
     # Said once logging is set up (which needs this config): unknown environment variables.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -159,7 +199,7 @@ class Config:
 
 _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
                   "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig,
-                  "alerts": AlertsConfig}
+                  "alerts": AlertsConfig, "retention": RetentionConfig}
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:
@@ -174,6 +214,11 @@ def describe_settings() -> list[tuple[str, str, Any, str]]:
 def _coerce(section: str, f: Any, value: Any, origin: str) -> Any:
     name = f"{section}.{_key(f)}"
     kind = type(f.default)
+    if f.metadata["check"] is not None:
+        try:
+            value = f.metadata["check"](value)
+        except ValueError as exc:
+            raise ConfigError(f"setting {name} ({origin}) {exc}; got {value!r}") from None
     if isinstance(value, str) and kind is not str:
         value = _parse_text(value, kind, name, origin)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

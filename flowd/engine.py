@@ -25,6 +25,7 @@ from flowd.effects.base import EffectFailed
 from flowd.errors import FlowdError
 from flowd.ingest import IncomingEvent
 from flowd.matching import EventView, WaitedNames, wait_matches
+from flowd.metrics import Metrics
 from flowd.registry import Registry
 from flowd.runs import after_end, depth, new_run
 from flowd.steps.base import Effects, Outcome, StepContext, StepFailed
@@ -60,7 +61,8 @@ class Engine:
                  store_events: StoreEvents | None = None,
                  effects_for: Callable[[str], Effects] | None = None,
                  alerts: AlertRecorder | None = None,
-                 contact_changed: ContactChanged | None = None) -> None:
+                 contact_changed: ContactChanged | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -79,6 +81,7 @@ class Engine:
         self._alerts = alerts                  # records alert webhooks in the same units
         self._contact_changed = contact_changed  # contact events of a step's contact change
         self.steps_committed = 0
+        self._metrics = metrics or Metrics()
 
     async def load(self) -> None:
         """What the engine needs in memory at start: the names runs wait for."""
@@ -113,6 +116,7 @@ class Engine:
 
         try:
             await self._store.write(unit)
+            self._metrics.run_ended(run.workflow_id, failed=True)
         except Exception:
             log.exception("could not record the failure of run %s", run.id)
 
@@ -213,6 +217,7 @@ class Engine:
         entry.outcome, entry.branch, entry.output = outcome.outcome, outcome.branch, outcome.output
         run.visits[step.id] = visit
         run.steps_executed += 1
+        self._metrics.steps_executed += 1
         run.trace_len = entry.seq
         if outcome.wait is not None:
             entry.status, entry.finished_at = "waiting", None
@@ -314,6 +319,7 @@ class Engine:
         entry.output = failure.output
         run.visits[step.id] = entry.visit
         run.steps_executed += 1
+        self._metrics.steps_executed += 1
         run.trace_len = entry.seq
         if failure.retryable and run.attempt < step.retry.max_attempts:
             until = deadline(now, step.retry.delay_ms(run.attempt))
@@ -412,6 +418,10 @@ class Engine:
             raise RunPreempted(run.id)   # the step is recorded; its contact events ended it
         run.stored_status = run.status
         self.steps_committed += 1
+        if expect is RunStatus.PENDING:
+            self._metrics.run_started(run.workflow_id)
+        if run.status in _TERMINAL:
+            self._metrics.run_ended(run.workflow_id, failed=run.status is RunStatus.FAILED)
         return new_contact if new_contact is not None else contact
 
     def _commit_started(self, tx: Transaction, run: Run, entry: TraceEntry | None,

@@ -20,6 +20,7 @@ from flowd.clock import Clock
 from flowd.contact_events import CREATED, contact_events
 from flowd.ids import new_id
 from flowd.matching import WaitedNames, match_event
+from flowd.metrics import Metrics
 from flowd.steps.orchestration import MAX_DEPTH
 from flowd.store import Store, Transaction
 from flowd.store.records import ContactChange, Event, Run
@@ -59,13 +60,15 @@ class Ingest:
                  waited: WaitedNames | None = None,
                  on_started: Callable[[list[tuple[Run, dict[str, Any] | None]]], None]
                  = lambda runs: None,
-                 on_runs_due: Callable[[list[str]], None] = lambda run_ids: None) -> None:
+                 on_runs_due: Callable[[list[str]], None] = lambda run_ids: None,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._clock = clock
         self._index = index
         self._waited = waited or WaitedNames()
         self._on_started = on_started
         self._on_runs_due = on_runs_due
+        self._metrics = metrics or Metrics()
 
     def ingest(self, project_id: str, events: list[IncomingEvent]
                ) -> asyncio.Future[list[IngestResult]]:
@@ -125,6 +128,8 @@ class Ingest:
             results[i] = IngestResult(event.id, False, event.runs_started, event.runs_resumed,
                                       event.runs_exited)
         tx.events.insert(stored)
+        if stored:
+            tx.after_commit.append(lambda: self._count(len(stored)))
         if started:
             tx.after_commit.append(lambda: self._on_started(started))
         if resumed:
@@ -159,6 +164,8 @@ class Ingest:
         return self.store_events(tx, project_id, [
             IncomingEvent(name, change.contact_id, properties, depth=depth)
             for name, properties in found], now)
+    def _count(self, events: int) -> None:
+        self._metrics.events_ingested += events
 
 
 def _repeat(first: Event) -> IngestResult:

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from flowd.clock import Clock
 from flowd.dueruns import DueRuns
+from flowd.metrics import Metrics
 from flowd.slots import RunSlots
 from flowd.store import Store
 from flowd.store.records import Run
@@ -30,7 +31,8 @@ Claimed = list[tuple[Run, "dict[str, Any] | None", bool]]
 class Scheduler:
     def __init__(self, store: Store, clock: Clock, due: DueRuns, slots: RunSlots,
                  claim: Callable[[list[str]], Awaitable[Claimed]], *,
-                 horizon_ms: int = 60_000, refill_batch: int = 10_000) -> None:
+                 horizon_ms: int = 60_000, refill_batch: int = 10_000,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._clock = clock
         self._due = due
@@ -40,6 +42,7 @@ class Scheduler:
         self._batch = refill_batch
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._metrics = metrics or Metrics()
 
     async def start(self) -> None:
         now = self._clock.now_ms()
@@ -89,6 +92,9 @@ class Scheduler:
             # Claim due runs in large batches: one transaction claims them, and ends the waits
             # of those whose timer came due; the slots execute them as they free.
             due = []
+            earliest = self._due.next_due
+            if earliest is not None:   # how late the most overdue of this batch is taken
+                self._metrics.scheduler_lag.observe(max(self._clock.now_ms() - earliest, 0) / 1000)
             for run_id in self._due.pop_due(now, CLAIM_BATCH):
                 if self._slots.holds(run_id):
                     self._slots.again(run_id)   # its task is finishing: due once it is done

@@ -163,3 +163,16 @@ async def test_bench_test_run_row(tmp_path: Path, monkeypatch) -> None:
     assert isinstance(row.value, (int, float)) and row.value > 0
     assert "µs per test run" in row.note
     assert not (tmp_path / "test-run").exists()
+async def test_bench_purge_row(tmp_path: Path, monkeypatch) -> None:
+    """Retention deleting ended runs while events arrive: its rate, and ingest p99 during it
+    against without it (a ratio with its ≤ 2× target)."""
+    ctx = _quick_ctx(tmp_path, monkeypatch)
+    ctx = dataclasses.replace(ctx, sizes=dataclasses.replace(ctx.sizes, purge_runs=5000,
+                                                             open_loop_s=1.0))
+    rate, ratio = await scenarios.purge(ctx)
+    assert rate.status == "ok" and rate.unit == "runs/s" and rate.value > 0
+    assert "5,000 runs" in rate.figure and "after the incremental vacuum" in rate.note
+    assert ratio.unit == "×" and (ratio.op, ratio.target) == ("<=", 2)
+    assert isinstance(ratio.value, float) and ratio.value > 0
+    assert "p99" in ratio.note
+    assert not (tmp_path / "purge").exists()

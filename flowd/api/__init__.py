@@ -17,6 +17,7 @@ from flowd.api import (  # noqa: F401
     links,
     messages,
     meta,
+    metrics,
     run_export,
     run_migration,
     runs,

@@ -65,6 +65,7 @@ class Sizes:
     loop_repeats: int          # loop runs measured (after one cold run)
     approval_runs: int         # runs waiting at an approval, then decided
     test_runs: int             # time-travel test runs of one 90-day journey
+    purge_runs: int            # ended runs retention deletes while events arrive
     peer_workflows: int
     peer_repeats: int
     settle_s: float            # the longest any wait for runs to finish may take
@@ -75,13 +76,13 @@ QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=10
               steps_runs=100, chain_repeats=3, timer_runs=1000, wait_runs=20_000,
               wait_queries=50, recovery_load_s=1.0, webhook_runs=500, email_runs=300,
               bulk_contacts=10_000, child_runs=500, loop_items=1000, loop_repeats=2,
-              approval_runs=500, test_runs=50,
+              approval_runs=500, test_runs=50, purge_runs=20_000,
               peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
              steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
              wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
              bulk_contacts=100_000, child_runs=1000, loop_items=1000, loop_repeats=5,
-             approval_runs=1000, test_runs=200,
+             approval_runs=1000, test_runs=200, purge_runs=200_000,
              peer_workflows=1000,
              peer_repeats=5, settle_s=180.0, scenario_s=1200.0)
 
@@ -259,7 +260,8 @@ async def open_loop(url: str, key: str, rate: float, duration_s: float,
         raise BenchError(f"open-loop ingest: {len(failures)} of {count} requests failed; "
                          f"first: {failures[0]}")
     return {"sent": count, "offered_per_s": count / max(sent_s, 1e-9),
-            "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies)}
+            "p50": pct(latencies, 50), "p99": pct(latencies, 99), "max": max(latencies),
+            "latencies": latencies}
 
 
 async def closed_loop(ctx: Context, server: Any, scenario: str, *, connections: int,
@@ -1079,6 +1081,70 @@ async def test_run(ctx: Context) -> list[Row]:
                 note=f"{n} test runs one after another, each 10 emails, 10 webhooks and 10 "
                      f"waits (one for a click, delivered on day 40) over 90 virtual days; p99 "
                      f"{pct(times, 99):.1f} ms{cpu}")]
+# ------------------------------------------------------------------ retention
+
+PURGE_RATE = 500      # events/s offered during and without the purge (open loop)
+PURGE_WINDOW_S = 1.0  # the open loop runs in windows of this long until the purge is over
+
+
+async def purge(ctx: Context) -> list[Row]:
+    """`purge_runs` ended runs (two trace rows each) seeded 40 days old; first ingest latency
+    without retention, then the same server restarted with [retention] runs = P30D (a pass a
+    second after start): ingest latency while the pass deletes them, and its rate, from the
+    runs' count in the database file (polled read-only) dropping to zero."""
+    s = ctx.sizes
+    n = s.purge_runs
+    async with flowd(ctx, "purge", env={"FLOWD_RETENTION_RUNS": "",
+                                         "FLOWD_RETENTION_EVENTS": ""}) as server:
+        async with Api(server.url, server.key) as api:
+            workflow = await api.create_workflow(
+                "bench purge", {"type": "event", "event": "bench.never"},
+                [{"id": "s", "type": "set", "config": {"vars": {"x": 1}}}])
+        await server.stop()
+        ctx.say(f"purge: inserting {n:,} ended runs through the store's bulk path")
+        insert_s = await asyncio.to_thread(
+            seed.ended_runs, server.db_path, workflow_id=workflow["id"],
+            version=workflow["version"], step_id="s", count=n, ended_ms_ago=40 * 86_400_000,
+            synchronous=ctx.synchronous)
+        size_before = server.db_path.stat().st_size
+        await server.start()
+        without = await open_loop(server.url, server.key, PURGE_RATE, s.open_loop_s, 16)
+        await server.stop()
+
+        server.env.update({"FLOWD_RETENTION_RUNS": "P30D", "FLOWD_RETENTION_INTERVAL_SECONDS": "1"})
+        await server.start()
+        cpu0 = server.cpu_seconds()
+        with Probe(server.db_path) as probe:
+            def ended() -> int:
+                counts = probe.status_counts()
+                return sum(counts[status] for status in TERMINAL)
+
+            await wait_for(lambda: ended() < n, "the purge to begin", s.settle_s)
+            began = time.perf_counter()
+            latencies: list[float] = []
+            while ended() > 0:
+                if time.perf_counter() - began > s.scenario_s:
+                    raise BenchError(f"purge: {ended():,} of {n:,} runs still there")
+                window = await open_loop(server.url, server.key, PURGE_RATE, PURGE_WINDOW_S, 16)
+                latencies += window["latencies"]
+            purge_s = time.perf_counter() - began
+        cpu_note_text = cpu_note(server, cpu0, n, "run")
+        size_after = server.db_path.stat().st_size
+    during_p99 = pct(latencies, 99)
+    without_p99 = without["p99"]
+    return [
+        Row("purge", f"ended runs deleted/s ({n:,} runs, 2 trace rows each)", n / purge_s,
+            "runs/s", note=f"while ingest ran at {PURGE_RATE}/s offered; seeding took "
+                           f"{insert_s:.1f} s (not counted); file {size_before / 1e6:.0f} → "
+                           f"{size_after / 1e6:.0f} MB after the incremental vacuum"
+                           f"{cpu_note_text} (ingest included)"),
+        Row("purge", "ingest p99 during the purge ÷ without it", during_p99 / without_p99, "×",
+            "<=", 2, note=f"open loop at {PURGE_RATE}/s: p99 {during_p99:.1f} ms during "
+                          f"({len(latencies):,} sends), {without_p99:.1f} ms without "
+                          f"({without['sent']:,} sends); p50 {pct(latencies, 50):.1f} vs "
+                          f"{without['p50']:.1f} ms"),
+    ]
+
 
 SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "ingest": ingest,
@@ -1097,4 +1163,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "loop": loop,
     "approvals": approvals,
     "test-run": test_run,
+    "purge": purge,
 }

@@ -46,3 +46,39 @@ def waiting_runs(db_path: Path, *, workflow_id: str, version: int, wait_step: st
     finally:
         store.close()
     return time.perf_counter() - t0
+
+
+def ended_runs(db_path: Path, *, workflow_id: str, version: int, step_id: str, count: int,
+               ended_ms_ago: int, synchronous: str = "normal", project_id: str = "default",
+               now_ms: int | None = None) -> float:
+    """Insert `count` ended runs (completed, failed and cancelled in turn) of the workflow, each
+    with a two-entry trace, that ended `ended_ms_ago` before now: what retention deletes. The
+    server must be stopped (or not yet started). Returns the seconds it took."""
+    t0 = time.perf_counter()
+    store = SyncStore(DbSettings(path=str(db_path), synchronous=synchronous))
+    statuses = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+    try:
+        store.migrate()
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        ended = now - ended_ms_ago
+        trigger = {"type": "api", "event": {"id": None, "name": "bench.seed", "contact_id": None,
+                                            "properties": {}, "timestamp": None,
+                                            "received_at": None, "message_id": None}}
+        for start in range(0, count, CHUNK):
+            runs = [Run(id=new_id("run", ended), project_id=project_id, workflow_id=workflow_id,
+                        workflow_version=version, contact_id=f"seed-{(start + i) % 1000}",
+                        status=statuses[(start + i) % 3], current_step_id=step_id,
+                        trigger=trigger, created_at=ended - 1000, updated_at=ended,
+                        steps_executed=2, trace_len=2, completed_at=ended)
+                    for i in range(min(CHUNK, count - start))]
+            with store.transaction() as tx:
+                tx.runs.insert(runs)
+                for run in runs:
+                    for seq in (1, 2):
+                        tx.runs.write_trace(run.id, TraceEntry(
+                            seq, step_id, "set", "ok", 1, seq, started_at=ended - 1000,
+                            finished_at=ended, outcome="ok", input={"n": seq}, output={"n": seq}))
+        store.truncate_wal()
+    finally:
+        store.close()
+    return time.perf_counter() - t0

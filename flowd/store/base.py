@@ -21,6 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, TypeVar
 
+from flowd.metrics import StorageMetrics
 from flowd.store.records import (
     AlertDelivery,
     AlertSubscription,
@@ -457,6 +458,10 @@ class Messages(abc.ABC):
     def insert(self, message: Message) -> None: ...
 
     @abc.abstractmethod
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Messages of every project by (channel, status), for /metrics."""
+
+    @abc.abstractmethod
     def finish(self, message: Message) -> None:
         """Write its outcome: status, provider id, error, sent_at."""
 
@@ -507,6 +512,8 @@ class Approvals(abc.ABC):
                now: int) -> bool:
         """Record the decision if none was made and it has not expired; False otherwise (one
         conditional update: of concurrent decisions exactly one wins)."""
+
+
 class BulkJobs(abc.ABC):
     """Bulk jobs (one workflow fired for many contacts) and the contact lists they carry. A job
     reads its source by position: `cursor` is the last position done, and moves only together
@@ -602,18 +609,69 @@ class Alerts(abc.ABC):
         at or after `quiet_since`; True when this call is the one to say it."""
 
 
+@dataclass(frozen=True)
+class DbSize:
+    """The database file in pages: `used_bytes` is what its rows take, the rest is free pages
+    an incremental vacuum can hand back to the disk."""
+
+    page_size: int
+    page_count: int
+    freelist_count: int
+
+    @property
+    def file_bytes(self) -> int:
+        return self.page_size * self.page_count
+
+    @property
+    def used_bytes(self) -> int:
+        return self.page_size * (self.page_count - self.freelist_count)
+
+
+class Retention(abc.ABC):
+    """Deleting old rows in small batches, and giving their pages back. Every delete takes at
+    most `limit` rows of its table (one short unit of work), oldest first; `before` None means
+    "oldest first, whatever their age" (the database is over its size cap). Never touches a
+    run that has not ended, nor a message still being sent."""
+
+    @abc.abstractmethod
+    def delete_ended_runs(self, before: int | None, limit: int) -> int:
+        """Completed, failed and cancelled runs that ended before `before` (with their trace,
+        event waits and approvals); how many runs were deleted."""
+
+    @abc.abstractmethod
+    def oldest_open_wait_since(self) -> int | None:
+        """The earliest `since` of any open wait_for_event wait: events received from then on
+        may still be matched by its lookback."""
+
+    @abc.abstractmethod
+    def delete_events(self, before: int, limit: int) -> int:
+        """Of the `limit` oldest events, those received before `before`."""
+
+    @abc.abstractmethod
+    def delete_messages(self, before: int | None, limit: int) -> int:
+        """Of the `limit` oldest messages, those created before `before` and not `sending`."""
+
+    @abc.abstractmethod
+    def free_pages(self, pages: int) -> int:
+        """Give at most `pages` free pages back to the file system (incremental vacuum); how
+        many were."""
+
+    @abc.abstractmethod
+    def size(self) -> DbSize: ...
+
+
 class Transaction:
     """What a unit of work (or a read) may do: the verbs of each table family, and the work
     that waits for the commit."""
 
     FAMILIES = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                "messages", "approvals", "bulk_jobs", "schedules", "alerts")
+                "messages", "approvals", "bulk_jobs", "schedules", "alerts", "retention")
     __slots__ = (*FAMILIES, "after_commit")
 
     def __init__(self, *, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
                  messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs,
-                 schedules: Schedules, alerts: Alerts) -> None:
+                 schedules: Schedules, alerts: Alerts, retention: Retention) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -626,6 +684,7 @@ class Transaction:
         self.bulk_jobs = bulk_jobs
         self.schedules = schedules
         self.alerts = alerts
+        self.retention = retention
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 
@@ -648,6 +707,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def read(self, query: Callable[..., T], *args: Any) -> T:
         """Run `query(tx, *args)` on a read connection (time-limited)."""
+
+    async def storage_metrics(self) -> "StorageMetrics | None":
+        """The writer's queue and commit latencies, file sizes, messages by channel and
+        status; None where a store has none of that."""
+        return None
 
     # -- the API's reads, one verb each ---------------------------------------------------
 

@@ -483,6 +483,8 @@ class DueDelivery:
     delivery: AlertDelivery
     url: str
     secret: str
+
+
 @dataclass
 class StepCounts:
     """A workflow version's funnel (Runs.step_counts): per step id, the runs that entered it,

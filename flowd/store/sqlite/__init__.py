@@ -5,10 +5,12 @@ the same verbs for the command line and the benchmark's seeding, without an even
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
+from flowd.metrics import StorageMetrics
 from flowd.store.base import Store, Transaction
 from flowd.store.records import StoreError
 from flowd.store.sqlite.alerts import SqliteAlerts
@@ -19,6 +21,7 @@ from flowd.store.sqlite.db import Database, DbSettings, connect_sync
 from flowd.store.sqlite.events import SqliteEvents
 from flowd.store.sqlite.keys import SqliteKeys
 from flowd.store.sqlite.messages import SqliteMessages
+from flowd.store.sqlite.retention import SqliteRetention
 from flowd.store.sqlite.runs import SqliteRuns
 from flowd.store.sqlite.schedules import SqliteSchedules
 from flowd.store.sqlite.schema import Migration, migrate
@@ -40,7 +43,8 @@ class SqliteTransaction(Transaction):
                    workflows=SqliteWorkflows(conn), secrets=SqliteSecrets(conn),
                    templates=SqliteTemplates(conn), messages=SqliteMessages(conn),
                    approvals=SqliteApprovals(conn), bulk_jobs=SqliteBulkJobs(conn),
-                   schedules=SqliteSchedules(conn), alerts=SqliteAlerts(conn))
+                   schedules=SqliteSchedules(conn), alerts=SqliteAlerts(conn),
+                   retention=SqliteRetention(conn))
 
 
 class _Transactions:
@@ -80,6 +84,19 @@ class SqliteStore(Store):
 
     async def read(self, query: Callable[..., T], *args: Any) -> T:
         return await self.db.read(query, *args)
+
+    async def storage_metrics(self) -> StorageMetrics | None:
+        writer = self.db.writer
+        if writer is None:
+            return None
+        messages = await self.read(lambda tx: tx.messages.counts())
+        try:
+            db_bytes = os.path.getsize(self.settings.path)
+        except OSError:
+            db_bytes = 0
+        return StorageMetrics(writer_queue_depth=writer.queue_depth,
+                              commit_seconds=writer.commit_seconds, wal_bytes=writer.wal_bytes(),
+                              db_bytes=db_bytes, messages=messages)
 
 
 class SyncStore:

@@ -51,6 +51,7 @@ from functools import partial
 from typing import Any, Callable, Iterator, TypeVar
 
 from flowd.errors import Unavailable
+from flowd.metrics import COMMIT_BUCKETS, Histogram
 from flowd.store.sqlite.schema import migrate
 
 log = logging.getLogger("flowd.store")
@@ -103,6 +104,11 @@ class DbSettings:
 
 def configure(conn: sqlite3.Connection, settings: DbSettings, *, readonly: bool) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout_ms)}")
+    if not readonly:
+        # Takes effect only on a file with no table yet, and must come before journal_mode
+        # (switching to WAL writes the header): a new database hands the pages retention
+        # frees back to the disk. Older ones get it from migration 10; elsewhere a no-op.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {'FULL' if settings.synchronous == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -266,6 +272,8 @@ class Writer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.stats = WriterStats()
+        # Incremented in the writer's thread only; /metrics reads it.
+        self.commit_seconds = Histogram(COMMIT_BUCKETS)
         self._checkpointer = _Checkpointer(settings, self.stats)
         self._thread = _ConnectionThread(
             "flowd-writer", partial(_open_writer, settings), self._serve)
@@ -287,6 +295,13 @@ class Writer:
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put((fn, args, kwargs or {}, future))
         return future
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def wal_bytes(self) -> int:
+        return self._wal_size()
 
     async def close(self) -> None:
         """Commit everything already queued, then stop the threads."""
@@ -323,12 +338,14 @@ class Writer:
         return batch, False
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+        started = time.perf_counter()
         try:
             outcomes = self._run_transaction(conn, batch)
         except BaseException as exc:  # the transaction as a whole failed: nothing was committed
             outcomes = [(False, self._transaction_error(exc, len(batch)), None)] * len(batch)
         else:
             self._count(len(batch))
+            self.commit_seconds.observe(time.perf_counter() - started)
         assert self._loop is not None
         _call_on_loop(self._loop, _deliver, batch, outcomes)
         try:  # after the callers have their answer: it is committed whatever happens here

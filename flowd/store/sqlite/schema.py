@@ -4,6 +4,10 @@
 `BEGIN IMMEDIATE` transaction together with its bookkeeping row, so a crash mid-migration leaves
 the previous version intact, and re-running `migrate` is a no-op. Never edit a released
 migration: append a new one.
+
+A migration marked `outside_transaction` runs statements SQLite refuses inside a transaction
+(VACUUM): they run on their own, then the bookkeeping row is written in a transaction of its
+own. Such statements must be idempotent: a crash between the two runs them again.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class Migration(NamedTuple):
     version: int
     name: str
     sql: str
+    outside_transaction: bool = False
 
 
 MIGRATIONS: list[Migration] = [
@@ -359,6 +364,23 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX runs_workflow_ended ON runs (workflow_id, completed_at, status)
             WHERE completed_at IS NOT NULL;
     """),
+    # Retention deletes old rows; with incremental auto-vacuum the pages they freed can be
+    # handed back to the file system a few at a time (PRAGMA incremental_vacuum) instead of
+    # staying in the file for ever. A database made before this has auto_vacuum NONE, which
+    # only a VACUUM (a full rewrite, outside any transaction) can change: one-off, at upgrade.
+    # New databases get the mode before their first table (db.configure) and skip the rewrite
+    # cost here, as VACUUM of a fresh file is instant.
+    Migration(10, "incremental auto-vacuum", """
+        PRAGMA auto_vacuum = INCREMENTAL;
+        VACUUM;
+    """, outside_transaction=True),
+    # Retention finds the oldest ended runs without scanning the waiting ones, and /metrics
+    # counts messages by channel and status from an index instead of the table.
+    Migration(11, "retention and metrics indexes", """
+        CREATE INDEX runs_ended ON runs (completed_at)
+            WHERE status IN ('completed', 'failed', 'cancelled');
+        CREATE INDEX messages_channel_status ON messages (channel, status);
+    """),
     # A version's runs, for its funnel (GET /v1/workflows/{id}/stats) and for moving its
     # waiting runs to another version: runs_workflow would read every run of the workflow.
     # workflow_version changes only when runs are moved, so steps pay nothing for it. The
@@ -392,6 +414,10 @@ def migrate(conn: sqlite3.Connection) -> list[Migration]:
     for migration in MIGRATIONS:
         if migration.version <= current:
             continue
+        if migration.outside_transaction:
+            if _apply_outside_transaction(conn, migration):
+                applied.append(migration)
+            continue
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Re-check inside the lock: another process may have migrated meanwhile.
@@ -408,6 +434,27 @@ def migrate(conn: sqlite3.Connection) -> list[Migration]:
             raise
         applied.append(migration)
     return applied
+
+
+def _apply_outside_transaction(conn: sqlite3.Connection, migration: Migration) -> bool:
+    """Run the migration's statements on their own (VACUUM takes its own locks), then record
+    it; False when another process got there first."""
+    if applied_version(conn) >= migration.version:
+        return False
+    for statement in _statements(migration.sql):
+        conn.execute(statement)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if applied_version(conn) >= migration.version:
+            conn.execute("ROLLBACK")
+            return False
+        conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                     (migration.version, migration.name, Clock().now_ms()))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True
 
 
 def _statements(sql: str) -> list[str]:
