@@ -29,7 +29,8 @@ BUNDLE_WORKFLOW = Object({
 AUDIENCE = Json(object_only=True, description="Reserved: this server has no audiences yet."
                 ).named("BundleAudience")
 BUNDLE = Object({
-    "$schema": String(format="uri", description="Where this schema is served."),
+    "$schema": String(max_len=2000, description="Where this schema is served (a URL; not "
+                                                "checked on import)."),
     "format": Enum((FORMAT,)),
     "workflows": Array(BUNDLE_WORKFLOW, max_items=MAX_ITEMS,
                        description="Sorted by name on export."),

@@ -317,15 +317,23 @@ def _depth_ok(value: Any, limit: int) -> bool:
 
 @dataclass
 class Json(Schema):
-    """Any JSON value, or (object_only) any JSON object, nested at most MAX_JSON_DEPTH deep."""
+    """Any JSON value, or (object_only) any JSON object, nested at most MAX_JSON_DEPTH deep.
+    `without`: keys such an object must not have (what tells it from a sibling shape)."""
 
     object_only: bool = False
     description: str = ""
+    without: tuple[str, ...] = ()
 
     def validate(self, value: Any, path: str, problems: list[Problem]) -> Any:
         if self.object_only and not isinstance(value, dict):
             problems.append(Problem(str(path), f"must be an object, not {type_name(value)}"))
             return INVALID
+        if isinstance(value, dict):
+            for key in self.without:
+                if key in value:
+                    problems.append(Problem(f"{path}.{key}" if path else key,
+                                            "is not allowed here"))
+                    return INVALID
         if not _depth_ok(value, MAX_JSON_DEPTH):
             problems.append(Problem(str(path), f"must not nest deeper than {MAX_JSON_DEPTH} levels"))
             return INVALID
@@ -333,8 +341,11 @@ class Json(Schema):
 
     def render(self, components: Components | None) -> dict[str, Any]:
         # A free-form object says so (additionalProperties), or generators type it as empty.
-        return self._doc({"type": "object", "additionalProperties": True}
-                         if self.object_only else {})
+        rendered: dict[str, Any] = ({"type": "object", "additionalProperties": True}
+                                    if self.object_only else {})
+        if self.without:
+            rendered["not"] = {"anyOf": [{"required": [key]} for key in self.without]}
+        return self._doc(rendered)
 
 
 @dataclass

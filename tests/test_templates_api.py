@@ -122,4 +122,4 @@ async def test_preview_renders_for_a_contact_and_an_event_escaping_only_html(api
     assert status == 200 and rendered["subject"] == "Hi there"
     status, error = await api.post(f"/v1/templates/{template['id']}/preview",
                                    json={"contact_id": "nobody"})
-    assert status == 404
+    assert status == 422 and error["error"]["details"][0]["code"] == "unknown_contact"

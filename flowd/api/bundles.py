@@ -11,7 +11,7 @@ from flowd.bundle_schema import BUNDLE, SCHEMA_PATH, bundle_json_schema
 from flowd.bundles import apply, dumps, export, prepare
 from flowd.validation import Array, Either, Enum, Json, String
 
-FOREIGN = Json(object_only=True, description=(
+FOREIGN = Json(object_only=True, without=("format",), description=(
     "One workflow definition of another tool, recognised by its shape: reference 000 "
     "(`steps` with `delayMinutes`, `branch` `ifTrue`/`ifFalse`, `trigger.eventType`, "
     "`isActive`), 001 (`nodes` naming their `parent_id`) or 004 (`steps` and `transitions`). "

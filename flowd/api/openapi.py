@@ -115,7 +115,7 @@ def _links(route: Route, routes: list[Route]) -> dict[str, Any]:
         return {}
     links = {}
     for target in routes:
-        if target is route or not target.path.startswith(route.links_to):
+        if target is route or not openapi_path(target.path).startswith(route.links_to):
             continue
         names = _PATH_PARAM.findall(target.path)
         sources = {"id": "$response.body#/id", "version": "$response.body#/version"}

@@ -11,7 +11,7 @@ from flowd.api.routes import Call, Param, json_response, page_response, route, s
 from flowd.auth import Access
 from flowd.contact_fields import CONTACT_ID
 from flowd.definitions import uses_template
-from flowd.errors import Conflict, NotFound
+from flowd.errors import Conflict, NotFound, Problem, ValidationError
 from flowd.message_templates import compile_content
 from flowd.store import Transaction
 from flowd.store.records import CHANNELS, NameTaken, Template
@@ -27,7 +27,8 @@ TEMPLATE = shape("Template", {
     "created_at": time_string(), "updated_at": time_string(),
 }, optional=("subject", "html", "text", "body", "title", "data"),
     description="A template: the fields of its channel.")
-PREVIEW = Object({"contact_id": CONTACT_ID,
+PREVIEW = Object({"contact_id": CONTACT_ID.described("A contact of the project (a 422 "
+                                                     "unknown_contact otherwise)."),
                   "event": Json(object_only=True, description="The event the templates see as "
                                 "`event` (name, properties…).")}).named("PreviewRequest")
 RENDERED = shape("RenderedMessage", {
@@ -122,7 +123,10 @@ async def preview_template(call: Call) -> web.Response:
     def query(tx: Transaction) -> tuple[Template, dict[str, Any] | None]:
         contact = tx.contacts.get(call.project, contact_id) if contact_id else None
         if contact_id and contact is None:
-            raise NotFound("no such contact")
+            # The template is there; what the body names is not: a 422 at its path (a 404
+            # would say the template was missing).
+            raise ValidationError([Problem("contact_id", "no contact has this id",
+                                           "unknown_contact")])
         return (_existing(tx, call.project, call.path("id")),
                 contact.to_json() if contact else None)
 

@@ -64,7 +64,8 @@ _FIELDS = {
 }
 TEST_RUN = Object(_FIELDS).named("TestRunRequest")
 TEST_DEFINITION = Object({**_FIELDS, "definition": Object(
-    {**DEFINITION_FIELDS, "name": text(1, 200)}, description="The workflow to test, unsaved.")},
+    {**DEFINITION_FIELDS, "name": text(1, 200)}, description="The workflow to test, unsaved "
+                                                           "(`name` optional).")},
     required=("definition",)).named("TestRunDefinitionRequest")
 RESULT = shape("TestRunResult", {
     "status": Enum(("pending", "running", "waiting", "paused", "completed", "failed",
@@ -102,7 +103,7 @@ async def test_saved(call: Call) -> web.Response:
        summary="Dry-run an unsaved definition for one contact.", description=_DESCRIPTION)
 async def test_unsaved(call: Call) -> web.Response:
     raw = call.body["definition"]
-    return await _respond(call, normalize(raw), raw["name"])
+    return await _respond(call, normalize(raw), raw.get("name") or "test run")
 
 
 async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Response:

@@ -88,6 +88,15 @@ _ACTIVE_422 = (" A workflow that is active or paused refuses a definition with a
                "422, nothing changed.")
 
 
+# `/v1/workflows/test-run` is a resource of its own (POST: a test run of an unsaved
+# definition); the workflow's resource must not claim that path too, or it would advertise
+# methods there that only mean "no workflow with the id test-run".
+WORKFLOW_PATH = "/v1/workflows/{id:(?!test-run$)[^/]+}"
+WORKFLOW_ID = (Param("id", String(min_len=1, max_len=100, pattern="(?!test-run$)[^/]+",
+                                  pattern_message="is not a workflow id",
+                                  description="A workflow's id.")),)
+
+
 @route("GET", "/v1/workflows", access=Access.READ, tag="workflows", paginated=True,
        query=(Param("status", Enum(WORKFLOW_STATUSES)),
               Param("name", String(min_len=1, max_len=200, description="Name contains this."))),
@@ -109,14 +118,14 @@ async def create_workflow(call: Call) -> web.Response:
     return json_response(present(call, workflow), status=201)
 
 
-@route("GET", "/v1/workflows/{id}", access=Access.READ, tag="workflows", errors=(404,),
+@route("GET", WORKFLOW_PATH, path_params=WORKFLOW_ID, access=Access.READ, tag="workflows", errors=(404,),
        summary="One workflow with its steps and issues.", response=WORKFLOW)
 async def get_workflow(call: Call) -> web.Response:
     workflow = await call.services.workflows.get(call.project, call.path("id"))
     return json_response(present(call, workflow))
 
 
-@route("PUT", "/v1/workflows/{id}", access=Access.WRITE, tag="workflows", body=REPLACE_WORKFLOW,
+@route("PUT", WORKFLOW_PATH, path_params=WORKFLOW_ID, access=Access.WRITE, tag="workflows", body=REPLACE_WORKFLOW,
        errors=(404,), summary="Replace the definition; a changed definition is a new version.",
        response=WORKFLOW, description=_ISSUES_422 + _ACTIVE_422)
 async def replace_workflow(call: Call) -> web.Response:
@@ -124,7 +133,7 @@ async def replace_workflow(call: Call) -> web.Response:
     return json_response(present(call, workflow))
 
 
-@route("PATCH", "/v1/workflows/{id}", access=Access.WRITE, tag="workflows", body=PATCH_WORKFLOW,
+@route("PATCH", WORKFLOW_PATH, path_params=WORKFLOW_ID, access=Access.WRITE, tag="workflows", body=PATCH_WORKFLOW,
        errors=(404,), summary="Change name/description/settings, or apply an atomic batch of "
        "operations (one new version).", response=WORKFLOW,
        description="Either plain fields or operations, not both (422). " + _ISSUES_422
@@ -134,7 +143,7 @@ async def patch_workflow(call: Call) -> web.Response:
     return json_response(present(call, workflow))
 
 
-@route("DELETE", "/v1/workflows/{id}", access=Access.ADMIN, tag="workflows", status=204,
+@route("DELETE", WORKFLOW_PATH, path_params=WORKFLOW_ID, access=Access.ADMIN, tag="workflows", status=204,
        errors=(404, 409), query=(Param("force", Boolean(description="Delete even while active or paused.")),),
        summary="Delete a workflow and its runs (409 while active or paused unless ?force=true).")
 async def delete_workflow(call: Call) -> web.Response:
