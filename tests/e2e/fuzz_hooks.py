@@ -7,10 +7,16 @@
   schema (`details[].code`: a workflow issue, a step id the workflow does not have, a rule such
   as "contact needs contact_id" that generators do not read from `dependentSchemas`). Schema-
   valid data that the server refuses for anything else still fails the run.
+* One `ast.parse` at a time: hypothesis parses source files (to describe lambdas) in
+  schemathesis' worker threads, and CPython 3.11 before gh-106905's fix can fail two
+  concurrent parses with a spurious "AST constructor recursion depth mismatch" SystemError —
+  a crash of the tool, not a finding about flowd.
 """
 
 from __future__ import annotations
 
+import ast
+import threading
 import zoneinfo
 
 import schemathesis
@@ -18,6 +24,17 @@ from hypothesis import strategies as st
 from schemathesis.specs.openapi.checks import expand_status_codes
 
 from flowd.store.records import encode_cursor
+
+_parse_lock = threading.Lock()
+_parse = ast.parse
+
+
+def _one_parse_at_a_time(*args, **kwargs):  # type: ignore[no-untyped-def]
+    with _parse_lock:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _one_parse_at_a_time
 
 schemathesis.openapi.format("iana-time-zone",
                             st.sampled_from(sorted(zoneinfo.available_timezones())))
