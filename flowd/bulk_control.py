@@ -9,13 +9,13 @@ from typing import Any, Callable
 from flowd.clock import Clock
 from flowd.errors import Conflict, NotFound, Problem, ValidationError
 from flowd.ids import new_id
+from flowd.runs import fireable_workflow
 from flowd.store import Store, Transaction
 from flowd.store.records import (
     BulkJob,
     BulkJobStatus,
     BulkSource,
     Page,
-    WorkflowStatus,
 )
 
 _CANCELLABLE = (BulkJobStatus.APPROVAL, BulkJobStatus.RUNNING)
@@ -36,12 +36,7 @@ class BulkControl:
         now = self._clock.now_ms()
 
         def unit(tx: Transaction) -> BulkJob:
-            workflow = tx.workflows.get(project_id, workflow_id)
-            if workflow is None:
-                raise NotFound("no such workflow")
-            if workflow.status not in (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED):
-                raise Conflict(f"the workflow is {workflow.status.value}; only an active or "
-                               "paused workflow can be fired")
+            fireable_workflow(tx, project_id, workflow_id)
             if audience is not None:
                 # The job reads its contacts from a source by position, so an audience source
                 # slots in beside the list once audiences exist (the channels issue).

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from flowd.clock import Clock
 from flowd.errors import Conflict, NotFound, Problem, ValidationError
-from flowd.runs import blocking_run, end_active_run, new_run
+from flowd.runs import blocking_run, end_active_run, fireable_workflow, new_run
 from flowd.store import Store, Transaction
 from flowd.store.records import TERMINAL_STATUSES, Run, RunStatus, WorkflowStatus
 from flowd.timeutil import format_ms
@@ -43,12 +43,7 @@ class RunControl:
 
         def unit(tx: Transaction) -> tuple[Run, bool]:
             contact = contact_id if email is None else _contact_with_email(tx, project_id, email)
-            workflow = tx.workflows.get(project_id, workflow_id)
-            if workflow is None:
-                raise NotFound("no such workflow")
-            if workflow.status not in (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED):
-                raise Conflict(f"the workflow is {workflow.status.value}; only an active or "
-                               "paused workflow can be fired")
+            workflow = fireable_workflow(tx, project_id, workflow_id)
             indexed = self._indexed(workflow_id)
             if indexed is None or indexed.version != workflow.version:
                 raise Conflict("the workflow is being changed; try again")

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowd.errors import Conflict, NotFound
 from flowd.ids import new_id
 from flowd.store import Transaction
-from flowd.store.records import ACTIVE_STATUSES, Run, RunStatus
+from flowd.store.records import (
+    ACTIVE_STATUSES,
+    Run,
+    RunStatus,
+    Workflow,
+    WorkflowStatus,
+)
 from flowd.triggers import IndexedWorkflow
 from flowd.waits import WaitKind, Wake, WakeReason
 
@@ -24,6 +31,18 @@ def new_run(workflow: IndexedWorkflow, contact_id: str | None, trigger: dict[str
                current_step_id=workflow.compiled.first_step, trigger=trigger, created_at=now,
                updated_at=now, due_at=None if workflow.paused else now,
                parent_run_id=parent_run_id)
+
+
+def fireable_workflow(tx: Transaction, project_id: str, workflow_id: str) -> Workflow:
+    """The workflow runs may be started on from outside (a fire, a bulk job): 404 unknown, 409
+    unless active or paused."""
+    workflow = tx.workflows.get(project_id, workflow_id)
+    if workflow is None:
+        raise NotFound("no such workflow")
+    if workflow.status not in (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED):
+        raise Conflict(f"the workflow is {workflow.status.value}; only an active or paused "
+                       "workflow can be fired")
+    return workflow
 
 
 def blocking_run(tx: Transaction, workflow: IndexedWorkflow, contact_id: str | None
