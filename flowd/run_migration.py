@@ -23,6 +23,7 @@ from flowd.definitions import analyze
 from flowd.errors import NotFound, Problem, ValidationError
 from flowd.store import Store, Transaction
 from flowd.store.records import WorkflowVersion
+from flowd.workflows import refuse_errors
 
 CHUNK = 500   # runs per transaction
 
@@ -108,9 +109,7 @@ class RunMigration:
                                            "not_newer")])
         compiled, issues = analyze(target.definition)
         if compiled is None:
-            raise ValidationError([Problem(i.path, f"{i.code}: {i.message}", i.code)
-                                   for i in issues if i.severity == "error"],
-                                  message=f"version {target.version} has errors and cannot run")
+            raise refuse_errors(issues, f"version {target.version} has errors and cannot run")
         step_map = resolve_step_map(source, target, body.get("step_map") or {})
         return Plan(step_map, tx.runs.waiting_at(workflow_id, source.version))
 

@@ -42,7 +42,9 @@ def _refresh_template_issues(tx: Transaction, workflow: Workflow) -> None:
         tx.workflows.set_issues(workflow.id, workflow.version, issues)
 
 
-def _refuse(issues: list[Issue], why: str) -> ValidationError:
+def refuse_errors(issues: list[Issue], why: str) -> ValidationError:
+    """The 422 for a definition whose `error` issues keep it from running (each a problem
+    with the issue's path and code)."""
     return ValidationError([Problem(i.path, f"{i.code}: {i.message}", i.code)
                             for i in _errors_of(issues)],
                            message=why)
@@ -77,7 +79,7 @@ class WorkflowService:
             definition = normalize(saved)
             issues = _issues(tx, project_id, definition)
             if status is WorkflowStatus.ACTIVE and _errors_of(issues):
-                raise _refuse(issues, "the workflow has errors, so it cannot be created active")
+                raise refuse_errors(issues, "the workflow has errors, so it cannot be created active")
             workflow = tx.workflows.create(
                 project_id=project_id, name=saved["name"],
                 description=saved.get("description", ""),
@@ -114,7 +116,7 @@ class WorkflowService:
             name, description, definition = change(current)
             issues = _issues(tx, project_id, definition)
             if current.status in ACTIVE_OR_PAUSED and _errors_of(issues):
-                raise _refuse(issues, f"the workflow is {current.status.value} and the new "
+                raise refuse_errors(issues, f"the workflow is {current.status.value} and the new "
                                       "definition has errors; nothing was changed")
             workflow = tx.workflows.update(
                 current, name=name, description=description, definition=definition,
@@ -173,7 +175,7 @@ class WorkflowService:
         issues = _issues(tx, project_id, definition)
         if target in ACTIVE_OR_PAUSED and _errors_of(issues):
             problems += [Problem(f"{path}.{p.path}" if p.path else path, p.message, p.code)
-                         for p in _refuse(issues, "").problems]
+                         for p in refuse_errors(issues, "").problems]
             return "refused", None
         if existing is None:
             workflow = tx.workflows.create(

@@ -38,6 +38,7 @@ from flowd.validation import (
     text,
     time_string,
 )
+from flowd.workflows import refuse_errors
 
 _FIELDS = {
     "event": Object({"name": text(1, 200, description="Default: test.run."),
@@ -108,11 +109,8 @@ async def test_unsaved(call: Call) -> web.Response:
 
 async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Response:
     compiled, issues = analyze(definition)
-    errors = [i for i in issues if i.severity == "error"]
-    if compiled is None or errors:
-        raise ValidationError([Problem(i.path, f"{i.code}: {i.message}", i.code)
-                               for i in errors], message="the workflow has errors; fix them "
-                                                          "before a test run")
+    if compiled is None:   # what analyze says of a definition with error issues
+        raise refuse_errors(issues, "the workflow has errors; fix them before a test run")
     body = call.body or {}
     services = call.services
     request = TestRunRequest(

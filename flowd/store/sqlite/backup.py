@@ -54,7 +54,7 @@ def backup(settings: DbSettings, destination: str, *, force: bool = False) -> Ba
                 os.link(partial, dest)   # refuses, unlike a rename, if PATH appeared meanwhile
             except FileExistsError:
                 raise DestinationExists(f"{dest} exists; pass --force to overwrite it") from None
-        _sync_directory(dest.parent)
+        _sync(dest.parent)
     except sqlite3.Error as exc:
         raise BackupError(f"backup of {source} failed: {exc}") from None
     except OSError as exc:
@@ -94,14 +94,7 @@ def _verify(path: Path) -> None:
 
 
 def _sync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_directory(path: Path) -> None:
+    """fsync a file, or a directory (so that a name linked into it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
