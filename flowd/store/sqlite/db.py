@@ -319,7 +319,20 @@ class Writer:
             if batch:
                 self._commit(conn, batch)
             if stop:
+                self._final_checkpoint(conn)
                 return
+
+    def _final_checkpoint(self, conn: sqlite3.Connection) -> None:
+        """A clean stop leaves every committed page in the database file itself, the WAL
+        empty. SQLite does that when the last connection closes, but only if that close can
+        tell it is the last: two reader threads closing at once may each see the other and
+        both leave the WAL as it is."""
+        self._checkpointer.wait(CHECKPOINT_WAIT_SECONDS)
+        try:
+            self._truncate(conn)
+        except sqlite3.Error:
+            log.warning("the final WAL checkpoint failed; the next start replays the WAL",
+                        exc_info=True)
 
     def _take_batch(self) -> tuple[list[Job], bool]:
         """Waits for a unit, then takes whatever else is queued; True once told to stop."""
