@@ -69,7 +69,7 @@ export function renderRunsTab(container, env) {
     const head = h("div", {class: "run-head"});
     const steps = h("div", {class: "run-trace"});
     const panel = h("div", {class: "run-step", "aria-live": "polite"});
-    mount(detail, head, graphBox, h("div", {class: "run-below"}, steps, panel));
+    mount(detail, head, graphBox, panel, steps);
     const graph = createGraph(graphBox, {readOnly: true, onSelect: (stepId) => showStep(stepId)});
     view = {run, definition, graph, head, steps, panel, stepId: null};
     graph.draw({trigger: definition.trigger, steps: definition.steps});
@@ -80,6 +80,7 @@ export function renderRunsTab(container, env) {
   /** Draw `run` into the open view; the header and trace only when the run changed. */
   function show(run, changed) {
     view.run = run;
+    if (changed) list?.update(run);
     view.graph.setOverlay(traceOverlay(run.steps || [], run));
     if (changed) {
       mount(view.head, header(run), actions(run));
@@ -204,7 +205,6 @@ export function renderRunsTab(container, env) {
     } catch (error) {
       ctx.showError(error);
     }
-    list?.select(openId);
   }
 
   function traceTable(run) {

@@ -227,11 +227,18 @@ export function renderTestTab(container, env) {
     return h("ol", {class: "test-effects"}, effects.map((effect) => {
       const lines = Object.entries(effect)
         .filter(([k, v]) => !["kind", "step_id", "at"].includes(k) && v !== null && v !== undefined)
-        .map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v, null, 2)}`);
+        .map(([k, v]) => `${k}: ${text(v)}`);
       return h("li", {dataset: {kind: effect.kind, step: effect.step_id}},
         h("p", null, h("strong", null, effect.kind), ` · ${effect.step_id} · ${dayTime(effect.at, start)}`),
         h("pre", {class: "effect-body"}, lines.join("\n")));
     }));
+  }
+
+  /** A value of an effect as plain text: strings as they are, lists of strings joined. */
+  function text(value) {
+    if (typeof value === "string") return value;
+    if (Array.isArray(value) && value.every((v) => typeof v === "string")) return value.join(", ");
+    return JSON.stringify(value, null, 2);
   }
 
   return () => {

@@ -47,14 +47,16 @@ export function runList(container, {filter = {}, href, onOpen, names, selected, 
                         on: {click: () => onOpen(run)}}, run.id);
   }
 
+  function row(run) {
+    return h("tr", {dataset: {run: run.id, status: run.status}},
+      columns.map(([, cell]) => h("td", null, cell(run))));
+  }
+
   async function load() {
     more.disabled = true;
     try {
       const page = await api.get("/v1/runs", {...filter, limit: 25, cursor});
-      for (const run of page.data) {
-        body.append(h("tr", {dataset: {run: run.id, status: run.status}},
-          columns.map(([, cell]) => h("td", null, cell(run)))));
-      }
+      for (const run of page.data) body.append(row(run));
       cursor = page.next_cursor;
       more.hidden = !cursor;
       status.textContent = body.children.length ? "" : "No runs match.";
@@ -74,8 +76,14 @@ export function runList(container, {filter = {}, href, onOpen, names, selected, 
     status, more);
   return {
     ready: load(),
+    /** Show a run's new state in its row (after an action or a refresh). */
+    update(run) {
+      const old = [...body.children].find((tr) => tr.dataset.run === run.id);
+      if (old) old.replaceWith(row(run));
+    },
     /** Mark the open run's row (the Runs tab's list). */
     select(runId) {
+      selected = runId;
       for (const button of body.querySelectorAll("button[data-run]")) {
         if (button.dataset.run === runId) button.setAttribute("aria-current", "true");
         else button.removeAttribute("aria-current");
