@@ -74,8 +74,9 @@ export function renderTestTab(container, env) {
   // Events that arrive later: a row each.
   const laterEvents = h("ol", {class: "test-events"});
   const waitedFor = steps.find((s) => s.type === "wait_for_event" && plainName(s.config?.event));
+  let rowsMade = 0;   // numbers in the rows' labels stay unique when rows are removed
   function addEventRow() {
-    const n = laterEvents.children.length + 1;
+    const n = ++rowsMade;
     const after = durationInput("after", "PT1H", `Event ${n} arrives after`);
     const name = h("input", {name: "name", "aria-label": `Event ${n} name`,
                              value: waitedFor ? waitedFor.config.event : ""});
