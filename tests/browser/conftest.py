@@ -136,3 +136,12 @@ def admin_page(page: Any, flowd: ServerProcess) -> Any:
 
 def unique(name: str) -> str:
     return f"{name} {secrets.token_hex(3)}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Under xdist (`--dist loadgroup`) every browser test runs on the same worker, so the suite
+    # starts one server and one chromium, not one per worker.
+    browser_dir = Path(__file__).parent
+    for item in items:
+        if browser_dir in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("browser"))
