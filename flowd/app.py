@@ -27,6 +27,7 @@ from flowd.bulk_control import BulkControl
 from flowd.clock import Clock
 from flowd.config import Config, EmailConfig
 from flowd.dueruns import DueRuns
+from flowd.durations import parse_duration
 from flowd.effects.base import EffectFailed, MailProvider
 from flowd.effects.http import HttpClient
 from flowd.effects.mail import OutboxProvider, SmtpProvider
@@ -43,6 +44,7 @@ from flowd.retention import Retention, RetentionSettings
 from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
 from flowd.schedules import Schedules
+from flowd.sessions import SessionDesk
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects
 from flowd.store import DbSettings, SqliteStore, Store
@@ -83,6 +85,7 @@ class Services:
     alert_deliverer: AlertDeliverer
     retention: Retention
     metrics: Metrics
+    sessions: SessionDesk
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -166,9 +169,9 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     bulk_processor = BulkProcessor(store, clock, registry.current, scheduler.start_new)
     schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
     registry.listeners.append(schedules.notify)
+    auth = Authenticator(store, clock, config.auth.key_cache_seconds)
     services = Services(
-        config=config, clock=clock, store=store,
-        auth=Authenticator(store, clock, config.auth.key_cache_seconds), ingest=ingest,
+        config=config, clock=clock, store=store, auth=auth, ingest=ingest,
         registry=registry, engine=engine, slots=slots, scheduler=scheduler, schedules=schedules,
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
@@ -180,6 +183,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         alerts=alerts, alert_deliverer=alert_deliverer,
         retention=Retention(store, clock, RetentionSettings.of(config.retention)),
         metrics=metrics,
+        sessions=SessionDesk(store, clock, auth, parse_duration(config.server.session_ttl)),
         openapi=build_openapi(ROUTES))
     return services
 
@@ -212,6 +216,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.engine.load()
             await services.mailer.start()
             await services.approvals.start()
+            await services.sessions.start()
             await services.hooks.start()
             await services.scheduler.start()
             await services.bulk_processor.start()

@@ -40,6 +40,8 @@ class Access(Enum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    # Only the caller's own browser session (its cookie), whatever its role: /v1/session.
+    SESSION = "session"
 
 
 ALLOWED_ROLES: dict[Access, frozenset[Role]] = {
@@ -48,6 +50,7 @@ ALLOWED_ROLES: dict[Access, frozenset[Role]] = {
     Access.READ: frozenset({Role.ADMIN, Role.EDITOR, Role.VIEWER}),
     Access.WRITE: frozenset({Role.ADMIN, Role.EDITOR}),
     Access.ADMIN: frozenset({Role.ADMIN}),
+    Access.SESSION: frozenset(Role),
 }
 
 
@@ -86,6 +89,10 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("malformed Authorization header: expected 'Bearer <key>'")
+        return await self.authenticate_key(token)
+
+    async def authenticate_key(self, token: str) -> Principal:
+        """The principal of an API key itself (from a header, or a sign-in's body)."""
         digest = hash_key(token)
         now = self._clock.now_ms()
         cached = self._cache.get(digest)

@@ -46,6 +46,15 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return check
 
 
+def _positive_duration(value: Any) -> Any:
+    """A check for an ISO 8601 duration setting that must be longer than zero."""
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 duration such as PT12H")
+    if parse_duration(value) <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
 def _key(f: Any) -> str:
     return f.metadata["key"] or f.name
 
@@ -68,6 +77,9 @@ class ServerConfig:
     metrics_token: str = setting(
         "", "When set, GET /metrics needs Authorization: Bearer <this token>; empty: it is "
         "public (bind the server to a private address).")
+    session_ttl: str = setting(
+        "PT12H", "How long a builder page sign-in (POST /v1/session) lasts (ISO 8601 duration); "
+        "revoking its API key ends it at once.", check=_positive_duration)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,11 @@ MAX_CLIENTS = 10_000
 
 
 class FailureThrottle:
-    def __init__(self, clock: Clock, *, limit: int, window_ms: int) -> None:
+    def __init__(self, clock: Clock, *, limit: int, window_ms: int,
+                 message: str = "too many unknown links from this client; try again later"
+                 ) -> None:
         self._clock = clock
+        self._message = message
         self._limit = limit
         self._window_ms = window_ms
         self._failures: OrderedDict[str, tuple[int, int]] = OrderedDict()  # client -> (start, n)
@@ -35,8 +38,7 @@ class FailureThrottle:
             del self._failures[client]
         elif count >= self._limit:
             retry_after = max(1, math.ceil((start + self._window_ms - now) / 1000))
-            raise RateLimited("too many unknown links from this client; try again later",
-                              retry_after)
+            raise RateLimited(self._message, retry_after)
 
     def failed(self, client: str) -> None:
         now = self._clock.now_ms()

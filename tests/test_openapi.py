@@ -46,7 +46,7 @@ async def test_documented_request_schemas_are_the_validated_ones(api: Api):
     single, batch = (resolve(doc, option) for option in event["oneOf"])
     assert single["required"] == ["name"]
     assert batch["properties"]["batch"]["maxItems"] == 1000
-    assert put_contact["security"] == [{"bearer": []}]
+    assert put_contact["security"] == [{"bearer": []}, {"sessionCookie": []}]
     assert doc["paths"]["/healthz"]["get"]["security"] == []
     assert {"200", "201", "401", "403", "413", "422", "503"} <= set(put_contact["responses"])
 

@@ -24,6 +24,7 @@ from flowd.store.records import (
     Role,
     Run,
     RunStatus,
+    Session,
     TraceEntry,
     WorkflowStatus,
 )
@@ -110,6 +111,30 @@ async def test_keys_are_found_by_hash_prefix_and_the_last_admin_key_stays(store:
     assert await store.read(lambda tx: tx.keys.find_active("ab" * 8)) == []
     assert await store.write(lambda tx: tx.keys.revoke(key_id=key.id, project_id=None,
                                                        now=NOW)) is False
+
+
+async def test_a_session_is_found_until_it_expires_or_its_key_is_revoked(store: Store):
+    keep = await store.write(lambda tx: tx.keys.create(
+        project_id="default", role=Role.ADMIN, name="keep", key_hash="01" * 32, prefix="p",
+        now=NOW))
+    key = await store.write(lambda tx: tx.keys.create(
+        project_id="default", role=Role.VIEWER, name="v", key_hash="02" * 32, prefix="p",
+        now=NOW))
+    sessions = [Session("a" * 64, key.id, "default", Role.VIEWER, NOW, NOW + 10),
+                Session("b" * 64, keep.id, "default", Role.ADMIN, NOW, NOW + 20),
+                Session("c" * 64, keep.id, "default", Role.ADMIN, NOW, NOW + 30)]
+    for session in sessions:
+        await store.write(lambda tx, s=session: tx.sessions.create(s))
+    assert await store.read(lambda tx: tx.sessions.find("a" * 64, NOW + 9)) == sessions[0]
+    assert await store.read(lambda tx: tx.sessions.find("a" * 64, NOW + 10)) is None
+    assert await store.read(lambda tx: tx.sessions.find("a" * 63, NOW)) is None
+    await store.write(lambda tx: tx.keys.revoke(key_id=key.id, project_id="default", now=NOW))
+    assert await store.read(lambda tx: tx.sessions.find("a" * 64, NOW)) is None
+    assert await store.write(lambda tx: tx.sessions.delete_expired(NOW + 25, 1)) == 1
+    assert await store.write(lambda tx: tx.sessions.delete_expired(NOW + 25, 5)) == 1
+    assert await store.read(lambda tx: tx.sessions.find("b" * 64, NOW)) is None
+    assert await store.write(lambda tx: tx.sessions.delete("c" * 64)) is True
+    assert await store.write(lambda tx: tx.sessions.delete("c" * 64)) is False
 
 
 # ------------------------------------------------------------------ contacts

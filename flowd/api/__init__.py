@@ -21,6 +21,7 @@ from flowd.api import (  # noqa: F401
     run_export,
     run_migration,
     runs,
+    sessions,
     settings,
     templates,
     test_runs,

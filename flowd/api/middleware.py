@@ -31,7 +31,7 @@ from flowd.api.routes import (
     json_response,
     parse_params,
 )
-from flowd.auth import Access, require
+from flowd.auth import Access, Principal, require
 from flowd.errors import (
     BadRequest,
     ClientDisconnected,
@@ -45,6 +45,7 @@ from flowd.errors import (
     RequestTimeout,
     ValidationError,
 )
+from flowd.sessions import SESSION_COOKIE
 from flowd.validation import INVALID
 
 log = logging.getLogger("flowd.api")
@@ -236,6 +237,15 @@ async def _awaited_chunk(request: web.Request, received: int) -> bytes:
                              f"after {received} bytes") from None
 
 
+async def _authenticate(request: web.Request, services: Any, access: Access) -> Principal:
+    """An Authorization header is an API key, as always; without one, the builder page's
+    session cookie stands for the key it was made with (and brings its CSRF rule)."""
+    header = request.headers.get("Authorization")
+    if access is Access.SESSION or (not header and SESSION_COOKIE in request.cookies):
+        return (await services.sessions.authenticate(request)).principal
+    return await services.auth.authenticate(header)
+
+
 def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a route's handler with authentication, role check, parsing and validation."""
     body_schema = route.body or NO_BODY
@@ -246,7 +256,7 @@ def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]
         services = request.app[SERVICES]
         principal = None
         if route.access is not Access.PUBLIC:
-            principal = await services.auth.authenticate(request.headers.get("Authorization"))
+            principal = await _authenticate(request, services, route.access)
             require(principal, route.access)
         if route.path_params:
             parse_params(route.path_params, request.match_info)

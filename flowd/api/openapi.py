@@ -11,6 +11,7 @@ from typing import Any
 from flowd import __version__
 from flowd.api.routes import ANY_ID, Alternative, Route
 from flowd.auth import Access
+from flowd.sessions import CSRF_HEADER, SESSION_COOKIE
 from flowd.validation import Components
 
 _PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
@@ -34,7 +35,7 @@ ERROR_SCHEMA = {
 
 _ERRORS = {
     400: ("BadRequest", "The body is not valid JSON, or not a JSON object."),
-    401: ("Unauthorized", "Missing, unknown or revoked API key."),
+    401: ("Unauthorized", "Missing, unknown or revoked API key, or no live session."),
     403: ("Forbidden", "The key's role may not do this."),
     404: ("NotFound", "No such object in this project (another project's objects are never "
                       "revealed)."),
@@ -76,6 +77,13 @@ Durable event-triggered workflow automation on one machine.
   bounce (every recipient refused with a 5xx) fails the step with error code `bounced`, for its
   `error` branch or `on_error`.
 """
+
+
+SESSION_COOKIE_DESCRIPTION = (
+    f"The builder page's session (POST /v1/session signs in with an API key), used when a "
+    f"request has no `Authorization` header; it has its key's project and role. On every "
+    f"method but GET and HEAD the request must also carry the header `{CSRF_HEADER}` with the "
+    f"session's `csrf_token` (from POST or GET /v1/session), else 403 `forbidden`.")
 
 
 def openapi_path(path: str) -> str:
@@ -173,7 +181,12 @@ def _operation(route: Route, routes: list[Route], components: Components) -> dic
                 "text/html": {"schema": {"type": "string", "description": (
                     "The same error as a page, for a browser (see the 200 answer).")}}}}
     op["responses"] = responses
-    op["security"] = [] if route.access is Access.PUBLIC else [{"bearer": []}]
+    if route.access is Access.PUBLIC:
+        op["security"] = []
+    elif route.access is Access.SESSION:
+        op["security"] = [{"sessionCookie": []}]
+    else:
+        op["security"] = [{"bearer": []}, {"sessionCookie": []}]
     return op
 
 
@@ -192,8 +205,11 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "An API key: `Bearer flowd_…`."}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "An API key: `Bearer flowd_…`."},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                                  "description": SESSION_COOKIE_DESCRIPTION}},
             "schemas": {"Error": ERROR_SCHEMA, **dict(sorted(components.schemas.items()))},
             "responses": responses,
         },

@@ -38,6 +38,7 @@ from flowd.store.records import (
     Role,
     Run,
     RunStatus,
+    Session,
     StepCounts,
     Template,
     TraceEntry,
@@ -94,6 +95,25 @@ class Keys(abc.ABC):
     def revoke(self, *, key_id: str, project_id: str | None, now: int) -> bool:
         """True when an active key was revoked. Raises LastAdminKey, revoking nothing, for the
         last active admin key of its project."""
+
+
+class Sessions(abc.ABC):
+    """Browser sessions made with an API key, by the hash of their token."""
+
+    @abc.abstractmethod
+    def create(self, session: Session) -> None: ...
+
+    @abc.abstractmethod
+    def find(self, token_hash: str, now: int) -> Session | None:
+        """The session, if it has not expired and its key is not revoked; its project and role
+        are the key's."""
+
+    @abc.abstractmethod
+    def delete(self, token_hash: str) -> bool: ...
+
+    @abc.abstractmethod
+    def delete_expired(self, now: int, limit: int) -> int:
+        """Delete at most `limit` sessions that expired; how many were."""
 
 
 class Contacts(abc.ABC):
@@ -665,13 +685,15 @@ class Transaction:
     that waits for the commit."""
 
     FAMILIES = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
-                "messages", "approvals", "bulk_jobs", "schedules", "alerts", "retention")
+                "messages", "approvals", "bulk_jobs", "schedules", "alerts", "retention",
+                "sessions")
     __slots__ = (*FAMILIES, "after_commit")
 
     def __init__(self, *, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
                  messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs,
-                 schedules: Schedules, alerts: Alerts, retention: Retention) -> None:
+                 schedules: Schedules, alerts: Alerts, retention: Retention,
+                 sessions: Sessions) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -685,6 +707,7 @@ class Transaction:
         self.schedules = schedules
         self.alerts = alerts
         self.retention = retention
+        self.sessions = sessions
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

@@ -60,6 +60,19 @@ class ApiKey:
                 "created_at": format_ms(self.created_at)}
 
 
+@dataclass(frozen=True)
+class Session:
+    """A browser's sign-in with an API key: the key's project and role, until `expires_at`.
+    Only the hash of its token is stored."""
+
+    token_hash: str
+    key_id: str
+    project_id: str
+    role: Role
+    created_at: int
+    expires_at: int
+
+
 DEFAULT_SUBSCRIBED = {"email": True, "sms": True, "push": True}
 
 

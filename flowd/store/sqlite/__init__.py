@@ -26,6 +26,7 @@ from flowd.store.sqlite.runs import SqliteRuns
 from flowd.store.sqlite.schedules import SqliteSchedules
 from flowd.store.sqlite.schema import Migration, migrate
 from flowd.store.sqlite.secrets import SqliteSecrets
+from flowd.store.sqlite.sessions import SqliteSessions
 from flowd.store.sqlite.templates import SqliteTemplates
 from flowd.store.sqlite.workflows import SqliteWorkflows
 
@@ -44,7 +45,7 @@ class SqliteTransaction(Transaction):
                    templates=SqliteTemplates(conn), messages=SqliteMessages(conn),
                    approvals=SqliteApprovals(conn), bulk_jobs=SqliteBulkJobs(conn),
                    schedules=SqliteSchedules(conn), alerts=SqliteAlerts(conn),
-                   retention=SqliteRetention(conn))
+                   retention=SqliteRetention(conn), sessions=SqliteSessions(conn))
 
 
 class _Transactions:

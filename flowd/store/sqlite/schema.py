@@ -388,6 +388,19 @@ MIGRATIONS: list[Migration] = [
     Migration(12, "runs by workflow version", """
         CREATE INDEX runs_workflow_version ON runs (workflow_id, workflow_version);
     """),
+    # The builder page's sign-in: a cookie's token finds its row by hash (the primary key);
+    # expired rows are found by expires_at to be deleted a few at a time.
+    Migration(13, "browser sessions", """
+        CREATE TABLE sessions (
+            token_hash  TEXT PRIMARY KEY,   -- hex SHA-256 of the cookie's token; the token is never stored
+            key_id      TEXT NOT NULL REFERENCES api_keys(id),
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            role        TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer', 'ingest')),
+            created_at  INTEGER NOT NULL,
+            expires_at  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX sessions_expires ON sessions (expires_at);
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
