@@ -530,3 +530,42 @@ class Tagged(Schema):
         if len(mapping) == len(self.kinds):
             schema["discriminator"] = {"propertyName": self.tag, "mapping": mapping}
         return self._doc(schema)
+
+
+class _InlineComponents(Components):
+    """Renders named schemas in place; only a schema met again inside itself (a Condition's
+    `all`/`any`) becomes a `$ref` into the document's own `$defs`."""
+
+    def __init__(self) -> None:
+        super().__init__(prefix="#/$defs/")
+        self._open: list[str] = []
+        self.recursive: dict[str, Schema] = {}
+
+    def ref(self, schema: "Schema") -> dict[str, Any]:
+        if schema.name in self._open:
+            self.recursive.setdefault(schema.name, schema)
+            return {"$ref": f"#/$defs/{schema.name}"}
+        self._open.append(schema.name)
+        try:
+            return schema.render(self)
+        finally:
+            self._open.pop()
+
+
+def standalone_json_schema(schema: Schema) -> dict[str, Any]:
+    """`schema` as one self-contained JSON Schema document: every part inline, and `$defs` only
+    for the recursive ones (which cannot be written out in place)."""
+    components = _InlineComponents()
+    rendered = components.ref(schema) if schema.name else schema.render(components)
+    defs: dict[str, Any] = {}
+    while pending := [name for name in components.recursive if name not in defs]:
+        for name in pending:
+            defs[name] = {}
+            components._open.append(name)
+            try:
+                defs[name] = components.recursive[name].render(components)
+            finally:
+                components._open.pop()
+    if defs:
+        rendered = {**rendered, "$defs": dict(sorted(defs.items()))}
+    return rendered

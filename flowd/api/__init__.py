@@ -23,6 +23,7 @@ from flowd.api import (  # noqa: F401
     runs,
     sessions,
     settings,
+    step_types,
     templates,
     test_runs,
     webhooks,
