@@ -113,3 +113,26 @@ def test_clone_a_blueprint_from_the_gallery(admin_page, flowd, page_problems):
     workflow = flowd.get(f"/v1/workflows/{wf_id}").body
     assert (workflow["name"], workflow["status"]) == (name, "draft")
     assert len(workflow["steps"]) >= 1
+
+
+def test_lifecycle_from_the_list(admin_page, flowd):
+    page = admin_page
+    name = unique("lifecycle row")
+    created = flowd.post("/v1/workflows", {"name": name, "status": "active",
+                                           "trigger": {"type": "manual"},
+                                           "steps": [{"id": "w", "type": "wait", "config": {"duration": "PT1H"}}]})
+    assert created.status == 201, created.body
+    wf_id = created.body["id"]
+    page.goto(f"/#/workflows?name={_q(name)}")
+    row = page.locator(f"#workflow-list tr[data-id='{wf_id}']")
+    row.get_by_role("button", name="Pause").click()
+    row.locator(".badge", has_text="paused").wait_for()
+    assert flowd.get(f"/v1/workflows/{wf_id}").body["status"] == "paused"
+
+    # Delete while paused: the server's 409, then the page asks about forcing; declining it
+    # leaves the workflow and says why.
+    answers = iter([True, False])
+    page.on("dialog", lambda dialog: dialog.accept() if next(answers) else dialog.dismiss())
+    row.get_by_role("button", name="Delete").click()
+    page.locator(".toast-error", has_text="was not deleted").wait_for()
+    assert flowd.get(f"/v1/workflows/{wf_id}").status == 200
