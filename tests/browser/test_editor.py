@@ -23,7 +23,8 @@ def _open(page: Any, flowd: Any, wf_id: str, tab: str = "") -> None:
     sign_in(page, flowd.key, f"#/workflows/{wf_id}" + (f"?tab={tab}" if tab else ""))
 
 
-def test_blueprint_edit_shows_and_clears_issue_then_activates(page: Any, flowd: Any) -> None:
+def test_blueprint_edit_shows_and_clears_issue_then_activates(page: Any, flowd: Any,
+                                                             viewer_key: str) -> None:
     clone = flowd.post("/v1/blueprints/cart-abandonment/clone", {"name": unique("Cart")})
     assert clone.status == 201, clone.body
     wf_id = clone.body["id"]
@@ -49,6 +50,16 @@ def test_blueprint_edit_shows_and_clears_issue_then_activates(page: Any, flowd: 
     page.click('[data-action="activate"]')
     page.wait_for_selector(".editor-meta .status-active")
     assert _workflow(flowd, wf_id)["status"] == "active"
+
+    # A viewer sees the same editor with every edit control disabled.
+    sign_in(page, viewer_key, f"#/workflows/{wf_id}")
+    page.reload()   # the same address: goto changed no document, the page still knew an admin
+    page.wait_for_selector("main[data-ready] .graph-node")
+    page.click('.graph-node[data-step-id="reminder"]')
+    for selector in ('form[data-form="step"] button[type=submit]', '[name="template"]',
+                     '[data-action="remove"]', 'form[data-form="add-step"] button', "#workflow-name",
+                     '[data-action="undo"]', '[data-action="pause"]'):
+        assert page.locator(selector).is_disabled(), selector
 
 
 def test_add_step_on_a_branch_then_undo_and_redo(page: Any, flowd: Any) -> None:
@@ -130,6 +141,16 @@ def test_json_tab_round_trip(page: Any, flowd: Any) -> None:
     node = page.locator('.graph-node[data-step-id="pause"] .node-name')
     assert node.inner_text() == "Take a <b>breath</b>"   # text, never markup
     assert "tab=canvas" in page.url
+
+    # Versions: the two newest are preselected; their diff names the changed field; v1 opens
+    # read-only on a graph of its own.
+    page.click("#tab-versions")
+    page.click('[data-action="compare"]')
+    page.wait_for_selector(".version-diff code")
+    assert "pause (name)" in page.inner_text(".version-diff")
+    page.click('.version-list a >> text="v1"')
+    page.wait_for_selector('.version-view .graph-node[data-step-id="pause"]')
+    assert page.inner_text('.version-view .graph-node[data-step-id="pause"] .node-name') == "pause"
 
 
 def test_render_150_steps(page: Any, flowd: Any) -> None:
