@@ -137,6 +137,25 @@ async def test_a_session_is_found_until_it_expires_or_its_key_is_revoked(store: 
     assert await store.write(lambda tx: tx.sessions.delete("c" * 64)) is False
 
 
+async def test_runs_are_counted_per_workflow_as_active_or_failed(store: Store):
+    workflows = []
+    for name in ("a", "b", "c"):
+        workflows.append(await store.write(lambda tx, n=name: tx.workflows.create(
+            project_id="default", name=n, description="", status=WorkflowStatus.ACTIVE,
+            definition={"trigger": {"type": "manual"}, "steps": []}, issues=[], now=NOW)))
+    a, b, c = (w.id for w in workflows)
+    statuses = [(a, RunStatus.PENDING), (a, RunStatus.WAITING), (a, RunStatus.PAUSED),
+                (a, RunStatus.RUNNING), (a, RunStatus.COMPLETED), (a, RunStatus.FAILED),
+                (b, RunStatus.FAILED), (b, RunStatus.FAILED), (b, RunStatus.CANCELLED)]
+    for i, (workflow_id, status) in enumerate(statuses):
+        run = a_run(workflow_id, run_id=f"run_{i}", status=status)
+        await store.write(lambda tx, r=run: tx.runs.insert([r]))
+    assert await store.read(lambda tx: tx.runs.workflow_counts([a, b, c])) == {
+        a: {"active": 4, "failed": 1}, b: {"active": 0, "failed": 2},
+        c: {"active": 0, "failed": 0}}
+    assert await store.read(lambda tx: tx.runs.workflow_counts([])) == {}
+
+
 # ------------------------------------------------------------------ contacts
 
 async def test_contact_upserts_follow_the_contracts_merge_rules(store: Store):

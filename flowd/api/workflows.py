@@ -21,7 +21,8 @@ from flowd.definition_schema import (
 )
 from flowd.errors import NotFound
 from flowd.patching import MAX_OPERATIONS, OPERATION
-from flowd.store.records import Workflow
+from flowd.store.base import Transaction
+from flowd.store.records import Page, Workflow
 from flowd.timeutil import format_ms
 from flowd.validation import (
     Array,
@@ -43,8 +44,14 @@ _SUMMARY_FIELDS = {
 _DATES = {"created_at": time_string(), "updated_at": time_string()}
 WORKFLOW = shape("Workflow", {**_SUMMARY_FIELDS, "steps": Array(STEP), "issues": Array(ISSUE),
                               **_DATES})
-WORKFLOW_SUMMARY = shape("WorkflowSummary", {**_SUMMARY_FIELDS, "issues": Array(ISSUE), **_DATES},
-                         description="A workflow in a list: everything but its steps.")
+RUN_COUNTS = shape("WorkflowRunCounts", {
+    "active": Integer(min=0, description="Runs pending, running, waiting or paused."),
+    "failed": Integer(min=0, description="Runs that failed (until retention deletes them)."),
+}, description="The workflow's runs now, by state.")
+WORKFLOW_SUMMARY = shape("WorkflowSummary", {**_SUMMARY_FIELDS, "issues": Array(ISSUE), **_DATES,
+                                             "runs": RUN_COUNTS}, optional=("runs",),
+                         description="A workflow in a list: everything but its steps; "
+                                     "`runs` in GET /v1/workflows.")
 _PATCH_FIELDS = Object({"name": DEFINITION_FIELDS["name"],
                         "description": DEFINITION_FIELDS["description"],
                         "settings": DEFINITION_FIELDS["settings"]},
@@ -100,13 +107,20 @@ WORKFLOW_ID = (Param("id", String(min_len=1, max_len=100, pattern="(?!test-run$)
 @route("GET", "/v1/workflows", access=Access.READ, tag="workflows", paginated=True,
        query=(Param("status", Enum(WORKFLOW_STATUSES)),
               Param("name", String(min_len=1, max_len=200, description="Name contains this."))),
-       summary="List workflows (without steps), newest first; archived ones only when asked.",
+       summary="List workflows (without steps, with their active and failed runs counted), "
+               "newest first; archived ones only when asked.",
        response=WORKFLOW_SUMMARY)
 async def list_workflows(call: Call) -> web.Response:
-    page = await call.services.store.list_workflows(
-        call.project, status=call.query.get("status"), name=call.query.get("name"),
-        before=call.before, limit=call.limit)
-    return page_response(page, lambda workflow: present(call, workflow, with_steps=False))
+    status, name = call.query.get("status"), call.query.get("name")
+
+    def query(tx: Transaction) -> tuple[Page, dict[str, dict[str, int]]]:
+        page = tx.workflows.page(call.project, status=status, name=name, before=call.before,
+                                 limit=call.limit)
+        return page, tx.runs.workflow_counts([workflow.id for workflow in page.items])
+
+    page, counts = await call.services.store.read(query)
+    return page_response(page, lambda workflow: {
+        **present(call, workflow, with_steps=False), "runs": counts[workflow.id]})
 
 
 @route("POST", "/v1/workflows", access=Access.WRITE, tag="workflows", body=NEW_WORKFLOW,

@@ -281,6 +281,11 @@ class Runs(abc.ABC):
     def status_counts(self, project_id: str) -> dict[str, int]: ...
 
     @abc.abstractmethod
+    def workflow_counts(self, workflow_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Per workflow id (every one given): {"active": runs pending, running, waiting or
+        paused, "failed": failed runs}, in one grouped read."""
+
+    @abc.abstractmethod
     def export_bounds(self, project_id: str, workflow_id: str, *,
                       statuses: list[str] | None, run_id: str | None) -> tuple[int, int | None]:
         """(how many runs of the workflow match the filters, the position just past the newest

@@ -23,6 +23,8 @@ from flowd.waits import EventWaitSpec, Wait, WaitKind, Wake
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 _ACTIVE_SQL = "(" + ", ".join(f"'{s.value}'" for s in ACTIVE_STATUSES) + ")"
+# One list (not `= 'failed' OR IN …`), so the search uses both columns of the index.
+_COUNTED_SQL = "('failed', " + ", ".join(f"'{s.value}'" for s in ACTIVE_STATUSES) + ")"
 _COLUMNS = ("id, project_id, workflow_id, workflow_version, contact_id, status, current_step_id, "
             "trigger, created_at, updated_at, due_at, wait, wake, vars, attempt, "
             "steps_executed, trace_len, error, exit_reason, parent_run_id, completed_at")
@@ -313,6 +315,20 @@ class SqliteRuns(base.Runs):
 
     def status_counts(self, project_id: str) -> dict[str, int]:
         return count_by_status(self._conn, "runs", project_id, (s.value for s in RunStatus))
+
+    def workflow_counts(self, workflow_ids: list[str]) -> dict[str, dict[str, int]]:
+        counts = {workflow_id: {"active": 0, "failed": 0} for workflow_id in workflow_ids}
+        if not counts:
+            return counts
+        # One pass over the (workflow_id, status) index: only the counted statuses are read.
+        marks = ", ".join("?" * len(counts))
+        rows = self._conn.execute(
+            f"SELECT workflow_id, status = 'failed', COUNT(*) FROM runs "
+            f"WHERE workflow_id IN ({marks}) AND status IN {_COUNTED_SQL} "
+            f"GROUP BY workflow_id, status", list(counts)).fetchall()
+        for workflow_id, failed, count in rows:
+            counts[workflow_id]["failed" if failed else "active"] += count
+        return counts
 
     # -- event waits ----------------------------------------------------------------------
 
