@@ -152,6 +152,15 @@ def test_json_tab_round_trip(page: Any, flowd: Any) -> None:
     page.wait_for_selector('.version-view .graph-node[data-step-id="pause"]')
     assert page.inner_text('.version-view .graph-node[data-step-id="pause"] .node-name') == "pause"
 
+    # Move up: one PATCH batch (remove + add after) that keeps the moved step's id and name.
+    page.click("#tab-canvas")
+    page.click('.graph-node[data-step-id="done"]')
+    page.click('[data-action="move-up"]')
+    page.wait_for_selector('[data-version="3"]')
+    moved = _workflow(flowd, wf_id)
+    assert [s["id"] for s in moved["steps"]] == ["done", "pause"]
+    assert _step(moved, "pause")["name"] == "Take a <b>breath</b>"
+
 
 def test_render_150_steps(page: Any, flowd: Any) -> None:
     steps = []
