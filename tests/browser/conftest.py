@@ -124,6 +124,9 @@ def sign_in(page: Any, key: str, hash_path: str = "#/workflows") -> None:
     browser context), then open `hash_path`."""
     response = page.request.post("/v1/session", data={"key": key})
     assert response.status == 201, response.text()
+    # A page already at this address would keep its old session (a hash change loads no
+    # document): start from a blank one.
+    page.goto("about:blank")
     page.goto("/" + hash_path)
     page.wait_for_selector("main[data-ready]")
 

@@ -53,7 +53,6 @@ def test_blueprint_edit_shows_and_clears_issue_then_activates(page: Any, flowd: 
 
     # A viewer sees the same editor with every edit control disabled.
     sign_in(page, viewer_key, f"#/workflows/{wf_id}")
-    page.reload()   # the same address: goto changed no document, the page still knew an admin
     page.wait_for_selector("main[data-ready] .graph-node")
     page.click('.graph-node[data-step-id="reminder"]')
     for selector in ('form[data-form="step"] button[type=submit]', '[name="template"]',
