@@ -81,13 +81,16 @@ def static_file(relative: str) -> Path | None:
     return found
 
 
-@route("GET", "/static/{path:.+}", access=Access.PUBLIC, tag="operations", content_type="*/*",
+@route("GET", "/static/{path:.+}", access=Access.PUBLIC, tag="operations",
+       # Documented as bytes: the real type follows the file's extension (text/javascript,
+       # text/css, image/svg+xml, …), and `*/*` is no media type a client generator can use.
+       content_type="application/octet-stream",
        path_params=(Param("path", String(min_len=1, description=(
-           "A file of the builder page, e.g. app.js."))),),
+           "A file of the builder page, e.g. js/app.js."))),),
        summary="The builder page's files (scripts, styles, images).",
        description="Only files inside the server's static folder: a path with `..`, a hidden "
                    "name (starting with `.`) or a link leading outside is a 404, as is a file "
-                   "that does not exist.",
+                   "that does not exist. The Content-Type follows the file's extension.",
        errors=(404,), response=String(), response_headers=_DOCUMENTED_HEADERS)
 async def static(call: Call) -> web.StreamResponse:
     found = static_file(call.path("path"))

@@ -124,6 +124,9 @@ def sign_in(page: Any, key: str, hash_path: str = "#/workflows") -> None:
     browser context), then open `hash_path`."""
     response = page.request.post("/v1/session", data={"key": key})
     assert response.status == 201, response.text()
+    # A page already at this address would keep its old session (a hash change loads no
+    # document): start from a blank one.
+    page.goto("about:blank")
     page.goto("/" + hash_path)
     page.wait_for_selector("main[data-ready]")
 
@@ -136,3 +139,12 @@ def admin_page(page: Any, flowd: ServerProcess) -> Any:
 
 def unique(name: str) -> str:
     return f"{name} {secrets.token_hex(3)}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Under xdist (`--dist loadgroup`) every browser test runs on the same worker, so the suite
+    # starts one server and one chromium, not one per worker.
+    browser_dir = Path(__file__).parent
+    for item in items:
+        if browser_dir in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.xdist_group("browser"))

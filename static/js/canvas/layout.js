@@ -17,6 +17,25 @@ export const GAP_Y = 70;
 const MARGIN = 30;
 const LANE = 14;   // spacing between side lanes of back edges
 
+// The server stores `next` maps with sorted keys; branches are drawn in their meaning's order
+// instead (yes before no, a split's branches in its config's order, default and error last).
+const LABEL_ORDER = ["yes", "no", "each", "done", "approved", "rejected", "expired", "completed",
+                     "failed", "event", "timeout", "suppressed", "unavailable", "default", "error"];
+
+function orderedLabels(step) {
+  const config = step.config || {};
+  const named = [...(Array.isArray(config.branches) ? config.branches : []),
+                 ...(Array.isArray(config.random) ? config.random : [])]
+    .map((b) => b && b.name).filter((n) => typeof n === "string");
+  const rank = (label) => {
+    const i = named.indexOf(label);
+    if (i >= 0) return i;
+    const j = LABEL_ORDER.indexOf(label);
+    return j >= 0 ? named.length + j : named.length + LABEL_ORDER.indexOf("default") - 0.5;
+  };
+  return Object.keys(step.next).sort((a, b) => rank(a) - rank(b));
+}
+
 /** The outgoing edges of each step, by the contract's `next` rules: [{to, label}]. */
 export function successors(steps) {
   const ids = new Set(steps.map((s) => s.id));
@@ -29,7 +48,8 @@ export function successors(steps) {
     } else if (typeof step.next === "string") {
       list.push({to: step.next, label: null});
     } else if (step.next && typeof step.next === "object") {
-      for (const [label, to] of Object.entries(step.next)) {
+      for (const label of orderedLabels(step)) {
+        const to = step.next[label];
         if (typeof to === "string") list.push({to, label});
       }
     }

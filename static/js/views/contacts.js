@@ -1,0 +1,100 @@
+// Contacts: search by exact email or by tag, paged with "More". This module also holds the two
+// small pieces every operator list shares (a filter form kept in the hash query, and a table
+// paged through next_cursor), so contact.js, events.js and messages.js import them from here.
+
+import {api} from "../api.js";
+import {h, mount, time} from "../dom.js";
+import {describeError, field} from "../ui.js";
+
+export async function render(root, ctx) {
+  const list = pagedList("/v1/contacts", {email: ctx.query.email, tag: ctx.query.tag}, CONTACT_COLUMNS,
+                         {label: "Contacts", empty: "No contacts match."});
+  mount(root, h("h1", null, "Contacts"),
+    filterForm(ctx, "#/contacts", [
+      {name: "email", label: "Email (exact)", type: "email"},
+      {name: "tag", label: "Tag"},
+    ]),
+    list.element);
+  await list.ready;
+}
+
+const CONTACT_COLUMNS = [
+  {title: "Contact", cell: (c) => contactLink(c.id)},
+  {title: "Email", cell: (c) => c.email || "—"},
+  {title: "Tags", cell: (c) => (c.tags || []).join(", ") || "—"},
+  {title: "Updated", cell: (c) => time(c.updated_at)},
+];
+
+export function contactLink(id) {
+  if (!id) return h("span", {class: "muted"}, "—");
+  return h("a", {href: `#/contacts/${encodeURIComponent(id)}`}, id);
+}
+
+/**
+ * A filter form whose values live in the hash query: submitting navigates to `base?…`, so the
+ * view re-renders with the filters and a reload (or Back) shows the same list.
+ * `fields`: [{name, label, type?, options?: [values]}]; an empty value means "any".
+ */
+export function filterForm(ctx, base, fields) {
+  const inputs = fields.map((f) => {
+    const value = ctx.query[f.name] || "";
+    const input = f.options
+      ? h("select", {name: f.name}, h("option", {value: ""}, "any"),
+          f.options.map((o) => h("option", {value: o, selected: o === value}, o)))
+      : h("input", {name: f.name, type: f.type === "email" ? "text" : "search", value, autocomplete: "off",
+                    inputmode: f.type === "email" ? "email" : null});
+    return [f.name, input];
+  });
+  const clear = h("button", {type: "button", on: {click: () => ctx.navigate(base)}}, "Clear");
+  return h("form", {class: "filters", role: "search", on: {submit: (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const [name, input] of inputs) if (input.value.trim()) query.set(name, input.value.trim());
+    const text = query.toString();
+    ctx.navigate(text ? `${base}?${text}` : base);
+  }}},
+  inputs.map(([name, input], i) => field(fields[i].label, input)),
+  h("div", {class: "actions"}, h("button", {type: "submit", class: "primary"}, "Filter"), clear));
+}
+
+/**
+ * A table of `path`'s items (columns as in ui.table), one page at a time: "More" follows
+ * next_cursor. Returns {element, ready}; `ready` settles when the first page is drawn. A failed
+ * load shows its error in place of the table (and rejects `ready` only if `strict`).
+ */
+export function pagedList(path, query, columns, {label, empty = "Nothing here yet.", limit = 50, strict = true} = {}) {
+  const tbody = h("tbody");
+  const table = h("table", {class: "list", hidden: true},
+    h("caption", {class: "visually-hidden"}, label),
+    h("thead", null, h("tr", null, columns.map((c) => h("th", {scope: "col"}, c.title)))), tbody);
+  const note = h("p", {class: "empty muted", "aria-live": "polite"}, "Loading…");
+  const more = h("button", {type: "button", hidden: true, on: {click: () => load()}}, "More");
+  const element = h("div", {class: "paged", dataset: {list: path}}, table, note, h("div", {class: "actions"}, more));
+  let cursor = null;
+
+  async function load() {
+    more.disabled = true;
+    try {
+      const page = await api.get(path, {...query, limit, cursor});
+      tbody.append(...page.data.map((row) => h("tr", null, columns.map((c) => h("td", {class: c.class}, c.cell(row))))));
+      cursor = page.next_cursor;
+    } catch (error) {
+      note.hidden = false;
+      note.className = "error";
+      note.setAttribute("role", "alert");
+      note.textContent = describeError(error);
+      more.disabled = false;
+      if (strict && !tbody.childElementCount) throw error;
+      return;
+    }
+    const count = tbody.childElementCount;
+    table.hidden = count === 0;
+    note.hidden = count > 0;
+    note.textContent = count ? "" : empty;
+    more.hidden = !cursor;
+    more.disabled = false;
+    element.dataset.count = String(count);
+  }
+
+  return {element, ready: load()};
+}
