@@ -100,3 +100,50 @@ def test_the_runs_list_filters_by_status_in_the_address(page: Any, flowd: Any,
     page.wait_for_selector('.run-detail .graph-node[data-step-id="pause"].state-waiting')
     assert page.get_by_role("button", name="Cancel run").is_disabled()
     assert flowd.get(f"/v1/runs/{run_id}").body["status"] == "waiting"
+
+
+def _run_of(flowd: Any, steps: list[dict[str, Any]]) -> tuple[str, str]:
+    """An active workflow of `steps` (manual trigger) and one run fired on it."""
+    created = flowd.post("/v1/workflows", {"name": unique("Runs actions"), "status": "active",
+                                           "trigger": {"type": "manual"}, "steps": steps})
+    assert created.status == 201, created.body
+    fired = flowd.post(f"/v1/workflows/{created.body['id']}/runs",
+                       {"contact_id": f"u_{secrets.token_hex(3)}"})
+    assert fired.status == 201, fired.body
+    return created.body["id"], fired.body["id"]
+
+
+def test_an_approval_is_decided_and_a_failed_run_retried_from_the_page(page: Any,
+                                                                      flowd: Any) -> None:
+    workflow_id, run_id = _run_of(flowd, [
+        {"id": "ask", "type": "approval", "config": {"message": "Refund 40 EUR?"},
+         "next": {"approved": "yes", "rejected": None}},
+        {"id": "yes", "type": "set", "config": {"vars": {"refunded": True}}, "next": None}])
+    wait_until(lambda: flowd.get(f"/v1/runs/{run_id}").body["status"] == "waiting", 10,
+               "the run to wait for its approval")
+    sign_in(page, flowd.key, f"#/workflows/{workflow_id}/runs/{run_id}")
+    page.click('.run-actions [data-action="approve"]')
+    wait_until(lambda: flowd.get(f"/v1/runs/{run_id}").body["status"] == "completed", 10,
+               "the approved run to complete")
+    run = flowd.get(f"/v1/runs/{run_id}").body
+    assert run["vars"] == {"refunded": True}
+    assert run["steps"][0]["output"]["decided_by"].startswith("key:")
+    page.wait_for_selector('.run-detail .graph-node[data-step-id="yes"].state-ok')
+
+    # A run that failed because the child workflow it names does not exist yet goes on once
+    # the child exists, retried from the page.
+    child = unique("Refund child")
+    workflow_id, run_id = _run_of(flowd, [
+        {"id": "child", "type": "run_workflow", "config": {"workflow": child, "wait": False},
+         "next": None}])
+    wait_until(lambda: flowd.get(f"/v1/runs/{run_id}").body["status"] == "failed", 10,
+               "the run to fail")
+    created = flowd.post("/v1/workflows", {"name": child, "status": "active",
+                                           "trigger": {"type": "manual"},
+                                           "steps": [{"id": "s", "type": "exit"}]})
+    assert created.status == 201, created.body
+    page.goto(f"/#/workflows/{workflow_id}/runs/{run_id}")
+    page.click('.run-actions [data-action="retry"]')
+    wait_until(lambda: flowd.get(f"/v1/runs/{run_id}").body["status"] == "completed", 10,
+               "the retried run to complete")
+    page.wait_for_selector('.run-detail .graph-node[data-step-id="child"].state-ok')
