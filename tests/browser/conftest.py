@@ -1,8 +1,8 @@
 """The builder page in a real browser: Debian's chromium driven by Playwright (no browser
 download), against a real `python -m flowd` subprocess on 127.0.0.1.
 
-One server and one browser serve the whole browser suite (starting either costs about a second);
-each test gets a fresh browser context, so cookies never leak from one test to the next, and
+One server serves the whole browser suite and one browser each module (starting either costs
+about a second); each test gets a fresh browser context, so cookies never leak from one test to the next, and
 every test leaves a screenshot of how the page ended under its pytest temporary directory.
 Tests that share the server give their workflows unique names.
 
@@ -43,7 +43,10 @@ def _skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API marks an event loop as running in this
+# thread for as long as it is started, and the asyncio tests that follow on the same worker
+# could not run their own.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     reason = _missing_browser()
     if reason:
