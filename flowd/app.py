@@ -44,6 +44,8 @@ from flowd.retention import Retention, RetentionSettings
 from flowd.run_control import RunControl
 from flowd.scheduler import Scheduler
 from flowd.schedules import Schedules
+from flowd.send_history import StoredSendHistory
+from flowd.send_policy import NO_POLICY, SendPolicy
 from flowd.sessions import SessionDesk
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects
@@ -90,6 +92,7 @@ class Services:
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
     base_url: str = ""
+    send_policy: SendPolicy = NO_POLICY   # the project's [policy]; test runs follow it too
 
     def public_url(self) -> str:
         return self.config.server.public_url or self.base_url or (
@@ -114,10 +117,18 @@ def mail_provider(email: EmailConfig) -> MailProvider:
         raise ConfigError(f"[email]: {exc}") from None
 
 
+def project_send_policy(config: Config) -> SendPolicy:
+    try:
+        return SendPolicy.of(config.policy)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def build_services(config: Config, clock: Clock, store: Store | None = None) -> Services:
     """Each part gets what it needs when it is made: the store, the registry of workflows, the
     due runs, the engine, the slots that execute runs, the scheduler that claims them."""
     store = store or SqliteStore(db_settings(config))
+    send_policy = project_send_policy(config)
     http = HttpClient(
         allow_private_networks=config.http.allow_private_networks,
         allowed_networks=[n.strip() for n in config.http.allowed_networks.split(",") if n.strip()],
@@ -157,12 +168,14 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     approvals = ApprovalDesk(store, clock, public_url=lambda: services.public_url(),
                              on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
     engine = Engine(store, registry, clock,
-                    Effects(http=http, signer=signer, email=mailer, approvals=approvals),
+                    Effects(http=http, signer=signer, email=mailer, approvals=approvals,
+                            send_history=StoredSendHistory(store)),
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
                     on_started=lambda runs: scheduler.start_new(runs),
                     store_events=ingest.store_events, alerts=alerts,
-                    contact_changed=ingest.contact_changed, metrics=metrics)
+                    contact_changed=ingest.contact_changed, metrics=metrics,
+                    send_policy=send_policy)
     slots = RunSlots(config.engine.max_concurrent_runs, engine.execute, due.notify_now)
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000), metrics=metrics)
@@ -184,7 +197,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         retention=Retention(store, clock, RetentionSettings.of(config.retention)),
         metrics=metrics,
         sessions=SessionDesk(store, clock, auth, parse_duration(config.server.session_ttl)),
-        openapi=build_openapi(ROUTES))
+        openapi=build_openapi(ROUTES), send_policy=send_policy)
     return services
 
 

@@ -20,6 +20,12 @@ from typing import Any, Callable, Mapping
 
 from flowd.durations import parse_duration
 from flowd.errors import ConfigError
+from flowd.send_policy import (
+    CONTACT_ZONE,
+    check_clock_time,
+    check_policy_zone,
+    parse_config_cap,
+)
 from flowd.sizes import parse_size
 
 # Environment variables that start with FLOWD_ but are not settings.
@@ -194,6 +200,79 @@ class RetentionConfig:
         min=1, max=7 * 86400)
 
 
+def _clock_time(value: Any) -> Any:
+    """A check for a time of day HH:MM, or "" (none)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a time of day HH:MM")
+    problem = check_clock_time(value) if value else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _policy_zone(value: Any) -> Any:
+    """A check for "contact" or an IANA time zone."""
+    problem = check_policy_zone(value) if isinstance(value, str) else "must be a string"
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _time_zone(value: Any) -> Any:
+    """A check for an IANA time zone."""
+    if value == CONTACT_ZONE or not isinstance(value, str) or check_policy_zone(value):
+        raise ValueError("must be an IANA time zone name such as Europe/Berlin")
+    return value
+
+
+def _frequency_cap(value: Any) -> Any:
+    """A check for "<max>/<duration>", or "" (no cap)."""
+    if not isinstance(value, str):
+        raise ValueError('must be "<max>/<ISO 8601 duration>" such as "3/P1D"')
+    if value:
+        parse_config_cap(value)
+    return value
+
+
+_CAP_HELP = ("At most this many {what} to one contact per rolling window, across all its "
+             "journeys: \"<max>/<ISO 8601 duration>\", e.g. \"3/P1D\" (empty: no cap). A "
+             "workflow's settings.frequency_cap overrides it.")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    timezone: str = setting(
+        "UTC", "The project's IANA time zone: quiet hours of contacts without a timezone of "
+        "their own are read on its clock.", check=_time_zone)
+    quiet_hours_start: str = setting(
+        "", "Quiet hours begin at this local time HH:MM (empty, with quiet_hours_end: none). "
+        "Messages to contacts (email, sms, push) wait or are skipped until they end; "
+        "transactional and approval emails never. A workflow's settings.quiet_hours "
+        "overrides them.", check=_clock_time)
+    quiet_hours_end: str = setting(
+        "", "Quiet hours end at this local time HH:MM (before the start: they span midnight; "
+        "equal to it: none).", check=_clock_time)
+    quiet_hours_timezone: str = setting(
+        "contact", "Whose clock quiet hours are read on: contact (the contact's timezone, else "
+        "policy.timezone) or an IANA time zone name.", check=_policy_zone)
+    quiet_hours_mode: str = setting(
+        "defer", "defer: the run waits and the step runs again when quiet hours end; skip: the "
+        "step sends nothing (outcome rate_limited) and the run goes on.",
+        choices=("defer", "skip"))
+    frequency_cap_email: str = setting("", _CAP_HELP.format(what="emails"),
+                                       check=_frequency_cap)
+    frequency_cap_sms: str = setting("", _CAP_HELP.format(what="SMS messages"),
+                                     check=_frequency_cap)
+    frequency_cap_push: str = setting("", _CAP_HELP.format(what="push notifications"),
+                                      check=_frequency_cap)
+    frequency_cap_slack: str = setting("", _CAP_HELP.format(what="Slack posts"),
+                                       check=_frequency_cap)
+    frequency_cap_mode: str = setting(
+        "defer", "What a capped message does: defer (the run waits until the oldest counted "
+        "message leaves the window, then the step runs again) or skip (outcome rate_limited).",
+        choices=("defer", "skip"))
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -204,6 +283,7 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
     # Said once logging is set up (which needs this config): unknown environment variables.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -211,7 +291,8 @@ class Config:
 
 _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
                   "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig,
-                  "alerts": AlertsConfig, "retention": RetentionConfig}
+                  "alerts": AlertsConfig, "retention": RetentionConfig,
+                  "policy": PolicyConfig}
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:

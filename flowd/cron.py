@@ -110,14 +110,14 @@ class Cron:
             wall = self.next_local(start)
             if wall is None:
                 return None
-            at = _instant(wall, zone)
+            at = wall_instant(wall, zone)
             if at > after_ms:
                 return at
             # The first occurrence of a repeated wall time, already past: try the next one.
             start = wall + _MINUTE
 
 
-def _instant(wall: datetime, zone: ZoneInfo) -> int:
+def wall_instant(wall: datetime, zone: ZoneInfo) -> int:
     """Epoch ms of a naive wall time: its first occurrence; in a spring-forward gap, the first
     instant after the gap."""
     first = wall.replace(tzinfo=zone, fold=0)

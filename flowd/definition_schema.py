@@ -17,10 +17,21 @@ import dataclasses
 from typing import Any
 
 from flowd.conditions import CONDITION
+from flowd.errors import Problem
+from flowd.send_policy import (
+    CHANNELS,
+    CLOCK_TIME,
+    MAX_CAP,
+    check_cap_window,
+    check_policy_zone,
+    duplicate_channels,
+)
 from flowd.steps import ALIASES, STEP_TYPES
 from flowd.steps.base import StepType
 from flowd.validation import (
+    INVALID,
     Array,
+    Components,
     Either,
     Enum,
     Integer,
@@ -31,6 +42,7 @@ from flowd.validation import (
     Schema,
     String,
     Tagged,
+    join,
     text,
     time_string,
 )
@@ -200,11 +212,85 @@ TRIGGER = Tagged("type", TRIGGER_KINDS, description="Every workflow can also be 
 
 EXIT_RULE = Object({"event": text(0, 200, description="An event name pattern."),
                     "filter": CONDITION}, required=("event",)).named("ExitRule")
+# -- the send policy's overrides (flowd.send_policy reads them)
+POLICY_MODE = Enum(("defer", "skip"), description=(
+    "defer (default): the run waits and the step runs again when the rule lets the message "
+    "through; skip: the step sends nothing (outcome rate_limited) and the run goes on.")
+                   ).named("SendPolicyMode")
+_CLOCK = String(pattern=CLOCK_TIME, pattern_message="must be a time of day HH:MM, 00:00–23:59",
+                description="Local time of day, HH:MM.")
+QUIET_HOURS = Object({
+    "start": _CLOCK,
+    "end": _CLOCK.described("Local time of day, HH:MM. Before `start`: the window spans "
+                            "midnight; equal to it: no quiet hours."),
+    "timezone": String(max_len=64, check=check_policy_zone, check_code="unknown_time_zone",
+                       description=(
+                           "contact (default): the contact's timezone, else the project's "
+                           "([policy] timezone); or an IANA time zone name. The server checks "
+                           "that it exists.")),
+    "mode": POLICY_MODE,
+}, required=("start", "end"), description=(
+    "Messages to the contact (email, sms, push; not Slack posts) are held back between `start` "
+    "and `end` on the wall clock of `timezone`. A time skipped when clocks spring forward is "
+    "read as the first instant after the gap; one repeated when they fall back, as its first "
+    "occurrence.")).named("QuietHours")
+FREQUENCY_CAP = Object({
+    "channel": Enum(CHANNELS),
+    "max": Nullable(Integer(min=1, max=MAX_CAP), description=(
+        "Most messages per window; null: no cap on this channel for this workflow's runs.")),
+    "per": String(min_len=1, max_len=64, check=check_cap_window, check_code="invalid_duration",
+                  description="The rolling window, an ISO 8601 duration up to P366D (needed "
+                              "unless max is null)."),
+    "mode": POLICY_MODE,
+}, required=("channel", "max"), description=(
+    "At most `max` messages on `channel` to one contact per rolling `per`, counted from the "
+    "message records of all its journeys (sending or sent; not suppressed or failed ones, nor "
+    "transactional sends from POST /v1/messages/email).")).named("FrequencyCap")
+
+
+@dataclasses.dataclass
+class FrequencyCaps(Schema):
+    """`settings.frequency_cap`: one cap, or a list with at most one per channel."""
+
+    description: str = ""
+
+    def validate(self, value: Any, path: Any, problems: list[Problem]) -> Any:
+        many = isinstance(value, list)
+        shape = Array(FREQUENCY_CAP, max_items=len(CHANNELS)) if many else FREQUENCY_CAP
+        out = shape.validate(value, path, problems)
+        if out is INVALID:
+            return INVALID
+        caps = value if many else [value]
+        before = len(problems)
+        for i, cap in enumerate(caps):
+            where = join(str(path), i) if many else str(path)
+            if cap["max"] is not None and "per" not in cap:
+                problems.append(Problem(join(where, "per"), "is required unless max is null",
+                                        "dependent_required"))
+        for i in duplicate_channels(caps):
+            problems.append(Problem(join(join(str(path), i), "channel"),
+                                    f"another cap already names channel {caps[i]['channel']}; "
+                                    "give at most one per channel", "duplicate_channel"))
+        return INVALID if len(problems) > before else out
+
+    def render(self, components: Components | None) -> dict[str, Any]:
+        return self._doc({"oneOf": [
+            FREQUENCY_CAP.json_schema(components),
+            {"type": "array", "maxItems": len(CHANNELS),
+             "items": FREQUENCY_CAP.json_schema(components)}]})
+
+
 SETTINGS = Object({
     "reentry": Enum(REENTRY, description="once: a contact enters at most once ever; "
                     "after_completion (default): at most one active run per contact; always."),
     "exit_on": Array(EXIT_RULE, max_items=50, description="A matching event of the contact ends "
                      "its active runs of this workflow as completed."),
+    "quiet_hours": Nullable(QUIET_HOURS, description=(
+        "Replaces the project's [policy] quiet hours for this workflow's runs; null: none.")),
+    "frequency_cap": Nullable(FrequencyCaps(), description=(
+        "Replaces the project's [policy] cap on each channel named (one cap, or a list with at "
+        "most one per channel; the others keep the project's); null: no caps at all for this "
+        "workflow's runs. Caps still count the messages of every journey.")),
 }).named("WorkflowSettings")
 
 ISSUE = Object({

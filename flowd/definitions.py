@@ -27,6 +27,7 @@ from flowd.cron import Cron, check_schedule, load_zone, parse_cron
 from flowd.durations import parse_duration
 from flowd.errors import Problem
 from flowd.lints import lint
+from flowd.send_policy import PolicyOverrides
 from flowd.steps import ALIASES, STEP_TYPES
 from flowd.steps.base import StepConfigError, StepType
 from flowd.templates import CONTACT_ROOTS, CompiledValue, TemplateError, compile_value
@@ -173,6 +174,8 @@ class CompiledWorkflow:
     first_step: str | None = None
     schedule: ScheduleRule | None = None
     webhook: WebhookSpec | None = None
+    # What its settings change of the project's send policy (quiet hours, frequency caps).
+    send_policy: PolicyOverrides = field(default_factory=PolicyOverrides)
 
     @cached_property
     def reads_contact(self) -> bool:
@@ -279,6 +282,7 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
     settings = definition["settings"]
     exit_on = [rule for i, raw in enumerate(settings.get("exit_on") or [])
                if (rule := _rule(raw, f"settings.exit_on[{i}]", issues)) is not None]
+    send_policy = _send_policy(settings, issues)
 
     raw_steps = definition["steps"]
     seen: dict[str, int] = {}
@@ -323,9 +327,19 @@ def analyze(definition: dict[str, Any]) -> tuple[CompiledWorkflow | None, list[I
     workflow = CompiledWorkflow(trigger_type, trigger, settings.get("reentry", "after_completion"),
                                 exit_on, steps, raw_steps[0]["id"] if raw_steps else None,
                                 schedule,
-                                webhook=_webhook(trigger_raw) if trigger_type == "webhook" else None)
+                                webhook=_webhook(trigger_raw) if trigger_type == "webhook" else None,
+                                send_policy=send_policy)
     errors = any(issue.severity == "error" for issue in issues.issues)
     return (None if errors else workflow), issues.issues
+
+
+def _send_policy(settings: dict[str, Any], issues: _Collector) -> PolicyOverrides:
+    # The request schema checked the shape; a definition stored by hand may still be wrong.
+    try:
+        return PolicyOverrides.of(settings)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        issues.error("invalid_settings", "settings", f"the send policy cannot be read: {exc}")
+        return PolicyOverrides()
 
 
 def _check_next(step: dict[str, Any], step_type: StepType, path: str, ids: dict[str, int],

@@ -28,6 +28,7 @@ from flowd.matching import EventView, WaitedNames, wait_matches
 from flowd.metrics import Metrics
 from flowd.registry import Registry
 from flowd.runs import after_end, depth, new_run
+from flowd.send_policy import NO_POLICY, SendPolicy
 from flowd.steps.base import Effects, Outcome, StepContext, StepFailed
 from flowd.steps.orchestration import MAX_DEPTH
 from flowd.store import Claim, RunPreempted, Store, Transaction
@@ -62,7 +63,8 @@ class Engine:
                  effects_for: Callable[[str], Effects] | None = None,
                  alerts: AlertRecorder | None = None,
                  contact_changed: ContactChanged | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 send_policy: SendPolicy = NO_POLICY) -> None:
         self._store = store
         self._registry = registry
         self._clock = clock
@@ -82,6 +84,7 @@ class Engine:
         self._contact_changed = contact_changed  # contact events of a step's contact change
         self.steps_committed = 0
         self._metrics = metrics or Metrics()
+        self._send_policy = send_policy        # the project's [policy]; workflows override it
 
     async def load(self) -> None:
         """What the engine needs in memory at start: the names runs wait for."""
@@ -127,6 +130,7 @@ class Engine:
         # The contact is read only once a step's templates or condition may read it: many runs
         # (timers, webhooks that do not mention it) never do.
         contact_loaded = contact_loaded or run.contact_id is None
+        send_policy = workflow.send_policy.applied_to(self._send_policy)
         while run.status is RunStatus.RUNNING:
             if self._registry.is_paused(run.workflow_id):
                 await self._pause(run)
@@ -140,7 +144,7 @@ class Engine:
                 assert run.contact_id is not None
                 found = await self._store.get_contact(run.project_id, run.contact_id)
                 contact, contact_loaded = (found.to_json() if found else None), True
-            updated = await self._advance(run, step, contact)
+            updated = await self._advance(run, step, contact, send_policy)
             if updated is not contact:  # the step changed the contact: this is it now
                 contact, contact_loaded = updated, True
 
@@ -171,8 +175,8 @@ class Engine:
             roots["loop"] = run.outputs.get(step.loop_id) or {}
         return Scope(roots)
 
-    async def _advance(self, run: Run, step: CompiledStep,
-                       contact: dict[str, Any] | None) -> dict[str, Any] | None:
+    async def _advance(self, run: Run, step: CompiledStep, contact: dict[str, Any] | None,
+                       send_policy: SendPolicy | None = None) -> dict[str, Any] | None:
         """Execute (or end the wait of) the current step and commit the result."""
         now = self._clock.now_ms()
         if run.wait is not None and not run.wait.is_retry:
@@ -198,6 +202,7 @@ class Engine:
                 raise StepFailed("invalid_template", str(exc), retryable=False) from None
             entry.input = step.type.recorded_input(config)
             ctx = self._context(run, step, visit, now, config, scope, entered_at)
+            ctx.send_policy = send_policy
             outcome = await self._attempt(step, ctx)
             child = self._child_run(run, outcome, now) if outcome.child is not None else None
         except StepFailed as failure:

@@ -42,6 +42,8 @@ from flowd.matching import WaitedNames
 from flowd.registry import Registry
 from flowd.runs import new_run
 from flowd.scheduler import Scheduler
+from flowd.send_history import StoredSendHistory
+from flowd.send_policy import NO_POLICY, SendPolicy
 from flowd.slots import RunSlots
 from flowd.store import Store
 from flowd.store.records import TERMINAL_STATUSES, Template, WorkflowStatus
@@ -74,7 +76,7 @@ class _Parts:
 
     def __init__(self, store: MemoryStore, clock: VirtualClock, recording: Recording,
                  mail: RecordingMailProvider, public_url: str,
-                 mail_settings: MailSettings) -> None:
+                 mail_settings: MailSettings, send_policy: SendPolicy) -> None:
         self.store, self.clock = store, clock
         self.registry = Registry(store)
         self.due = DueRuns(clock)
@@ -87,16 +89,20 @@ class _Parts:
         self.approvals = ApprovalDesk(store, clock, public_url=lambda: public_url,
                                       on_runs_due=lambda ids: self.scheduler.notify_now(ids))
 
+        # The send policy counts the messages of this test run only: its own store's.
+        history = StoredSendHistory(store)
+
         def effects_for(step_id: str) -> Effects:
             return Effects(http=RecordingHttp(recording, step_id),
                            signer=RecordingSigner(recording, step_id), email=self.mailer,
-                           approvals=self.approvals)
+                           approvals=self.approvals, send_history=history)
 
         self.engine = Engine(store, self.registry, clock, effects_for(""), due=self.due,
                              waited=waited, max_steps_per_run=MAX_STEPS,
                              on_started=lambda runs: self.scheduler.start_new(runs),
                              store_events=self.ingest.store_events, effects_for=effects_for,
-                             contact_changed=self.ingest.contact_changed)
+                             contact_changed=self.ingest.contact_changed,
+                             send_policy=send_policy)
         self.slots = RunSlots(10, self.engine.execute, self.due.notify_now)
         self.scheduler = Scheduler(store, clock, self.due, self.slots, self.engine.claim,
                                    horizon_ms=MAX_HORIZON_MS + 86_400_000)
@@ -116,20 +122,22 @@ class _Parts:
 
 
 async def test_run(request: TestRunRequest, *, now: int, public_url: str,
-                   mail_settings: MailSettings) -> dict[str, Any]:
+                   mail_settings: MailSettings,
+                   send_policy: SendPolicy = NO_POLICY) -> dict[str, Any]:
     store = MemoryStore()
     await store.open()
     try:
-        return await _run(store, request, now, public_url, mail_settings)
+        return await _run(store, request, now, public_url, mail_settings, send_policy)
     finally:
         await store.close()
 
 
 async def _run(store: MemoryStore, request: TestRunRequest, now: int, public_url: str,
-               mail_settings: MailSettings) -> dict[str, Any]:
+               mail_settings: MailSettings, send_policy: SendPolicy) -> dict[str, Any]:
     clock = VirtualClock(now)
     recording = Recording(by_step=dict(request.responses), now=clock.now_ms)
-    parts = _Parts(store, clock, recording, RecordingMailProvider(), public_url, mail_settings)
+    parts = _Parts(store, clock, recording, RecordingMailProvider(), public_url, mail_settings,
+                   send_policy)
     await parts.start()
     contact_id = str((request.contact or {}).get("id") or TEST_CONTACT)
     workflow_id = await store.write(_seed, request, contact_id, now)

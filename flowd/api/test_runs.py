@@ -123,7 +123,8 @@ async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Res
         templates=await templates_for(services.store, call.project, definition))
     result = await test_run(request, now=services.clock.now_ms(),
                             public_url=services.public_url(),
-                            mail_settings=MailSettings.of(services.config.email))
+                            mail_settings=MailSettings.of(services.config.email),
+                            send_policy=services.send_policy)
     return json_response(result)
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "RecordingHttp",
     "RecordingMailProvider",
     "RecordingSigner",
+    "SendHistory",
     "SendResult",
     "Signer",
     "SigningCall",
@@ -167,6 +168,18 @@ class Email(Protocol):
                           contact_id: str | None) -> bool: ...
 
 
+class SendHistory(Protocol):
+    """What the send policy's frequency caps count (flowd.send_history implements it over the
+    message records; a dry run's over its own throwaway store, so it counts what that test run
+    sent)."""
+
+    async def recent_sends(self, project_id: str, contact_id: str, channel: str, after_ms: int,
+                           limit: int, *, excluding: str | None = None) -> list[int]:
+        """When the contact's counted messages on `channel` created after `after_ms` were
+        created, newest first, at most `limit` (flowd.store.base.Messages.recent_sends)."""
+        ...
+
+
 @dataclass
 class Effects:
     """The outside world as steps see it: protocols only, so a dry run swaps in recorders.
@@ -176,6 +189,7 @@ class Effects:
     signer: Signer
     email: Email | None = None
     approvals: ApprovalLinks | None = None
+    send_history: SendHistory | None = None
 
 
 class ApprovalLinks(Protocol):

@@ -23,6 +23,7 @@ from flowd.validation import Object
 from flowd.waits import EventWaitSpec, Wait, Wake
 
 if TYPE_CHECKING:
+    from flowd.send_policy import SendPolicy
     from flowd.store.records import Approval
     from flowd.templates import Scope
 
@@ -115,6 +116,9 @@ class StepContext:
     depth: int = 0
     # This step's output from its previous visit (a loop counts its items with it).
     previous_output: Any = None
+    # The send policy of the run's workflow (the project's [policy] as its settings override
+    # it), which messaging steps follow; None where the engine has none to give (resume()).
+    send_policy: "SendPolicy | None" = None
 
 
 class StepType:

@@ -506,6 +506,14 @@ class Messages(abc.ABC):
         (how many of them were created at or after `recent_since`, how many in all)."""
 
     @abc.abstractmethod
+    def recent_sends(self, project_id: str, contact_id: str, channel: str, after: int,
+                     limit: int, *, excluding: str | None = None) -> list[int]:
+        """The send policy's count: `created_at` of the contact's messages on `channel` from
+        its runs (not transactional sends) that are `sending` or `sent`, created after
+        `after`, newest first, at most `limit`; `excluding` names a message not to count (the
+        one the asking step is about to send)."""
+
+    @abc.abstractmethod
     def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
         """Messages sent outside any run that are still `sending` (not delivered yet: a crash
         or a failure that a retry may cure), oldest first from position `after` (0 at first);

@@ -72,6 +72,17 @@ class SqliteMessages(base.Messages):
         return fetch_page(self._conn, table="messages", columns=_COLUMNS, where=where,
                           args=args, before=before, limit=limit, convert=_message)
 
+    def recent_sends(self, project_id: str, contact_id: str, channel: str, after: int,
+                     limit: int, *, excluding: str | None = None) -> list[int]:
+        # A range of the covering index messages_sends (migration 15), newest first: at most
+        # `limit` entries, never the table. The partial index's own terms are repeated word
+        # for word, as SQLite needs them to choose it.
+        return [row[0] for row in self._conn.execute(
+            "SELECT created_at FROM messages WHERE project_id = ? AND contact_id = ? AND "
+            "channel = ? AND created_at > ? AND id != ? AND status IN ('sending', 'sent') AND "
+            "run_id IS NOT NULL ORDER BY created_at DESC LIMIT ?",
+            (project_id, contact_id, channel, after, excluding or "", limit))]
+
     def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
         rows = self._conn.execute(f"SELECT {_COLUMNS}, seq FROM messages WHERE status = 'sending' "
                                   "AND run_id IS NULL AND seq > ? ORDER BY seq LIMIT ?",

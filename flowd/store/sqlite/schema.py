@@ -408,6 +408,15 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX runs_project_ended ON runs (project_id, completed_at, workflow_id, status)
             WHERE completed_at IS NOT NULL;
     """),
+    # The send policy's frequency caps: one contact's messages on one channel since a time, as
+    # a range of a covering index that holds only the messages that count (sent or being sent
+    # by a run), so a capped step reads at most `max` index entries before it sends. status
+    # and run_id are there only so that SQLite reads none of the table.
+    Migration(15, "send policy index", """
+        CREATE INDEX messages_sends
+            ON messages (project_id, contact_id, channel, created_at, id, status, run_id)
+            WHERE status IN ('sending', 'sent') AND run_id IS NOT NULL;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,57 @@
+"""The send policy as messaging steps apply it: one of the checks every messaging step runs
+before it sends. The rules and the decision are flowd.send_policy's (pure); this reads what
+they need — the run's policy (`ctx.send_policy`), the contact's time zone from the scope, the
+contact's recent sends through the `SendHistory` effect — and turns the decision into the
+step's outcome:
+
+- `deferred`: a timer `Wait` until the decision's time, output `{"status": "deferred",
+  "reason": "quiet_hours" | "frequency_cap", "until": "<RFC 3339>"}`. When the wait ends the
+  step runs again as the same visit (same message id), and the policy is checked again.
+- `rate_limited` (mode `skip`): nothing is sent and the run goes on along the default path.
+
+A step with `"transactional": true` in its config is exempt (an order confirmation inside a
+journey), as are emails that no messaging step sends (POST /v1/messages/email, approvals).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from flowd.effects.signing import delivery_id
+from flowd.send_policy import Defer, Skip, decide
+from flowd.steps.base import Outcome, StepContext
+from flowd.timeutil import format_ms
+from flowd.validation import Boolean
+from flowd.waits import Wait, WaitKind
+
+TRANSACTIONAL = Boolean(description=(
+    "Exempt from the send policy (quiet hours, frequency caps): a message the contact is "
+    "waiting for, such as an order confirmation. Unsubscribes and bounces still suppress it."))
+
+
+async def send_policy_check(ctx: StepContext, channel: str) -> Outcome | None:
+    """The outcome that replaces the send (`deferred`, `rate_limited`), or None: send now."""
+    policy = ctx.send_policy
+    if policy is None or ctx.config.get("transactional") is True or not policy.applies_to(
+            channel):
+        return None
+    recent: Sequence[int] = ()
+    cap = policy.cap(channel)
+    history = ctx.effects.send_history
+    if cap is not None and ctx.contact_id is not None and history is not None:
+        # This step's own message does not count against it (a retry whose first attempt
+        # recorded it before failing).
+        recent = await history.recent_sends(
+            ctx.project_id, ctx.contact_id, channel, ctx.now_ms - cap.per_ms, cap.max,
+            excluding=delivery_id(ctx.run_id, ctx.step_id, ctx.visit))
+    _, zone = ctx.scope.lookup("contact.timezone")
+    decision = decide(policy, channel, contact_timezone=zone if isinstance(zone, str) else None,
+                      now_ms=ctx.now_ms, recent=recent)
+    if isinstance(decision, Defer):
+        return Outcome("deferred", output={"status": "deferred", "reason": decision.reason,
+                                           "until": format_ms(decision.until_ms)},
+                       wait=Wait(WaitKind.TIMER, until=decision.until_ms))
+    if isinstance(decision, Skip):
+        return Outcome("rate_limited", output={"status": "rate_limited",
+                                               "reason": decision.reason})
+    return None
