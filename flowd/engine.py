@@ -186,7 +186,10 @@ class Engine:
                 "step_limit", f"the run executed {self._step_limit} steps; it is stopped"))
         run.wait = None
         entered_at = run.created_at if run.trace_len == 0 else run.updated_at
-        visit = run.visits.get(step.id, 0) + (1 if run.attempt == 1 else 0)
+        again = run.attempt == 0      # resume() asked for the same visit once more
+        if again:
+            run.attempt = 1
+        visit = run.visits.get(step.id, 0) + (1 if run.attempt == 1 and not again else 0)
         entry = TraceEntry(run.trace_len + 1, step.id, step.type.name, "ok", run.attempt, visit,
                            started_at=now)
         # Only templated configs and condition steps read the scope; most steps need none.
@@ -300,6 +303,12 @@ class Engine:
         if outcome.vars_patch:
             run.vars.update(outcome.vars_patch)
         run.attempt = 1
+        if outcome.again:
+            # Attempt 0 (stored with the run, so it survives a crash) marks the step's next
+            # execution as this same visit, as its first attempt: see _advance.
+            run.attempt = 0
+            run.current_step_id, run.status = step.id, RunStatus.RUNNING
+            return
         if outcome.exit_reason is not None:
             self._end(run, RunStatus.COMPLETED, now, exit_reason=outcome.exit_reason)
             return

@@ -65,6 +65,9 @@ class Outcome:
     approval: ApprovalRequest | None = None     # the decision the run now waits for
     child: ChildRequest | None = None           # a run of another workflow to start
     events: list[EmittedEvent] | None = None    # events ingested as if posted
+    # From resume(): instead of moving on, the step runs again as the same visit (a messaging
+    # step whose send was deferred tries again, with the same message id).
+    again: bool = False
 
 
 @dataclass
