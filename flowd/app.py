@@ -24,6 +24,7 @@ from flowd.approvals import ApprovalDesk
 from flowd.auth import Authenticator, bootstrap_admin
 from flowd.bulk import BulkProcessor
 from flowd.bulk_control import BulkControl
+from flowd.channel_setup import Channels, build_channels
 from flowd.clock import Clock
 from flowd.config import Config, EmailConfig
 from flowd.dueruns import DueRuns
@@ -81,6 +82,7 @@ class Services:
     signer: WebhookSigner
     http: HttpClient
     mailer: Mailer
+    channels: Channels
     approvals: ApprovalDesk
     hooks: Hooks
     alerts: AlertRecorder
@@ -165,10 +167,13 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     mailer = Mailer(store, clock, mail_provider(config.email), ingest,
                     MailSettings.of(config.email), public_url=lambda: services.public_url(),
                     alerts=alerts)
+    channels = build_channels(config, store, clock, ingest, http)
     approvals = ApprovalDesk(store, clock, public_url=lambda: services.public_url(),
                              on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+    # The audience check of every messaging step is the mailer's until audiences arrive.
     engine = Engine(store, registry, clock,
                     Effects(http=http, signer=signer, email=mailer, approvals=approvals,
+                            audiences=mailer, **channels.effects(),
                             send_history=StoredSendHistory(store)),
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
@@ -190,7 +195,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
         bulk=BulkControl(store, clock, bulk_processor.wake), bulk_processor=bulk_processor,
-        signer=signer, http=http, mailer=mailer, approvals=approvals,
+        signer=signer, http=http, mailer=mailer, channels=channels, approvals=approvals,
         hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
                     public_url=lambda: services.public_url()),
         alerts=alerts, alert_deliverer=alert_deliverer,
@@ -228,6 +233,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.registry.load()
             await services.engine.load()
             await services.mailer.start()
+            await services.channels.start()
             await services.approvals.start()
             await services.sessions.start()
             await services.hooks.start()
@@ -250,6 +256,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.alert_deliverer.stop()
             await services.http.close()
             await services.mailer.close()
+            await services.channels.close()
             await services.store.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -168,6 +168,48 @@ class EmailConfig:
 
 
 @dataclass(frozen=True)
+class SmsConfig:
+    provider: str = setting("outbox", "outbox records SMS and sends nothing off the machine; "
+                            "twilio sends through Twilio's Messages API.",
+                            choices=("outbox", "twilio"))
+    account_sid: str = setting("", "Twilio account SID (AC…).")
+    auth_token: str = setting("", "Twilio auth token.")
+    sender: str = setting("", "The number (E.164) or sender ID SMS are sent from; or set "
+                          "messaging_service_sid.", key="from")
+    messaging_service_sid: str = setting("", "A Twilio Messaging Service (MG…) that picks the "
+                                         "sender; used instead of from when set.")
+    base_url: str = setting("https://api.twilio.com", "Twilio's API base URL (the operator's: "
+                            "not checked by the private-network guard).")
+    timeout_seconds: float = setting(10.0, "Timeout of every call to the SMS provider.",
+                                     min=0.1, max=600)
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    provider: str = setting("outbox", "outbox records push notifications and sends nothing off "
+                            "the machine; fcm sends through Firebase Cloud Messaging (HTTP v1; "
+                            "needs pip install 'flowd[fcm]').", choices=("outbox", "fcm"))
+    service_account_file: str = setting("", "Firebase service-account JSON key file "
+                                        "(client_email, private_key, project_id).")
+    base_url: str = setting("https://fcm.googleapis.com", "FCM's API base URL (the operator's: "
+                            "not checked by the private-network guard).")
+    token_url: str = setting("", "OAuth2 token endpoint of the service account's JWT-bearer "
+                             "grant (empty: the key file's token_uri, else "
+                             "https://oauth2.googleapis.com/token).")
+    timeout_seconds: float = setting(10.0, "Timeout of every call to the push provider (and "
+                                     "its token endpoint).", min=0.1, max=600)
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    webhook_url: str = setting("", "Incoming-webhook URL of slack steps without a webhook_url "
+                               "of their own (the operator's: not checked by the "
+                               "private-network guard).")
+    timeout_seconds: float = setting(10.0, "Timeout of every Slack webhook call.",
+                                     min=0.1, max=600)
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     failing_rate: float = setting(
         0.2, "workflow.failing is sent when at least this share of a workflow's runs that "
@@ -281,6 +323,9 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    slack: SlackConfig = field(default_factory=SlackConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -291,6 +336,7 @@ class Config:
 
 _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
                   "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig,
+                  "sms": SmsConfig, "push": PushConfig, "slack": SlackConfig,
                   "alerts": AlertsConfig, "retention": RetentionConfig,
                   "policy": PolicyConfig}
 

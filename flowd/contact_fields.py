@@ -7,6 +7,7 @@ import zoneinfo
 from functools import lru_cache
 
 from flowd.validation import (
+    E164_PATTERN,
     EMAIL_PATTERN,
     Array,
     Boolean,
@@ -38,14 +39,17 @@ TIMEZONE = String(max_len=64, check=check_timezone, check_code="unknown_time_zon
                   description="An IANA time zone name such as Europe/Berlin; the server checks "
                               "that it exists (a rule the schema cannot state).")
 
+PHONE = String(max_len=16, pattern=E164_PATTERN, pattern_message=(
+    "must be an E.164 phone number: + and 7 to 15 digits with no spaces, such as "
+    "+4915112345678"), description="An E.164 phone number such as +4915112345678.")
+
 CONTACT_FIELDS = Object(
     description="Fields to set. `traits` merge shallowly into the stored ones (a null value "
                 "deletes that trait); `subscribed` merges per channel; every other given field "
                 "replaces the stored value (null clears it).",
     fields={
         "email": Nullable(EMAIL),
-        "phone": Nullable(String(max_len=32, pattern=r"\+?[0-9][0-9 ().-]{2,31}",
-                                 pattern_message="must be a phone number such as +4915112345678")),
+        "phone": Nullable(PHONE),
         "timezone": Nullable(TIMEZONE),
         "traits": Json(object_only=True),
         "tags": Array(text(1, 100), max_items=1000),

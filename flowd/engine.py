@@ -190,9 +190,14 @@ class Engine:
                 "step_limit", f"the run executed {self._step_limit} steps; it is stopped"))
         run.wait = None
         entered_at = run.created_at if run.trace_len == 0 else run.updated_at
-        visit = run.visits.get(step.id, 0) + (1 if run.attempt == 1 else 0)
-        entry = TraceEntry(run.trace_len + 1, step.id, step.type.name, "ok", run.attempt, visit,
-                           started_at=now)
+        again = run.attempt == 0      # resume() asked for the same visit once more
+        if again:
+            run.attempt = 1
+        visit = run.visits.get(step.id, 0) + (1 if run.attempt == 1 and not again else 0)
+        # Run again, the visit's waiting entry becomes its real outcome (`sent`, …): the same
+        # seq, rewritten in place (its start and input stay those of the visit's start).
+        entry = TraceEntry(run.trace_len + (0 if again else 1), step.id, step.type.name, "ok",
+                           run.attempt, visit, started_at=now)
         # Only templated configs and condition steps read the scope; most steps need none.
         scope = self._scope(run, step, contact, now) if step.needs_scope else EMPTY_SCOPE
         try:
@@ -206,18 +211,19 @@ class Engine:
             outcome = await self._attempt(step, ctx)
             child = self._child_run(run, outcome, now) if outcome.child is not None else None
         except StepFailed as failure:
-            return await self._failed(run, step, entry, failure, contact)
+            return await self._failed(run, step, entry, failure, contact, replace=again)
         except EffectFailed as exc:
             # Whatever the step type: the effect's code and message are the attempt's error,
             # and the effect knows whether trying again can help.
             failure = StepFailed(exc.code, exc.message, retryable=exc.retryable)
-            return await self._failed(run, step, entry, failure, contact)
+            return await self._failed(run, step, entry, failure, contact, replace=again)
         except FlowdError as exc:
-            return await self._failed(run, step, entry, StepFailed(exc.code, exc.message), contact)
+            return await self._failed(run, step, entry, StepFailed(exc.code, exc.message), contact,
+                                      replace=again)
         except Exception as exc:
             log.exception("step %s of run %s raised", step.id, run.id)
             failure = StepFailed("step_crashed", f"{type(exc).__name__} inside the step")
-            return await self._failed(run, step, entry, failure, contact)
+            return await self._failed(run, step, entry, failure, contact, replace=again)
         entry.finished_at = self._clock.now_ms()
         entry.outcome, entry.branch, entry.output = outcome.outcome, outcome.branch, outcome.output
         run.visits[step.id] = visit
@@ -232,10 +238,10 @@ class Engine:
             run.due_at = outcome.wait.until
             return await self._commit(run, entry, event_wait=outcome.event_wait, contact=contact,
                                       contact_patch=outcome.contact_patch, outcome=outcome,
-                                      child=child)
+                                      child=child, replace=again)
         self._move_on(run, step, outcome, entry.finished_at)
         return await self._commit(run, entry, contact=contact, contact_patch=outcome.contact_patch,
-                                  outcome=outcome, child=child)
+                                  outcome=outcome, child=child, replace=again)
 
     def _child_run(self, run: Run, outcome: Outcome, now: int) -> Run:
         """The run a `run_workflow` step starts (inserted with the step's commit): of the
@@ -291,6 +297,7 @@ class Engine:
         # (not its contact, which this path never needs to load).
         scope = self._scope(run, step, None, now) if step.needs_scope else EMPTY_SCOPE
         ctx = self._context(run, step, visit, now, wait.input or {}, scope, wait.started_at)
+        ctx.wait = wait
         outcome = step.type.resume(ctx, wake)
         entry = TraceEntry(run.trace_len, step.id, step.type.name, "ok", run.attempt, visit,
                            started_at=wait.started_at or now, finished_at=now,
@@ -305,6 +312,12 @@ class Engine:
         if outcome.vars_patch:
             run.vars.update(outcome.vars_patch)
         run.attempt = 1
+        if outcome.again:
+            # Attempt 0 (stored with the run, so it survives a crash) marks the step's next
+            # execution as this same visit, as its first attempt: see _advance.
+            run.attempt = 0
+            run.current_step_id, run.status = step.id, RunStatus.RUNNING
+            return
         if outcome.exit_reason is not None:
             self._end(run, RunStatus.COMPLETED, now, exit_reason=outcome.exit_reason)
             return
@@ -316,7 +329,8 @@ class Engine:
             run.status = RunStatus.RUNNING
 
     async def _failed(self, run: Run, step: CompiledStep, entry: TraceEntry, failure: StepFailed,
-                      contact: dict[str, Any] | None) -> dict[str, Any] | None:
+                      contact: dict[str, Any] | None, *,
+                      replace: bool = False) -> dict[str, Any] | None:
         now = self._clock.now_ms()
         entry.status, entry.finished_at = "failed", now
         entry.outcome = "failed"
@@ -331,7 +345,7 @@ class Engine:
             run.attempt += 1
             run.status, run.due_at = RunStatus.WAITING, until
             run.wait = Wait(WaitKind.RETRY, until=until, started_at=now)
-            return await self._commit(run, entry, contact=contact)
+            return await self._commit(run, entry, contact=contact, replace=replace)
         run.attempt = 1
         has_error_branch, target = step.error_target()
         if has_error_branch or step.on_error == "continue":
@@ -344,8 +358,9 @@ class Engine:
                 self._end(run, RunStatus.COMPLETED, now)
             else:
                 run.current_step_id, run.status = target, RunStatus.RUNNING
-            return await self._commit(run, entry, contact=contact)
-        return await self._commit(run, entry, contact=contact, fail=(failure.code, failure.message))
+            return await self._commit(run, entry, contact=contact, replace=replace)
+        return await self._commit(run, entry, contact=contact, fail=(failure.code, failure.message),
+                                  replace=replace)
 
     @staticmethod
     def _end(run: Run, status: RunStatus, now: int, *, exit_reason: str | None = None) -> None:

@@ -7,6 +7,7 @@ holds a copy of the workflow, the contact and the templates it names. Time is a 
 that jumps to whatever comes next — a due timer or an `events` entry — so a week of waits
 passes at once. Effects are recorders: webhooks and HTTP requests are answered from
 `responses` (else `200 {}`), emails go through the real mailer to a recording provider,
+SMS, push and Slack messages go through their real messengers to recording providers, and
 approvals make links that lead nowhere. Nothing is written to the server's database, sent, or
 called.
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowd.approvals import ApprovalDesk
+from flowd.channel_setup import recording_channels
 from flowd.clock import VirtualClock
 from flowd.definitions import template_refs
 from flowd.dueruns import DueRuns
@@ -76,7 +78,8 @@ class _Parts:
 
     def __init__(self, store: MemoryStore, clock: VirtualClock, recording: Recording,
                  mail: RecordingMailProvider, public_url: str,
-                 mail_settings: MailSettings, send_policy: SendPolicy) -> None:
+                 mail_settings: MailSettings, send_policy: SendPolicy,
+                 slack_webhook_url: str = "") -> None:
         self.store, self.clock = store, clock
         self.registry = Registry(store)
         self.due = DueRuns(clock)
@@ -88,6 +91,7 @@ class _Parts:
                              public_url=lambda: public_url)
         self.approvals = ApprovalDesk(store, clock, public_url=lambda: public_url,
                                       on_runs_due=lambda ids: self.scheduler.notify_now(ids))
+        self.channels = recording_channels(store, clock, self.ingest, slack_webhook_url)
 
         # The send policy counts the messages of this test run only: its own store's.
         history = StoredSendHistory(store)
@@ -95,7 +99,8 @@ class _Parts:
         def effects_for(step_id: str) -> Effects:
             return Effects(http=RecordingHttp(recording, step_id),
                            signer=RecordingSigner(recording, step_id), email=self.mailer,
-                           approvals=self.approvals, send_history=history)
+                           approvals=self.approvals, audiences=self.mailer,
+                           send_history=history, **self.channels.effects())
 
         self.engine = Engine(store, self.registry, clock, effects_for(""), due=self.due,
                              waited=waited, max_steps_per_run=MAX_STEPS,
@@ -109,6 +114,7 @@ class _Parts:
 
     async def start(self) -> None:
         await self.mailer.start(retry_unsent=False)
+        await self.channels.start()
         await self.approvals.start()
 
     async def settle(self) -> None:
@@ -122,22 +128,26 @@ class _Parts:
 
 
 async def test_run(request: TestRunRequest, *, now: int, public_url: str,
-                   mail_settings: MailSettings,
+                   mail_settings: MailSettings, slack_webhook_url: str = "",
                    send_policy: SendPolicy = NO_POLICY) -> dict[str, Any]:
+    """`slack_webhook_url`: the server's [slack] webhook_url (whether a slack step without its
+    own URL has somewhere to go; nothing is posted). `send_policy`: the project's [policy]."""
     store = MemoryStore()
     await store.open()
     try:
-        return await _run(store, request, now, public_url, mail_settings, send_policy)
+        return await _run(store, request, now, public_url, mail_settings, slack_webhook_url,
+                          send_policy)
     finally:
         await store.close()
 
 
 async def _run(store: MemoryStore, request: TestRunRequest, now: int, public_url: str,
-               mail_settings: MailSettings, send_policy: SendPolicy) -> dict[str, Any]:
+               mail_settings: MailSettings, slack_webhook_url: str,
+               send_policy: SendPolicy) -> dict[str, Any]:
     clock = VirtualClock(now)
     recording = Recording(by_step=dict(request.responses), now=clock.now_ms)
     parts = _Parts(store, clock, recording, RecordingMailProvider(), public_url, mail_settings,
-                   send_policy)
+                   send_policy, slack_webhook_url)
     await parts.start()
     contact_id = str((request.contact or {}).get("id") or TEST_CONTACT)
     workflow_id = await store.write(_seed, request, contact_id, now)
@@ -233,9 +243,21 @@ def _effects(recording: Recording, messages: list[Any]) -> list[dict[str, Any]]:
         effects.append((message.created_at, len(recording.http_calls) + i, {
             "kind": message.channel, "step_id": message.step_id,
             "at": format_ms(message.created_at), "to": message.recipients,
-            "subject": message.subject, "text": message.content.get("text"),
-            "html": message.content.get("html"), "status": message.status.value}))
+            **_what_is_sent(message), "status": message.status.value}))
     return [effect for _, _, effect in sorted(effects, key=lambda e: (e[0], e[1]))]
+
+
+def _what_is_sent(message: Any) -> dict[str, Any]:
+    """A message's content as its channel has it."""
+    content = message.content
+    if message.channel == "email":
+        return {"subject": message.subject, "text": content.get("text"),
+                "html": content.get("html")}
+    if message.channel == "push":
+        return {"title": message.subject, "body": message.body, "data": content.get("data")}
+    if message.channel == "slack":
+        return {"text": message.body, "blocks": content.get("blocks")}
+    return {"body": message.body}
 
 
 async def templates_for(store: Store, project_id: str, definition: dict[str, Any]

@@ -127,6 +127,9 @@ TEXT_MESSAGE = ("must not contain control, format or invisible characters (tabs,
                 "zero-width or bidi marks, non-breaking spaces)")
 # An email address: something@domain.tld, with no whitespace or invisible characters.
 EMAIL_PATTERN = f"[^@ {_INVISIBLE}]+@[^@ {_INVISIBLE}]+\\.[^@. {_INVISIBLE}]+"
+# A phone number in E.164: "+", a country code that does not start with 0, 7 to 15 digits in
+# all — what SMS providers take, with no spaces or punctuation to normalize away.
+E164_PATTERN = r"\+[1-9][0-9]{6,14}"
 # Lone surrogates cannot travel in UTF-8 or in the JSON this server accepts, and the document's
 # regex dialects cannot name them; the server's own check still refuses them, should a decoder
 # ever let one through.

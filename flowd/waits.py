@@ -49,7 +49,8 @@ class Wait:
     input: Any = None             # the step's resolved config: the trace shows it, resume gets it
     event: str | None = None      # an event wait's name pattern, as the API shows it
     # What else the wait is for: the child run a `child` wait waits on (only that one's end
-    # wakes it), the approval an `approval` wait waits on.
+    # wakes it), the approval an `approval` wait waits on, the send-policy rule that deferred
+    # a messaging step (its timer wait).
     ref: str | None = None
 
     @property

@@ -16,7 +16,7 @@ from flowd.auth import Access
 from flowd.contact_fields import CONTACT_ID, EMAIL
 from flowd.effects.messages import EmailAttachment, EmailRequest
 from flowd.errors import NotFound, Problem, ValidationError
-from flowd.store.records import CHANNELS, MessageStatus
+from flowd.store.records import MESSAGE_CHANNELS, MessageStatus
 from flowd.validation import (
     Array,
     Either,
@@ -74,9 +74,13 @@ ACCEPTED = shape("EmailAccepted", {
     description="The message is on disk: `sending` goes out in the background (see its record "
                 "for the outcome); `suppressed` will not.")
 MESSAGE_FIELDS = {
-    "id": String(), "channel": Enum(CHANNELS), "to": String(description="Comma-separated."),
-    "subject": Nullable(String()), "body": Nullable(String(description="The text part (or "
-                                                          "the html when there is none).")),
+    "id": String(), "channel": Enum(MESSAGE_CHANNELS), "to": String(description=(
+        "Comma-separated: email addresses, an SMS's phone number, a push notification's "
+        "device token, a Slack webhook URL without its secret last segment.")),
+    "subject": Nullable(String(description="An email's subject, a push notification's title; "
+                               "null for SMS and Slack.")),
+    "body": Nullable(String(description="An email's text part (or the html when there is "
+                            "none); the text of an SMS, push notification or Slack message.")),
     "status": Enum(tuple(s.value for s in MessageStatus)),
     "provider_message_id": Nullable(String()), "run_id": Nullable(String()),
     "step_id": Nullable(String()), "contact_id": Nullable(String()),
@@ -91,7 +95,7 @@ MESSAGE_DETAIL = shape("MessageDetail", {
 
 
 @route("GET", "/v1/messages", access=Access.READ, tag="messages", paginated=True,
-       query=(Param("contact_id", CONTACT_ID), Param("channel", Enum(CHANNELS)),
+       query=(Param("contact_id", CONTACT_ID), Param("channel", Enum(MESSAGE_CHANNELS)),
               Param("status", Enum(tuple(s.value for s in MessageStatus))),
               Param("run_id", String(min_len=1, max_len=200))),
        response=MESSAGE, summary="List messages, newest first.")

@@ -76,16 +76,19 @@ RESULT = shape("TestRunResult", {
         "Each step visit: step_id, type, status, at (virtual time), finished_at, outcome, "
         "branch, input, output, error.")),
     "effects": Array(Json(object_only=True), description=(
-        "What would have been done, in virtual-time order: kind (webhook, http_request, email…), "
-        "step_id, at, and what would be sent.")),
+        "What would have been done, in virtual-time order: kind (webhook, http_request, "
+        "email, sms, push, slack), step_id, at, and what would be sent — a message's `to` and "
+        "`status` with its email `subject`, `text`, `html`; SMS `body`; push `title`, `body`, "
+        "`data` (one per push token); Slack `text`, `blocks`.")),
     "ends_at": time_string(description="When the run ended, or the horizon."),
     "stopped": Nullable(Enum(("step_limit", "time_limit")), description=(
         f"Why the test run stopped early: {MAX_STEPS} steps, or 5 s of real time.")),
 }, description="Nothing was written, sent or called.")
 _DESCRIPTION = ("The same engine and steps as real runs, on a throwaway in-memory store, with a "
                 "virtual clock that jumps to what comes next: days of waits pass at once. "
-                "Webhooks and HTTP requests are answered from `responses` (else 200 {}); emails "
-                "go through the real mailer to a recorder; nothing is written, sent or called. "
+                "Webhooks and HTTP requests are answered from `responses` (else 200 {}); emails, "
+                "SMS, push notifications and Slack messages go through their real messengers "
+                "(suppression included) to recorders; nothing is written, sent or called. "
                 "Child workflows and emitted events see only the tested workflow. 422 when the "
                 "workflow has error issues.")
 
@@ -124,6 +127,7 @@ async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Res
     result = await test_run(request, now=services.clock.now_ms(),
                             public_url=services.public_url(),
                             mail_settings=MailSettings.of(services.config.email),
+                            slack_webhook_url=services.config.slack.webhook_url,
                             send_policy=services.send_policy)
     return json_response(result)
 

@@ -7,10 +7,15 @@ implementation that performs nothing.
   entry's error, and `retryable` decides whether the step's retry policy applies. A step never
   translates an effect's failure itself.
 - `Http` (the SSRF-guarded client of `flowd.effects.http`) and `Signer` (Standard Webhooks,
-  `flowd.effects.signing`) are the effects today; mail, sms, push and ai join them here as
-  protocols of their own (and fields of `Effects`) when their issues land.
-- `MailProvider` is what hands an `OutgoingEmail` to the outside world (`flowd.effects.mail`:
-  the outbox and SMTP); the types it takes and returns live here so the recorder can use them.
+  `flowd.effects.signing`) call out directly; `Email` and `Channel` (SMS, push, Slack) are
+  messaging as steps see it, with suppression and a durable record around a provider;
+  `Audiences` answers the audience check every messaging step makes before it sends.
+- `MessageProvider` is the one interface of every provider that hands a message to the outside
+  world — email (`flowd.effects.mail`: outbox, SMTP), SMS (`flowd.effects.sms`: outbox,
+  Twilio), push (`flowd.effects.push`: outbox, FCM) and Slack (`flowd.effects.slack`): start,
+  close, and `send` answering a `SendResult` (with the provider's id) or raising
+  `EffectFailed` (`retryable` when a later attempt may work). `MailProvider` is its email
+  form; the types it takes and returns live here so the recorder can use them.
 - `RecordingEffects` is what the dry run gives the same engine: every call is recorded with
   what would have been sent, nothing leaves the process, and answers come from canned
   responses — per step, else per URL, else `200 {}`. `RecordingMailProvider` does the same
@@ -21,22 +26,25 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypeVar
 
 from flowd.effects.signing import SECRET_PREFIX, signature_header
 
 if TYPE_CHECKING:
-    from flowd.effects.messages import Delivery, EmailRequest
+    from flowd.effects.messages import ChannelRequest, Delivery, EmailRequest
     from flowd.message_templates import CompiledContent
 
 __all__ = [
     "Attachment",
+    "Audiences",
+    "Channel",
     "EffectFailed",
     "Effects",
     "Http",
     "HttpCall",
     "HttpResponse",
     "MailProvider",
+    "MessageProvider",
     "OutgoingEmail",
     "RecordingEffects",
     "RecordingHttp",
@@ -135,8 +143,12 @@ class Signer(Protocol):
         ...
 
 
-class MailProvider(Protocol):
-    """Hands emails to the world (`flowd.effects.mail`: `OutboxProvider`, `SmtpProvider`)."""
+OutgoingT = TypeVar("OutgoingT", contravariant=True)
+
+
+class MessageProvider(Protocol[OutgoingT]):
+    """Hands one kind of message to the world: `OutgoingEmail`, or `OutgoingSms`,
+    `OutgoingPush`, `OutgoingSlack` (flowd.effects.outgoing). Every call has a timeout."""
 
     async def start(self) -> None:
         ...
@@ -145,16 +157,21 @@ class MailProvider(Protocol):
         """Waits for the sends under way, then lets go of every connection."""
         ...
 
-    async def send(self, email: OutgoingEmail) -> SendResult:
-        """One message. A recipient the server refuses for good is in `rejected`; anything
-        else that stops the message raises `EffectFailed` (`retryable` when a later attempt
-        may work: a 4xx, a timeout, a server that cannot be reached)."""
+    async def send(self, message: OutgoingT) -> SendResult:
+        """One message. A recipient the provider refuses for good (an SMTP 5xx, an invalid
+        phone number, an unregistered push token) is in `rejected`; anything else that stops
+        the message raises `EffectFailed` (`retryable` when a later attempt may work: a 4xx
+        of SMTP, an HTTP 429 or 5xx, a timeout, a server that cannot be reached)."""
         ...
+
+
+class MailProvider(MessageProvider[OutgoingEmail], Protocol):
+    """Hands emails to the world (`flowd.effects.mail`: `OutboxProvider`, `SmtpProvider`)."""
 
 
 class Email(Protocol):
     """Email as a messaging step sees it (flowd.mailer implements it): templates by id or
-    name, sending with suppression and a durable record, and the audience check."""
+    name, and sending with suppression and a durable record."""
 
     async def template(self, project_id: str, ref: str) -> "CompiledContent | None": ...
 
@@ -163,6 +180,24 @@ class Email(Protocol):
     async def accept(self, request: "EmailRequest") -> "Delivery":
         """Record now, deliver in the background (retried until it goes or gives up)."""
         ...
+
+
+class Channel(Protocol):
+    """SMS, push or Slack as a messaging step sees it (flowd.messenger implements it):
+    templates of the channel by id or name, and sending with suppression and a durable
+    record — one message per recipient (push: per token of the contact)."""
+
+    async def template(self, project_id: str, ref: str) -> "CompiledContent | None": ...
+
+    async def send(self, request: "ChannelRequest") -> "list[Delivery]":
+        """The deliveries, in recipient order. A failure a later attempt may cure raises
+        `EffectFailed` (retryable) unless it is the request's final attempt."""
+        ...
+
+
+class Audiences(Protocol):
+    """The audience check of every messaging step, evaluated at the moment of the send.
+    `audience` is an audience's id or name; naming none that exists raises `EffectFailed`."""
 
     async def in_audience(self, project_id: str, audience: str,
                           contact_id: str | None) -> bool: ...
@@ -182,13 +217,16 @@ class SendHistory(Protocol):
 
 @dataclass
 class Effects:
-    """The outside world as steps see it: protocols only, so a dry run swaps in recorders.
-    (sms, push and ai are added here as their providers arrive.)"""
+    """The outside world as steps see it: protocols only, so a dry run swaps in recorders."""
 
     http: Http
     signer: Signer
     email: Email | None = None
     approvals: ApprovalLinks | None = None
+    sms: Channel | None = None
+    push: Channel | None = None
+    slack: Channel | None = None
+    audiences: Audiences | None = None
     send_history: SendHistory | None = None
 
 

@@ -1,10 +1,13 @@
-"""What a messaging step asks of the email effect, and what it is told back. The effect itself
-(`flowd.mailer.Mailer`: suppression, the message record, links, the provider, bounces) stays
-behind the `Email` protocol of flowd.effects.base, so steps never see the store or SMTP."""
+"""What a messaging step asks of the email effect or of a channel (SMS, push, Slack), and what
+it is told back. The effects themselves (`flowd.mailer.Mailer`, `flowd.messenger.Messenger`:
+suppression, the message record, the provider, what a refusal means for the contact) stay
+behind the `Email` and `Channel` protocols of flowd.effects.base, so steps never see the store
+or a provider."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flowd.store.records import MessageStatus
 
@@ -42,6 +45,26 @@ class EmailRequest:
 
 
 @dataclass(frozen=True)
+class ChannelRequest:
+    """One SMS, push notification or Slack message a step sends. `to`: an SMS's phone number
+    (E.164), a Slack message's webhook URL (None: `[slack] webhook_url`); a push notification
+    goes to every push token the contact has when it is sent (`to` is not used)."""
+
+    project_id: str
+    message_id: str                  # from (run, step, visit); push adds each token to it
+    to: str | None
+    body: str
+    title: str | None = None         # push
+    data: dict[str, str] = field(default_factory=dict)    # push: strings only, as FCM takes
+    blocks: list[Any] | None = None  # slack
+    contact_id: str | None = None
+    run_id: str | None = None
+    step_id: str | None = None
+    workflow_id: str | None = None
+    final_attempt: bool = True       # as EmailRequest's
+
+
+@dataclass(frozen=True)
 class Delivery:
     message_id: str
     status: MessageStatus
@@ -50,12 +73,15 @@ class Delivery:
     provider_message_id: str | None = None
     accepted: tuple[str, ...] = ()
     rejected: dict[str, str] = field(default_factory=dict)
+    error: str | None = None         # what failed, in words (channels; email says `rejected`)
 
     def to_json(self) -> dict[str, object]:
         shown: dict[str, object] = {"message_id": self.message_id, "status": self.status.value,
                                     "to": ", ".join(self.to)}
         if self.reason is not None:
             shown["reason"] = self.reason
+        if self.error is not None:
+            shown["error"] = self.error
         if self.provider_message_id is not None:
             shown["provider_message_id"] = self.provider_message_id
         if self.rejected:

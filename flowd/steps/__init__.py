@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flowd.steps.base import StepType
+from flowd.steps.channels import SendPushStep, SendSmsStep, SlackStep
 from flowd.steps.contact import UpdateContactStep
 from flowd.steps.http import HttpStep, WebhookStep
 from flowd.steps.logic import ConditionStep, ExitStep, SetStep, SplitStep
@@ -19,7 +20,8 @@ STEP_TYPES: dict[str, StepType] = {
     step.name: step for step in (
         WaitStep(), WaitForEventStep(), ConditionStep(), SplitStep(), UpdateContactStep(),
         SetStep(), WebhookStep(), HttpStep(), ExitStep(), SendEmailStep(), ApprovalStep(),
-        RunWorkflowStep(), LoopStep(), EmitEventStep())
+        RunWorkflowStep(), LoopStep(), EmitEventStep(), SendSmsStep(), SendPushStep(),
+        SlackStep())
 }
 
 # Names accepted on save and normalized to the canonical type.

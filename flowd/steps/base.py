@@ -66,6 +66,9 @@ class Outcome:
     approval: ApprovalRequest | None = None     # the decision the run now waits for
     child: ChildRequest | None = None           # a run of another workflow to start
     events: list[EmittedEvent] | None = None    # events ingested as if posted
+    # From resume(): instead of moving on, the step runs again as the same visit (a messaging
+    # step whose send was deferred tries again, with the same message id).
+    again: bool = False
 
 
 @dataclass
@@ -119,6 +122,8 @@ class StepContext:
     # The send policy of the run's workflow (the project's [policy] as its settings override
     # it), which messaging steps follow; None where the engine has none to give (resume()).
     send_policy: "SendPolicy | None" = None
+    # In resume(): the wait that ended.
+    wait: Wait | None = None
 
 
 class StepType:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowd.contact_fields import CONTACT_FIELDS
+from flowd.contact_fields import CONTACT_FIELDS, PHONE
 from flowd.errors import Problem
 from flowd.steps.base import Outcome, StepConfigError, StepContext, StepFailed, StepType
 from flowd.validation import INVALID, Array, Json, Object, String
@@ -29,6 +29,13 @@ class UpdateContactStep(StepType):
             raise StepConfigError([("missing_config", Problem(
                 path, "names nothing to change (traits, add_tags, remove_tags, email, phone, "
                       "timezone, subscribed)"))])
+        phone = config.get("phone")
+        if isinstance(phone, str) and "{{" not in phone:
+            # A number written in the definition is checked on save; a template's value is
+            # checked when the step runs.
+            problems: list[Problem] = []
+            if PHONE.validate(phone, f"{path}.phone", problems) is INVALID:
+                raise StepConfigError([("invalid_config", p) for p in problems])
 
     async def run(self, ctx: StepContext) -> Outcome:
         if ctx.contact_id is None:

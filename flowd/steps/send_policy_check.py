@@ -15,7 +15,7 @@ journey), as are emails that no messaging step sends (POST /v1/messages/email, a
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from flowd.effects.signing import delivery_id
 from flowd.send_policy import Defer, Skip, decide
@@ -50,8 +50,31 @@ async def send_policy_check(ctx: StepContext, channel: str) -> Outcome | None:
     if isinstance(decision, Defer):
         return Outcome("deferred", output={"status": "deferred", "reason": decision.reason,
                                            "until": format_ms(decision.until_ms)},
-                       wait=Wait(WaitKind.TIMER, until=decision.until_ms))
+                       # The reason goes with the wait, for the output once it ends.
+                       wait=Wait(WaitKind.TIMER, until=decision.until_ms, ref=decision.reason))
     if isinstance(decision, Skip):
         return Outcome("rate_limited", output={"status": "rate_limited",
                                                "reason": decision.reason})
     return None
+
+
+def deferral(wait: Wait | None) -> dict[str, Any]:
+    """A deferral that ended (the step's output until it runs again): why, and until when."""
+    output: dict[str, Any] = {"status": "deferred"}
+    if wait is not None:
+        if wait.ref:
+            output["reason"] = wait.ref
+        output["until"] = format_ms(wait.until)
+    return output
+
+
+def with_deferral(outcome: Outcome, ctx: StepContext) -> Outcome:
+    """A step run again after a deferral says so in its output (`"deferred": {"reason",
+    "until"}`): its trace entry, rewritten with the real outcome, still tells why it took
+    that long."""
+    previous = ctx.previous_output
+    if (isinstance(previous, dict) and previous.get("status") == "deferred"
+            and isinstance(outcome.output, dict)):
+        outcome.output["deferred"] = {key: previous[key] for key in ("reason", "until")
+                                      if key in previous}
+    return outcome

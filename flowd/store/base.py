@@ -508,14 +508,15 @@ class Messages(abc.ABC):
     @abc.abstractmethod
     def recent_sends(self, project_id: str, contact_id: str, channel: str, after: int,
                      limit: int, *, excluding: str | None = None) -> list[int]:
-        """The send policy's count: `created_at` of the contact's messages on `channel` from
-        its runs (not transactional sends) that are `sending` or `sent`, created after
-        `after`, newest first, at most `limit`; `excluding` names a message not to count (the
-        one the asking step is about to send)."""
+        """The send policy's count: when the contact's messages on `channel` from its runs
+        (not transactional sends) that are `sending` or `sent` were created after `after`,
+        newest first, each time once (one send to several devices is one), at most `limit`.
+        `excluding`: a message id whose messages do not count — itself, and those whose id
+        extends it (the asking step's own, per device)."""
 
     @abc.abstractmethod
     def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
-        """Messages sent outside any run that are still `sending` (not delivered yet: a crash
+        """Emails sent outside any run that are still `sending` (not delivered yet: a crash
         or a failure that a retry may cure), oldest first from position `after` (0 at first);
         and the position to go on from."""
 

@@ -290,7 +290,8 @@ class EventWait:
     spec: EventWaitSpec
 
 
-CHANNELS = ("email", "sms", "push")
+CHANNELS = ("email", "sms", "push")             # of templates and subscriptions
+MESSAGE_CHANNELS = (*CHANNELS, "slack")         # of message records
 
 
 @dataclass

@@ -75,18 +75,23 @@ class SqliteMessages(base.Messages):
     def recent_sends(self, project_id: str, contact_id: str, channel: str, after: int,
                      limit: int, *, excluding: str | None = None) -> list[int]:
         # A range of the covering index messages_sends (migration 15), newest first: at most
-        # `limit` entries, never the table. The partial index's own terms are repeated word
-        # for word, as SQLite needs them to choose it.
+        # `limit` distinct times, never the table. The partial index's own terms are repeated
+        # word for word, as SQLite needs them to choose it. One send to several recipients
+        # (a push to each of a contact's devices) records them in one unit, at one time: one.
+        prefix = excluding or "\x00"   # no id starts with it: nothing is excluded
         return [row[0] for row in self._conn.execute(
-            "SELECT created_at FROM messages WHERE project_id = ? AND contact_id = ? AND "
-            "channel = ? AND created_at > ? AND id != ? AND status IN ('sending', 'sent') AND "
-            "run_id IS NOT NULL ORDER BY created_at DESC LIMIT ?",
-            (project_id, contact_id, channel, after, excluding or "", limit))]
+            "SELECT DISTINCT created_at FROM messages WHERE project_id = ? AND contact_id = ? "
+            "AND channel = ? AND created_at > ? AND substr(id, 1, ?) != ? AND "
+            "status IN ('sending', 'sent') AND run_id IS NOT NULL "
+            "ORDER BY created_at DESC LIMIT ?",
+            (project_id, contact_id, channel, after, len(prefix), prefix, limit))]
 
     def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
+        # Only emails are sent outside runs (the mailer's retries); other channels' messages
+        # belong to steps, whose retries send them.
         rows = self._conn.execute(f"SELECT {_COLUMNS}, seq FROM messages WHERE status = 'sending' "
-                                  "AND run_id IS NULL AND seq > ? ORDER BY seq LIMIT ?",
-                                  (after, limit)).fetchall()
+                                  "AND run_id IS NULL AND channel = 'email' AND seq > ? "
+                                  "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
         return [_message(row) for row in rows], (rows[-1][-1] if rows else after)
 
     def bounce(self, project_id: str, address: str, reason: str, message_id: str | None,
