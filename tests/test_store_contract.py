@@ -595,6 +595,35 @@ async def test_messages_are_recorded_finished_filtered_and_unsent_ones_found(sto
     assert (await store.read(lambda tx: tx.messages.unsent(after, 2)))[0] == []
 
 
+async def test_recent_sends_count_a_contacts_sent_and_sending_journey_messages(store: Store):
+    from flowd.store.records import MessageStatus
+
+    def sent(message_id: str, at: int, **fields: Any) -> Any:
+        return a_message(message_id, **{"created_at": at, "run_id": "run_1",
+                                        "status": MessageStatus.SENT, **fields})
+    await write(store, lambda tx: [tx.messages.insert(m) for m in (
+        sent("msg_a", NOW - 500), sent("msg_b", NOW - 400, status=MessageStatus.SENDING),
+        sent("msg_c", NOW - 300, status=MessageStatus.SUPPRESSED),
+        sent("msg_d", NOW - 200, status=MessageStatus.FAILED),
+        sent("msg_e", NOW - 100, status=MessageStatus.BOUNCED),
+        sent("msg_f", NOW - 50, run_id=None),                       # transactional
+        sent("msg_g", NOW - 40, channel="sms"), sent("msg_h", NOW - 30, contact_id="u2"),
+        # One push step to two devices: one send.
+        sent("msg_p_1", NOW - 20), sent("msg_p_2", NOW - 20),
+        sent("msg_old", NOW - 1000))])
+
+    async def times(after: int = NOW - 900, limit: int = 10, **kw: Any) -> list[int]:
+        return await store.read(lambda tx: tx.messages.recent_sends(
+            "default", "u1", "email", after, limit, **kw))
+    assert await times() == [NOW - 20, NOW - 400, NOW - 500]
+    assert await times(limit=2) == [NOW - 20, NOW - 400]
+    assert await times(after=NOW - 400) == [NOW - 20]             # after is exclusive
+    assert await times(excluding="msg_p") == [NOW - 400, NOW - 500]   # its own, per device
+    assert await times(excluding="msg_b") == [NOW - 20, NOW - 500]
+    assert await store.read(lambda tx: tx.messages.recent_sends(
+        "other", "u1", "email", 0, 10)) == []
+
+
 async def test_bounces_and_unsubscribe_tokens(store: Store):
     assert await store.read(lambda tx: tx.messages.bounced("default", "a@example.com")) is None
     await write(store, lambda tx: tx.messages.bounce("default", "A@Example.com", "550 gone",

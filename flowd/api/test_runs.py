@@ -89,6 +89,10 @@ _DESCRIPTION = ("The same engine and steps as real runs, on a throwaway in-memor
                 "Webhooks and HTTP requests are answered from `responses` (else 200 {}); emails, "
                 "SMS, push notifications and Slack messages go through their real messengers "
                 "(suppression included) to recorders; nothing is written, sent or called. "
+                "The send policy applies as in real runs (the project's [policy] and the "
+                "workflow's settings): a message deferred by quiet hours or a frequency cap "
+                "goes at the virtual time its window ends, and its trace entry says why "
+                "(`output.deferred`); caps count the test run's own messages. "
                 "Child workflows and emitted events see only the tested workflow. 422 when the "
                 "workflow has error issues.")
 

@@ -10,7 +10,9 @@ step's outcome:
 - `rate_limited` (mode `skip`): nothing is sent and the run goes on along the default path.
 
 A step with `"transactional": true` in its config is exempt (an order confirmation inside a
-journey), as are emails that no messaging step sends (POST /v1/messages/email, approvals).
+journey), as are emails that no messaging step sends (POST /v1/messages/email, approvals). A
+run without a contact has no sends to count (caps pass) and reads quiet hours on the project's
+clock.
 """
 
 from __future__ import annotations
