@@ -63,6 +63,10 @@ class Messenger:
                                    template.content)
 
     async def send(self, request: ChannelRequest) -> list[Delivery]:
+        if request.run_id is None:
+            # A run-less message left `sending` is the mailer's to retry (as an email): these
+            # channels send only for steps, whose retries send them again.
+            raise ValueError("SMS, push and Slack messages are sent by steps of a run")
         self.rules.check(request)
         prepared = await self._store.write(self._prepare, request, self._clock.now_ms())
         pending = [message for message, answered in prepared if answered is None]

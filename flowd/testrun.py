@@ -239,7 +239,9 @@ def _effects(recording: Recording, messages: list[Any]) -> list[dict[str, Any]]:
             "kind": "webhook" if "webhook-signature" in {h.lower() for h in call.headers}
             else "http_request", "step_id": call.step_id, "at": format_ms(call.at),
             "method": call.method, "url": call.url, "headers": call.headers, "body": body}))
-    for i, message in enumerate(sorted(messages, key=lambda m: m.created_at)):
+    # The page is newest first: reversed, messages of the same virtual moment keep the order
+    # they were made in.
+    for i, message in enumerate(sorted(reversed(messages), key=lambda m: m.created_at)):
         effects.append((message.created_at, len(recording.http_calls) + i, {
             "kind": message.channel, "step_id": message.step_id,
             "at": format_ms(message.created_at), "to": message.recipients,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from flowd.approvals import ApprovalDesk
 from flowd.clock import VirtualClock
@@ -43,6 +43,7 @@ class Core:
     http: HttpClient
     approvals: ApprovalDesk
     schedules: Schedules   # made, not started: a test ticks it or starts it
+    effects: dict[str, Any] = field(default_factory=dict)   # what `with_effects` made
 
     async def workflow(self, steps: list[dict[str, Any]], *, trigger: dict[str, Any] | None = None,
                        settings: dict[str, Any] | None = None,
@@ -91,7 +92,11 @@ class Core:
 
 
 async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
-                    horizon_ms: int = 60_000) -> Core:
+                    horizon_ms: int = 60_000,
+                    with_effects: Callable[[SqliteStore, VirtualClock, Ingest], dict[str, Any]]
+                    | None = None) -> Core:
+    """`with_effects(store, clock, ingest)`: more `Effects` fields (email, sms, …), made on the
+    core's own store and clock; the test starts and closes them."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(DbSettings(path=str(tmp_path / "core.db")))
     await store.open()
@@ -107,7 +112,8 @@ async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
     approvals = ApprovalDesk(store, clock, public_url=lambda: "http://flowd.test",
                              on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
     await approvals.start()
-    effects = Effects(http=http, signer=WebhookSigner(_no_secrets), approvals=approvals)
+    extra = with_effects(store, clock, ingest) if with_effects else {}
+    effects = Effects(http=http, signer=WebhookSigner(_no_secrets), approvals=approvals, **extra)
     engine = Engine(store, registry, clock, effects, due=due, waited=waited,
                     rng=random.Random(seed), on_started=lambda runs: scheduler.start_new(runs),
                     store_events=ingest.store_events,
@@ -117,7 +123,7 @@ async def make_core(tmp_path: Any, *, capacity: int = 100, seed: int = 7,
     schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
     registry.listeners.append(schedules.notify)
     return Core(store, clock, registry, due, engine, slots, scheduler, ingest, http, approvals,
-                schedules)
+                schedules, extra)
 
 
 async def close_core(core: Core) -> None:

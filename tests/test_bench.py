@@ -176,3 +176,16 @@ async def test_bench_purge_row(tmp_path: Path, monkeypatch) -> None:
     assert isinstance(ratio.value, float) and ratio.value > 0
     assert "p99" in ratio.note
     assert not (tmp_path / "purge").exists()
+
+
+async def test_bench_cross_channel_row(tmp_path: Path, monkeypatch) -> None:
+    """Runs of push → email → SMS to the outboxes: messages/s against its target, CPU per
+    message, every message of every channel recorded sent."""
+    [row] = await scenarios.cross_channel(_quick_ctx(tmp_path, monkeypatch))
+    n = scenarios.QUICK.cross_channel_runs
+    assert row.status == "ok" and row.unit == "messages/s"
+    assert (row.op, row.target) == (">=", 1500)
+    assert isinstance(row.value, (int, float)) and row.value > 0
+    assert f"every one of the {3 * n:,} messages recorded sent" in row.note
+    assert "µs per message" in row.note
+    assert not (tmp_path / "cross-channel").exists()

@@ -72,10 +72,14 @@ Durable event-triggered workflow automation on one machine.
   `[server] public_url` (default: the address the server listens on). Their routes take no API
   key, and a token this server did not make is a 404. `POST /v1/unsubscribe/{token}` takes an
   HTML form (RFC 8058's `List-Unsubscribe=One-Click`), not JSON, and accepts any body.
-* A message's `to` is its recipients, comma-separated. A `send_email` step whose email was
-  suppressed takes its `suppressed` branch when `next` maps one, else the default path; a
-  bounce (every recipient refused with a 5xx) fails the step with error code `bounced`, for its
-  `error` branch or `on_error`.
+* A message's `to` is its recipients, comma-separated: email addresses, an SMS's E.164
+  number, a push notification's device token (one message per token), a Slack webhook URL
+  without its secret last segment. A messaging step (`send_email`, `send_sms`, `send_push`,
+  `slack`) whose message was suppressed takes its `suppressed` branch when `next` maps one,
+  else the default path; a bounce (every recipient refused with a 5xx) fails the step with
+  error code `bounced`, an SMS number Twilio calls invalid with `invalid_number` (later SMS to
+  it are suppressed as `bad_number`), a push notification no token received with the
+  provider's code — for its `error` branch or `on_error`. Phone numbers are E.164.
 """
 
 

@@ -70,6 +70,7 @@ class Sizes:
     peer_repeats: int
     settle_s: float            # the longest any wait for runs to finish may take
     scenario_s: float          # the longest one scenario may take, all in
+    cross_channel_runs: int = 2000   # runs of push → email → SMS (three messages each)
 
 
 QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=1000,
@@ -77,7 +78,8 @@ QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=10
               wait_queries=50, recovery_load_s=1.0, webhook_runs=500, email_runs=300,
               bulk_contacts=10_000, child_runs=500, loop_items=1000, loop_repeats=2,
               approval_runs=500, test_runs=50, purge_runs=20_000,
-              peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0)
+              peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0,
+              cross_channel_runs=300)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
              steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
              wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
@@ -1081,6 +1083,81 @@ async def test_run(ctx: Context) -> list[Row]:
                 note=f"{n} test runs one after another, each 10 emails, 10 webhooks and 10 "
                      f"waits (one for a click, delivered on day 40) over 90 virtual days; p99 "
                      f"{pct(times, 99):.1f} ms{cpu}")]
+# ------------------------------------------------------------------ cross-channel
+
+# One message of each channel per run, each from the contact's traits, to the outbox providers
+# (recorded, nothing sent): the cost of the journey itself — three messaging steps, each a
+# message record written before and its outcome after the send — not of a provider.
+CROSS_CHANNEL_STEPS = [
+    {"id": "push", "type": "send_push", "config": {
+        "title": "Order {{ event.properties.order }}",
+        "body": "{{ contact.traits.first_name }}, it has shipped",
+        "data": {"order": "{{ event.properties.order }}"}}},
+    {"id": "mail", "type": "send_email", "config": {
+        "subject": "Your order {{ event.properties.order }}",
+        "text": "Hello {{ contact.traits.first_name }}, your order is on its way."}},
+    {"id": "sms", "type": "send_sms", "config": {
+        "body": "Order {{ event.properties.order }} arrives tomorrow"}},
+]
+OUTBOXES = {"FLOWD_EMAIL_PROVIDER": "outbox", "FLOWD_SMS_PROVIDER": "outbox",
+            "FLOWD_PUSH_PROVIDER": "outbox"}
+
+
+def cross_channel_events(count: int) -> list[dict[str, Any]]:
+    """Events that each start one run, for a contact with an email, a phone and a push token."""
+    return [{"name": "bench.order", "contact_id": f"cc-{i}", "properties": {"order": i},
+             "contact": {"email": f"cc-{i}@example.com", "phone": f"+1555{i:07d}",
+                         "push_tokens": [f"device-token-{i:06d}"],
+                         "traits": {"first_name": f"Ada{i}"}}} for i in range(count)]
+
+
+async def _count_sent(api: Api, channel: str) -> int:
+    count, cursor = 0, None
+    while True:
+        page = await api.call("GET", f"/v1/messages?channel={channel}&status=sent&limit=100"
+                              + (f"&cursor={cursor}" if cursor else ""), expect=(200,))
+        count += len(page["data"])
+        cursor = page["next_cursor"]
+        if not cursor or not page["data"]:
+            return count
+
+
+async def cross_channel(ctx: Context) -> list[Row]:
+    """Runs of push → email → SMS, started by events (batches of 100, 4 requests at a time),
+    every provider the outbox; the figure is messages recorded sent per second."""
+    n = ctx.sizes.cross_channel_runs
+    messages = 3 * n
+    async with flowd(ctx, "cross-channel", OUTBOXES) as server, \
+            Api(server.url, server.key) as api:
+        workflow = await api.create_workflow(
+            "bench cross-channel", {"type": "event", "event": "bench.order"},
+            CROSS_CHANNEL_STEPS)
+        with Probe(server.db_path) as probe:
+            cpu0 = server.cpu_seconds()
+            t0_ms = time.time() * 1000
+            await start_runs(api, cross_channel_events(n))
+            posted_s = (time.time() * 1000 - t0_ms) / 1000
+            await settle(probe, server, n, ctx.sizes.settle_s, interval_s=0.05)
+            cpu = cpu_note(server, cpu0, messages, "message")
+            _, _, last_completed, done = probe.run_window(workflow["id"])
+        sent = await sent_times(api)
+        by_channel = {channel: await _count_sent(api, channel) for channel in ("push", "email",
+                                                                                "sms")}
+    if len(sent) != messages or done != n or set(by_channel.values()) != {n}:
+        raise BenchError(f"{n} runs should have completed with {n} messages of each channel "
+                         f"recorded sent; {done} completed, sent {by_channel}")
+    window_s = (max(sent) - t0_ms) / 1000
+    return [Row(
+        "cross-channel", f"messages/s, {n:,} runs of push → email → SMS to the outboxes",
+        messages / window_s, "messages/s", ">=", 1500,
+        note=f"{n:,} runs of three messaging steps (push title, body and data, email subject "
+             f"and text, SMS body, each from the contact's traits and the event), events with "
+             f"their contacts in batches of 100, 4 at a time (acknowledged after "
+             f"{posted_s:.2f} s); first POST (bench clock) → last message's sent_at (server "
+             f"clock) {window_s:.2f} s, every one of the {messages:,} messages recorded sent; "
+             f"last run completed after {(last_completed - t0_ms) / 1000:.2f} s{cpu}")]
+
+
 # ------------------------------------------------------------------ retention
 
 PURGE_RATE = 500      # events/s offered during and without the purge (open loop)
@@ -1164,4 +1241,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "approvals": approvals,
     "test-run": test_run,
     "purge": purge,
+    "cross-channel": cross_channel,
 }

@@ -8,6 +8,10 @@ http_request and later ones): it enforces the private-network guard on the addre
 connected to, never follows redirects, caps response bodies and bounds every call with a timeout;
 `flowd.effects.signing` signs webhook deliveries (Standard Webhooks); `flowd.effects.mail`
 builds RFC 5322 messages and hands them to a mail provider (the outbox, or SMTP on reused
-connections). `flowd.effects.messages` is what the `send_email` step asks of the email effect
-(`flowd.mailer`, which adds suppression, the message record and links around a provider).
+connections). `flowd.effects.sms` (outbox, Twilio), `flowd.effects.push` (outbox, FCM, with
+`flowd.effects.google_oauth` for its access tokens) and `flowd.effects.slack` (incoming
+webhooks) are providers of the same interface (`MessageProvider`), handed the messages of
+`flowd.effects.outgoing`. `flowd.effects.messages` is what the messaging steps ask of the email
+effect (`flowd.mailer`) and of the other channels (`flowd.messenger`), which add suppression
+and the message record around a provider.
 """

@@ -516,7 +516,7 @@ class Messages(abc.ABC):
 
     @abc.abstractmethod
     def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
-        """Emails sent outside any run that are still `sending` (not delivered yet: a crash
+        """Messages sent outside any run that are still `sending` (not delivered yet: a crash
         or a failure that a retry may cure), oldest first from position `after` (0 at first);
         and the position to go on from."""
 

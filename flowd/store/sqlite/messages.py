@@ -87,11 +87,9 @@ class SqliteMessages(base.Messages):
             (project_id, contact_id, channel, after, len(prefix), prefix, limit))]
 
     def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:
-        # Only emails are sent outside runs (the mailer's retries); other channels' messages
-        # belong to steps, whose retries send them.
         rows = self._conn.execute(f"SELECT {_COLUMNS}, seq FROM messages WHERE status = 'sending' "
-                                  "AND run_id IS NULL AND channel = 'email' AND seq > ? "
-                                  "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+                                  "AND run_id IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                                  (after, limit)).fetchall()
         return [_message(row) for row in rows], (rows[-1][-1] if rows else after)
 
     def bounce(self, project_id: str, address: str, reason: str, message_id: str | None,
