@@ -276,9 +276,9 @@ def _frequency_cap(value: Any) -> Any:
     return value
 
 
-_CAP_HELP = ("At most this many {what} to one contact per rolling window, across all its "
-             "journeys: \"<max>/<ISO 8601 duration>\", e.g. \"3/P1D\" (empty: no cap). A "
-             "workflow's settings.frequency_cap overrides it.")
+_CAP_HELP = ("At most this many {what} per contact in a rolling window, counted across all "
+             "its journeys: \"<max>/<ISO 8601 duration>\", e.g. \"3/P1D\" (empty: no cap). "
+             "A workflow's settings.frequency_cap overrides it.")
 
 
 @dataclass(frozen=True)
