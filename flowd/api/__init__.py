@@ -12,6 +12,7 @@ from flowd.api import (  # noqa: F401
     bundles,
     contacts,
     events,
+    health,
     hooks,
     keys,
     links,

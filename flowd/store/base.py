@@ -168,6 +168,11 @@ class Runs(abc.ABC):
     """Runs, their step trace, and the event waits ingest matches events against."""
 
     @abc.abstractmethod
+    def ended_by_workflow(self, project_id: str, since: int) -> list[tuple[str, str, int, int]]:
+        """Per workflow with runs that ended (completed, failed, cancelled) at or after
+        `since`: (workflow id, its name, runs ended, of which failed)."""
+
+    @abc.abstractmethod
     def insert(self, runs: list[Run]) -> None: ...
 
     @abc.abstractmethod
@@ -493,6 +498,12 @@ class Messages(abc.ABC):
     @abc.abstractmethod
     def page(self, project_id: str, *, contact_id: str | None, channel: str | None,
              status: str | None, run_id: str | None, before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def delivery_counts(self, project_id: str, since: int,
+                        recent_since: int) -> dict[tuple[str, str], tuple[int, int]]:
+        """The project's messages created at or after `since`, by (channel, status):
+        (how many of them were created at or after `recent_since`, how many in all)."""
 
     @abc.abstractmethod
     def unsent(self, after: int, limit: int) -> tuple[list[Message], int]:

@@ -88,6 +88,14 @@ class SqliteRuns(base.Runs):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
+    def ended_by_workflow(self, project_id: str, since: int) -> list[tuple[str, str, int, int]]:
+        # A range of runs_project_ended (index entries only); one name lookup per workflow.
+        return self._conn.execute(
+            "SELECT ended.workflow_id, COALESCE(w.name, ''), ended.n, ended.failed FROM "
+            "(SELECT workflow_id, COUNT(*) AS n, SUM(status = 'failed') AS failed FROM runs "
+            " WHERE project_id = ? AND completed_at >= ? GROUP BY workflow_id) AS ended "
+            "LEFT JOIN workflows w ON w.id = ended.workflow_id", (project_id, since)).fetchall()
+
     def insert(self, runs: list[Run]) -> None:
         self._conn.executemany(f"INSERT INTO runs ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                                (_row(run) for run in runs))

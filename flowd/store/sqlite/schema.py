@@ -401,6 +401,13 @@ MIGRATIONS: list[Migration] = [
         ) WITHOUT ROWID;
         CREATE INDEX sessions_expires ON sessions (expires_at);
     """),
+    # GET /v1/health/delivery: a project's messages of the last 7 days and its runs that ended
+    # in the last day, each read as a range of one covering index (never a table scan).
+    Migration(14, "delivery health indexes", """
+        CREATE INDEX messages_recent ON messages (project_id, created_at, channel, status);
+        CREATE INDEX runs_project_ended ON runs (project_id, completed_at, workflow_id, status)
+            WHERE completed_at IS NOT NULL;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
