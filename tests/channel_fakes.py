@@ -48,7 +48,8 @@ class TwilioFake:
         self.requests.append({"path": request.path, "headers": dict(request.headers),
                               "form": form, "raw": raw})
         expected = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
-        if request.match_info["sid"] != TWILIO_SID or request.headers.get("Authorization") != expected:
+        authorized = request.headers.get("Authorization") == expected
+        if request.match_info["sid"] != TWILIO_SID or not authorized:
             status, body = twilio_error(20003, "Authenticate", 401)
         elif self.queue:
             status, body = self.queue.pop(0)

@@ -44,9 +44,7 @@ async def test_reference_000_steps_list(api: Api):
     await _template(api, "<TEMPLATE_UUID>")      # the template the example names
     result = await _import(api, source)
     assert result["source"] == "reference 000 (steps)"
-    assert result["warnings"] == [{"path": "steps[2].type", "message": (
-        "step type 'send_push' has no equivalent in flowd: imported as a `set` step that does "
-        "nothing (step s3); replace it")}]
+    assert result["warnings"] == []                # send_push exists here: mapped as it is
     workflow_id = result["created"][0]["id"]
     status, workflow = await api.get(f"/v1/workflows/{workflow_id}")
     assert workflow["status"] == "active"          # isActive, and no error issues
@@ -54,7 +52,8 @@ async def test_reference_000_steps_list(api: Api):
     assert [(s["type"], s["config"]) for s in workflow["steps"]] == [
         ("send_email", {"template": "<TEMPLATE_UUID>", "to": "{{event.userEmail}}"}),
         ("wait", {"duration": "P1D"}),
-        ("set", {"vars": {}})]
+        ("send_push", {"title": "Tips for day 1",
+                       "body": "{{user.firstName}}, here are 3 tips..."})]
     assert workflow["steps"][1]["name"] == "let user finish onboarding"
 
     # A real run: the email goes to the event's userEmail, then the run waits a day.

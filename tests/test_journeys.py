@@ -82,7 +82,8 @@ JOURNEY = [
     {"id": "email", "type": "send_email", "config": {
         "subject": "Still thinking?", "text": "Hi {{ contact.traits.first_name }}"}},
     {"id": "days", "type": "wait", "config": {"duration": "P3D"}},
-    {"id": "sms", "type": "send_sms", "config": {"body": "Last call, {{ contact.traits.first_name }}"}},
+    {"id": "sms", "type": "send_sms", "config": {
+        "body": "Last call, {{ contact.traits.first_name }}"}},
 ]
 
 

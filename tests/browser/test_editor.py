@@ -184,3 +184,19 @@ def test_render_150_steps(page: Any, flowd: Any) -> None:
     page.keyboard.press("ArrowDown")
     page.wait_for_selector('.graph-node[data-step-id="s0"][aria-pressed="true"]')
     assert page.evaluate("document.activeElement.dataset.stepId") == "s0"
+
+
+def test_a_change_made_through_the_api_appears_in_the_open_editor(page: Any, flowd: Any) -> None:
+    created = flowd.post("/v1/workflows", {"name": unique("Live"), "trigger": {"type": "manual"},
+                                           "steps": [{"id": "first", "type": "exit"}]})
+    assert created.status == 201, created.body
+    wf_id = created.body["id"]
+    _open(page, flowd, wf_id)
+    page.wait_for_selector('.graph-node[data-step-id="first"]')
+    patched = flowd.request("PATCH", f"/v1/workflows/{wf_id}", {"operations": [
+        {"op": "add_step", "after": "first", "step": {"id": "later", "type": "wait",
+                                                        "config": {"duration": "PT1H"}}}]})
+    assert patched.status == 200, patched.body
+    # The page polls every 5 s; no reload, no click.
+    page.wait_for_selector('.graph-node[data-step-id="later"]')
+    page.wait_for_selector('[data-version="2"]')

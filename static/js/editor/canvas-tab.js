@@ -86,8 +86,16 @@ export function renderCanvasTab(container, env) {
   let stopped = false;
   async function loadStats() {
     try {
-      const stats = await api.get(`/v1/workflows/${encodeURIComponent(env.workflow().id)}/stats`);
+      const path = `/v1/workflows/${encodeURIComponent(env.workflow().id)}`;
+      const stats = await api.get(`${path}/stats`);
       if (stopped) return;
+      // A newer version saved elsewhere (a script, another tab): draw the server's, unless an
+      // edit of ours is on its way (its answer will be drawn anyway).
+      if (stats.version > env.workflow().version && !edits.busy) {
+        const fresh = await api.get(path);
+        if (stopped) return;
+        if (fresh.version > env.workflow().version && !edits.busy) env.onWorkflowChanged(fresh);
+      }
       // Counts belong to the current version's steps (an older version's would mislead);
       // a version no run has entered shows none rather than a "0" on every node.
       if (stats.version === env.workflow().version && stats.steps.some((s) => s.entered > 0)) {
