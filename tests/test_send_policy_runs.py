@@ -251,3 +251,59 @@ async def test_a_test_run_shows_the_deferral_across_the_dst_changes(aiohttp_clie
     # An end the overlap repeats (02:30): its first occurrence, still CEST.
     overlap = await dry({"quiet_hours": {"start": "21:00", "end": "02:30"}})
     assert overlap["trace"][0]["finished_at"] == "2026-10-25T00:30:00.000Z"
+
+
+async def test_a_cross_channel_journey_keeps_each_contacts_own_night(aiohttp_client, tmp_path):
+    """Push → wait 1 h → email → wait 3 d → SMS for three contacts in three time zones with
+    different subscriptions, under quiet hours 21:00–08:00 in each contact's own zone."""
+    # 12:00 UTC: 13:00 in Berlin, 04:00 in Los Angeles, 21:00 in Tokyo.
+    api, clock = await server(aiohttp_client, tmp_path, "2027-01-15T12:00:00+00:00",
+                              quiet_hours_start="21:00", quiet_hours_end="08:00")
+    await contact(api, "ann", email="ann@example.com", phone="+4915112345678",
+                  timezone="Europe/Berlin", push_tokens=["ann-phone"])
+    await contact(api, "bo", email="bo@example.com", phone="+14155550123",
+                  timezone="America/Los_Angeles", push_tokens=["bo-phone"],
+                  subscribed={"sms": False})
+    await contact(api, "cy", email="cy@example.com", phone="+819012345678",
+                  timezone="Asia/Tokyo", subscribed={"push": False}, push_tokens=["cy-phone"])
+    workflow = await api.workflow({"trigger": {"type": "manual"}, "steps": [
+        {"id": "push", "type": "send_push", "config": {"title": "Your cart", "body": "Still there"}},
+        {"id": "hour", "type": "wait", "config": {"duration": "PT1H"}},
+        {"id": "email", "type": "send_email", "config": {"subject": "Still thinking?",
+                                                        "text": "Hi"}},
+        {"id": "days", "type": "wait", "config": {"duration": "P3D"}},
+        {"id": "sms", "type": "send_sms", "config": {"body": "Last call"}}]})
+    runs = {who: await fire(api, workflow, who, "waiting") for who in ("ann", "bo", "cy")}
+    # Walk virtual time forward hour by hour until every run has ended (about four days).
+    for _ in range(24 * 5):
+        statuses = [(await api.run(run["id"]))["status"] for run in runs.values()]
+        if all(status == "completed" for status in statuses):
+            break
+        clock.advance(HOUR)
+        await eventually(lambda: _settled(api, runs), 5)
+    got = {who: [(m["channel"], m["status"], m["created_at"])
+                 for m in sorted(await messages(api, run_id=run["id"]),
+                                 key=lambda m: (m["created_at"], m["channel"]))]
+           for who, run in runs.items()}
+    assert got["ann"] == [     # Berlin, day time: nothing waits
+        ("push", "sent", "2027-01-15T12:00:00.000Z"),
+        ("email", "sent", "2027-01-15T13:00:00.000Z"),
+        ("sms", "sent", "2027-01-18T13:00:00.000Z")]
+    assert got["bo"] == [      # Los Angeles, 04:00: the push waits for 08:00 there (16:00 UTC)
+        ("push", "sent", "2027-01-15T16:00:00.000Z"),
+        ("email", "sent", "2027-01-15T17:00:00.000Z"),
+        ("sms", "suppressed", "2027-01-18T17:00:00.000Z")]
+    # Tokyo, 21:00: unsubscribed from push, so it is suppressed at once rather than held till
+    # morning; an hour later (22:00 there) the email waits for 08:00 (23:00 UTC).
+    assert got["cy"] == [
+        ("push", "suppressed", "2027-01-15T12:00:00.000Z"),
+        ("email", "sent", "2027-01-15T23:00:00.000Z"),
+        ("sms", "sent", "2027-01-18T23:00:00.000Z")]
+
+
+async def _settled(api: Api, runs: dict[str, dict[str, Any]]) -> bool:
+    """No run is mid-step: each waits or has ended."""
+    for run in runs.values():
+        if (await api.run(run["id"]))["status"] not in ("waiting", "completed"):
+            return False
+    return True

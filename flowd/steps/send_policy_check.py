@@ -9,7 +9,8 @@ step's outcome:
   step runs again as the same visit (same message id), and the policy is checked again.
 - `rate_limited` (mode `skip`): nothing is sent and the run goes on along the default path.
 
-A step with `"transactional": true` in its config is exempt (an order confirmation inside a
+A contact unsubscribed from the channel is not held back either: the send goes on to its
+suppression at once. A step with `"transactional": true` in its config is exempt (an order confirmation inside a
 journey), as are emails that no messaging step sends (POST /v1/messages/email, approvals). A
 run without a contact has no sends to count (caps pass) and reads quiet hours on the project's
 clock.
@@ -36,6 +37,11 @@ async def send_policy_check(ctx: StepContext, channel: str) -> Outcome | None:
     policy = ctx.send_policy
     if policy is None or ctx.config.get("transactional") is True or not policy.applies_to(
             channel):
+        return None
+    # A contact unsubscribed from the channel gets nothing whenever the step runs: let the
+    # send go on to its suppression now rather than hold the journey until morning.
+    found, subscribed = ctx.scope.lookup(f"contact.subscribed.{channel}")
+    if found and subscribed is False:
         return None
     recent: Sequence[int] = ()
     cap = policy.cap(channel)
