@@ -155,6 +155,9 @@ class ProcessSandbox:
             status = await self._reap(worker)
             raise EffectFailed("sandbox_unavailable", f"the sandbox worker did not start "
                                f"({status}; is quickjs-ng installed?)", retryable=True) from exc
+        except BaseException:   # cancelled while it started: it must not outlive the step
+            await self._reap(worker)
+            raise
         return worker
 
     async def _reap(self, worker: _Worker) -> str:
@@ -191,9 +194,14 @@ CHECK_STACK = 256 * 2**10
 
 
 def syntax_error(source: str) -> str | None:
-    """Why `source` is not the body of a function (`SyntaxError: unexpected token … (line 3)`), or None. Nothing of it runs: see sandbox_worker.CHECK_PREFIX."""
+    """Why `source` is not the body of a function (`SyntaxError: unexpected token … (line
+    3)`), or None. Nothing of it runs: see sandbox_worker.CHECK_PREFIX."""
     import quickjs  # only a server with code steps pays for the import
 
+    try:
+        source.encode()
+    except UnicodeEncodeError:   # only from a file (bundles): requests are checked for it
+        return "is not Unicode text: it holds an unpaired surrogate such as \\ud800"
     context = quickjs.Context()
     context.set_memory_limit(CHECK_MEMORY)
     context.set_max_stack_size(CHECK_STACK)

@@ -30,7 +30,8 @@ MAX_TIMEOUT_MS = 300_000
 MAX_SOURCE_CHARS = 100_000
 RECORDED_SOURCE_CHARS = 1000   # a longer source is not repeated in every visit's trace entry
 
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+# ASCII: JavaScript reads every escape, an unpaired surrogate in the run's data included.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _ANY_JSON = Json()   # its check bounds the output's depth as any JSON in a definition is
 
 
