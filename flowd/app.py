@@ -26,12 +26,13 @@ from flowd.bulk import BulkProcessor
 from flowd.bulk_control import BulkControl
 from flowd.channel_setup import Channels, build_channels
 from flowd.clock import Clock
-from flowd.config import Config, EmailConfig
+from flowd.config import CodeConfig, Config, EmailConfig
 from flowd.dueruns import DueRuns
 from flowd.durations import parse_duration
 from flowd.effects.base import EffectFailed, MailProvider
 from flowd.effects.http import HttpClient
 from flowd.effects.mail import OutboxProvider, SmtpProvider
+from flowd.effects.sandbox import ProcessSandbox, SandboxLimits
 from flowd.effects.signing import WebhookSigner, new_secret
 from flowd.engine import Engine
 from flowd.errors import ConfigError
@@ -48,6 +49,7 @@ from flowd.schedules import Schedules
 from flowd.send_history import StoredSendHistory
 from flowd.send_policy import NO_POLICY, SendPolicy
 from flowd.sessions import SessionDesk
+from flowd.sizes import parse_size
 from flowd.slots import RunSlots
 from flowd.steps.base import Effects
 from flowd.store import DbSettings, SqliteStore, Store
@@ -90,6 +92,7 @@ class Services:
     retention: Retention
     metrics: Metrics
     sessions: SessionDesk
+    sandbox: ProcessSandbox
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -117,6 +120,13 @@ def mail_provider(email: EmailConfig) -> MailProvider:
                             connections=email.connections, ssl_context=context)
     except ValueError as exc:
         raise ConfigError(f"[email]: {exc}") from None
+
+
+def code_sandbox(code: CodeConfig) -> ProcessSandbox:
+    return ProcessSandbox(SandboxLimits(
+        workers=code.workers, memory_limit=parse_size(code.memory_limit),
+        max_stack_size=parse_size(code.max_stack_size),
+        max_timeout_ms=parse_duration(code.max_timeout)))
 
 
 def project_send_policy(config: Config) -> SendPolicy:
@@ -170,11 +180,12 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     channels = build_channels(config, store, clock, ingest, http)
     approvals = ApprovalDesk(store, clock, public_url=lambda: services.public_url(),
                              on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
+    sandbox = code_sandbox(config.code)
     # The audience check of every messaging step is the mailer's until audiences arrive.
     engine = Engine(store, registry, clock,
                     Effects(http=http, signer=signer, email=mailer, approvals=approvals,
                             audiences=mailer, **channels.effects(),
-                            send_history=StoredSendHistory(store)),
+                            send_history=StoredSendHistory(store), sandbox=sandbox),
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
                     on_started=lambda runs: scheduler.start_new(runs),
@@ -202,6 +213,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         retention=Retention(store, clock, RetentionSettings.of(config.retention)),
         metrics=metrics,
         sessions=SessionDesk(store, clock, auth, parse_duration(config.server.session_ttl)),
+        sandbox=sandbox,
         openapi=build_openapi(ROUTES), send_policy=send_policy)
     return services
 
@@ -257,6 +269,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.http.close()
             await services.mailer.close()
             await services.channels.close()
+            await services.sandbox.close()
             await services.store.close()
 
     app.cleanup_ctx.append(lifecycle)

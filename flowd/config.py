@@ -242,6 +242,43 @@ class RetentionConfig:
         min=1, max=7 * 86400)
 
 
+def _size_between(low: int, high: int) -> Callable[[Any], Any]:
+    """A check for a size (`"32MB"`, or a number of bytes) from `low` to `high` bytes."""
+    def check(value: Any) -> Any:
+        size = parse_size(value)
+        if not low <= size <= high:
+            raise ValueError(f"must be from {low:,} to {high:,} bytes")
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    return check
+
+
+def _duration_up_to(high_ms: int, shown: str) -> Callable[[Any], Any]:
+    """A check for an ISO 8601 duration longer than zero and at most `high_ms`."""
+    def check(value: Any) -> Any:
+        _positive_duration(value)
+        if parse_duration(value) > high_ms:
+            raise ValueError(f"must be at most {shown}")
+        return value
+    return check
+
+
+@dataclass(frozen=True)
+class CodeConfig:
+    workers: int = setting(
+        2, "Worker processes that run code steps' JavaScript, one script each at a time; more "
+        "code steps wait for a free worker.", min=1, max=64)
+    memory_limit: str = setting(
+        "32MB", "Most memory one code step's script may use (its data, the input it is given, "
+        "the JSON it returns); past it the step fails with code_memory.",
+        check=_size_between(1 << 20, 4 << 30))
+    max_stack_size: str = setting(
+        "256KiB", "Deepest JavaScript call stack a script may use; past it the script gets a "
+        "RangeError (code_error).", check=_size_between(16 << 10, 4 << 20))
+    max_timeout: str = setting(
+        "PT10S", "Most CPU time a code step's timeout may ask for (ISO 8601 duration); a longer "
+        "one is cut to it.", check=_duration_up_to(300_000, "PT5M"))
+
+
 def _clock_time(value: Any) -> Any:
     """A check for a time of day HH:MM, or "" (none)."""
     if not isinstance(value, str):
@@ -329,6 +366,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    code: CodeConfig = field(default_factory=CodeConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
     # Said once logging is set up (which needs this config): unknown environment variables.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -338,7 +376,7 @@ _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": Auth
                   "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig,
                   "sms": SmsConfig, "push": PushConfig, "slack": SlackConfig,
                   "alerts": AlertsConfig, "retention": RetentionConfig,
-                  "policy": PolicyConfig}
+                  "policy": PolicyConfig, "code": CodeConfig}
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:

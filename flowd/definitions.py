@@ -255,7 +255,8 @@ def _step_config(step: dict[str, Any], step_type: StepType, path: str,
     if config is INVALID:
         return None, None
     try:
-        template = compile_value(config, f"{path}.config", step_type.escaped)
+        template = compile_value(config, f"{path}.config", step_type.escaped,
+                                 step_type.literal)
     except TemplateError as exc:
         for problem in exc.problems:
             issues.error("invalid_template", problem.path, problem.message, step_id)

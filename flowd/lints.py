@@ -123,8 +123,11 @@ class _FieldLint:
         for condition, where, reader in conditions:
             self.condition(condition, where, reader, step_id)
         # Every string of a step's config is a template rendered against the run's whole scope,
-        # condition values (even in a wait_for_event filter) included.
-        self.templates(config, f"{path}.config", _IN_STEP, step_id)
+        # condition values (even in a wait_for_event filter) included; not its literal keys.
+        kind = step.get("type")
+        literal = STEP_TYPES[kind].literal if isinstance(kind, str) and kind in STEP_TYPES else ()
+        self.templates({k: v for k, v in config.items() if k not in literal},
+                       f"{path}.config", _IN_STEP, step_id)
 
     def condition(self, condition: Any, where: str, reader: _Reader, step_id: str | None) -> None:
         for field_where, text in _condition_fields(condition, where):

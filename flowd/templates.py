@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
@@ -436,15 +436,23 @@ class CompiledValue:
 
 
 def compile_value(value: Any, path: str = "",
-                  escapes: Mapping[str, Callable[[str], str]] | None = None) -> CompiledValue:
+                  escapes: Mapping[str, Callable[[str], str]] | None = None,
+                  literal: Collection[str] = ()) -> CompiledValue:
     """Compile every string containing `{{` inside a JSON value. Raises TemplateError whose
     `.problems` lists every bad template with its JSON path (`config.body.text`,
     `config.items[2]`). `escapes`: top-level keys whose string renders as text with every
-    value put in escaped (an email's `html`)."""
+    value put in escaped (an email's `html`). `literal`: top-level keys whose value is taken as
+    written, never as a template (a code step's source, where `{{` is JavaScript)."""
     problems: list[Problem] = []
     paths: list[Path] = []
     if escapes and isinstance(value, dict) and any(key in value for key in escapes):
         render = _compile_escaped(value, path, escapes, problems, paths)
+    elif literal and isinstance(value, dict):
+        entries = tuple((key, item, None if key in literal else
+                         _compile_node(item, join(path, key), 2, problems, paths))
+                        for key, item in value.items())
+        render = None if all(r is None for _, _, r in entries) else (
+            lambda scope: {key: item if r is None else r(scope) for key, item, r in entries})
     else:
         render = _compile_node(value, path, 1, problems, paths)
     if problems:

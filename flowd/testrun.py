@@ -8,7 +8,8 @@ that jumps to whatever comes next — a due timer or an `events` entry — so a 
 passes at once. Effects are recorders: webhooks and HTTP requests are answered from
 `responses` (else `200 {}`), emails go through the real mailer to a recording provider,
 SMS, push and Slack messages go through their real messengers to recording providers, and
-approvals make links that lead nowhere. Nothing is written to the server's database, sent, or
+approvals make links that lead nowhere. Code steps run in the server's real sandbox, which
+reaches nothing outside itself. Nothing is written to the server's database, sent, or
 called.
 
 The work is bounded: a horizon of at most P366D, a step cap, a cap on `events`, and a limit
@@ -35,6 +36,7 @@ from flowd.effects.base import (
     RecordingHttp,
     RecordingMailProvider,
     RecordingSigner,
+    Sandbox,
 )
 from flowd.engine import Engine
 from flowd.errors import Problem, ValidationError
@@ -79,7 +81,7 @@ class _Parts:
     def __init__(self, store: MemoryStore, clock: VirtualClock, recording: Recording,
                  mail: RecordingMailProvider, public_url: str,
                  mail_settings: MailSettings, send_policy: SendPolicy,
-                 slack_webhook_url: str = "") -> None:
+                 slack_webhook_url: str = "", sandbox: Sandbox | None = None) -> None:
         self.store, self.clock = store, clock
         self.registry = Registry(store)
         self.due = DueRuns(clock)
@@ -100,7 +102,8 @@ class _Parts:
             return Effects(http=RecordingHttp(recording, step_id),
                            signer=RecordingSigner(recording, step_id), email=self.mailer,
                            approvals=self.approvals, audiences=self.mailer,
-                           send_history=history, **self.channels.effects())
+                           send_history=history, sandbox=sandbox,
+                           **self.channels.effects())
 
         self.engine = Engine(store, self.registry, clock, effects_for(""), due=self.due,
                              waited=waited, max_steps_per_run=MAX_STEPS,
@@ -129,25 +132,27 @@ class _Parts:
 
 async def test_run(request: TestRunRequest, *, now: int, public_url: str,
                    mail_settings: MailSettings, slack_webhook_url: str = "",
-                   send_policy: SendPolicy = NO_POLICY) -> dict[str, Any]:
+                   send_policy: SendPolicy = NO_POLICY,
+                   sandbox: Sandbox | None = None) -> dict[str, Any]:
     """`slack_webhook_url`: the server's [slack] webhook_url (whether a slack step without its
-    own URL has somewhere to go; nothing is posted). `send_policy`: the project's [policy]."""
+    own URL has somewhere to go; nothing is posted). `send_policy`: the project's [policy].
+    `sandbox`: the server's, for code steps (without it they fail sandbox_unavailable)."""
     store = MemoryStore()
     await store.open()
     try:
         return await _run(store, request, now, public_url, mail_settings, slack_webhook_url,
-                          send_policy)
+                          send_policy, sandbox)
     finally:
         await store.close()
 
 
 async def _run(store: MemoryStore, request: TestRunRequest, now: int, public_url: str,
                mail_settings: MailSettings, slack_webhook_url: str,
-               send_policy: SendPolicy) -> dict[str, Any]:
+               send_policy: SendPolicy, sandbox: Sandbox | None) -> dict[str, Any]:
     clock = VirtualClock(now)
     recording = Recording(by_step=dict(request.responses), now=clock.now_ms)
     parts = _Parts(store, clock, recording, RecordingMailProvider(), public_url, mail_settings,
-                   send_policy, slack_webhook_url)
+                   send_policy, slack_webhook_url, sandbox)
     await parts.start()
     contact_id = str((request.contact or {}).get("id") or TEST_CONTACT)
     workflow_id = await store.write(_seed, request, contact_id, now)

@@ -145,6 +145,22 @@ async def test_bench_loop_row(tmp_path: Path, monkeypatch) -> None:
     assert not (tmp_path / "loop").exists()
 
 
+async def test_bench_code_rows(tmp_path: Path, monkeypatch) -> None:
+    """Runs of one code step (steps/s, CPU of the server and of its workers per step), then
+    /healthz polled while a script spins until its limit stops it."""
+    steps, healthz = await scenarios.code(_quick_ctx(tmp_path, monkeypatch))
+    n = scenarios.QUICK.code_runs
+    assert steps.status == "ok" and steps.unit == "steps/s" and (steps.op, steps.target) == (
+        ">=", 2000)
+    assert isinstance(steps.value, (int, float)) and steps.value > 0
+    assert f"{n:,} runs of one trivial code step" in steps.figure
+    assert "µs per step" in steps.note and "sandbox workers' CPU" in steps.note
+    assert healthz.status == "ok" and healthz.unit == "ms" and (healthz.op, healthz.target) == (
+        "<=", 50)
+    assert "failed with code_timeout" in healthz.note
+    assert not (tmp_path / "code").exists()
+
+
 async def test_bench_approvals_rows(tmp_path: Path, monkeypatch) -> None:
     """Waiting approvals decided by POSTs to their links: decisions/s, then the runs' end."""
     posts, after = await scenarios.approvals(_quick_ctx(tmp_path, monkeypatch))

@@ -132,7 +132,7 @@ async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Res
                             public_url=services.public_url(),
                             mail_settings=MailSettings.of(services.config.email),
                             slack_webhook_url=services.config.slack.webhook_url,
-                            send_policy=services.send_policy)
+                            send_policy=services.send_policy, sandbox=services.sandbox)
     return json_response(result)
 
 

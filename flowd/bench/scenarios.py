@@ -71,6 +71,7 @@ class Sizes:
     settle_s: float            # the longest any wait for runs to finish may take
     scenario_s: float          # the longest one scenario may take, all in
     cross_channel_runs: int = 2000   # runs of push → email → SMS (three messages each)
+    code_runs: int = 10_000          # runs of one trivial code step
 
 
 QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=1000,
@@ -79,7 +80,7 @@ QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=10
               bulk_contacts=10_000, child_runs=500, loop_items=1000, loop_repeats=2,
               approval_runs=500, test_runs=50, purge_runs=20_000,
               peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0,
-              cross_channel_runs=300)
+              cross_channel_runs=300, code_runs=1000)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
              steps_runs=1000, chain_repeats=10, timer_runs=10_000, wait_runs=1_000_000,
              wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
@@ -1158,6 +1159,102 @@ async def cross_channel(ctx: Context) -> list[Row]:
              f"last run completed after {(last_completed - t0_ms) / 1000:.2f} s{cpu}")]
 
 
+# ------------------------------------------------------------------ code
+
+CODE_SOURCE = "return {double: event.properties.n * 2, contact: contact.id}"
+CODE_WARMUP = 20           # runs that start the worker processes before the measured ones
+HEALTHZ_INTERVAL_S = 0.01  # between two /healthz polls while a script spins
+
+
+def code_step(source: str, **config: Any) -> list[dict[str, Any]]:
+    return [{"id": "calc", "type": "code",
+             "config": {"language": "javascript", "source": source, **config}}]
+
+
+def children_cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds of the live children of `pid` (the server's sandbox workers), from /proc."""
+    if pid is None or not Path("/proc/self/stat").exists():
+        return None
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def code(ctx: Context) -> list[Row]:
+    """Runs of one trivial `code` step started by events (batches of 100, 4 requests at a
+    time); then one run of a script that loops for ever, stopped by its PT1S CPU limit, while
+    /healthz is polled."""
+    n = ctx.sizes.code_runs
+    async with flowd(ctx, "code") as server, Api(server.url, server.key) as api:
+        await api.create_workflow("bench code warm-up",
+                                  {"type": "event", "event": "bench.code.warm"},
+                                  code_step(CODE_SOURCE))
+        workflow = await api.create_workflow("bench code", {"type": "event", "event": "bench.code"},
+                                             code_step(CODE_SOURCE))
+        spin = await api.create_workflow("bench code spin", {"type": "manual"},
+                                         code_step("for (;;) {}", timeout="PT1S"))
+        with Probe(server.db_path) as probe:
+            await start_runs(api, events("bench.code.warm", CODE_WARMUP, "warm"))
+            await settle(probe, server, CODE_WARMUP, ctx.sizes.settle_s)
+            cpu0, workers0 = server.cpu_seconds(), children_cpu_seconds(server.pid)
+            t0_ms = time.time() * 1000
+            await start_runs(api, events("bench.code", n, "code"))
+            posted_s = (time.time() * 1000 - t0_ms) / 1000
+            await settle(probe, server, n + CODE_WARMUP, ctx.sizes.settle_s, interval_s=0.02)
+            cpu = cpu_note(server, cpu0, n, "step (events and runs included)")
+            workers1 = children_cpu_seconds(server.pid)
+            runs, first_created, last_completed, done = probe.run_window(workflow["id"])
+            outputs = probe.step_ends(workflow["id"], "calc")
+
+            run = await api.call("POST", f"/v1/workflows/{spin['id']}/runs",
+                                 {"contact_id": "spinner"}, expect=(201,))
+            latencies: list[float] = []
+            ended = None
+            while ended is None:
+                ms, _ = await api.timed("GET", "/healthz", expect=(200,))
+                latencies.append(ms)
+                ended = _ended_light(probe, run["id"])
+                if len(latencies) * HEALTHZ_INTERVAL_S > ctx.sizes.settle_s:
+                    raise BenchError("the spinning code step was not stopped")
+                await asyncio.sleep(HEALTHZ_INTERVAL_S)
+            status, created_at, completed_at, error = ended
+    if (runs, done, len(outputs)) != (n, n, n):
+        raise BenchError(f"{n} runs should have completed their code step: {done}/{runs} "
+                         f"completed, {len(outputs)} steps")
+    if status != "failed" or "code_timeout" not in (error or ""):
+        raise BenchError(f"the spinning script should have failed with code_timeout: {status} "
+                         f"{error}")
+    window_s = (last_completed - t0_ms) / 1000
+    server_s = (last_completed - first_created) / 1000
+    workers = ("" if workers0 is None or workers1 is None else
+               f"; sandbox workers' CPU {(workers1 - workers0) / n * 1e6:,.0f} µs per step")
+    spun_ms = (completed_at or created_at) - created_at
+    return [
+        Row("code", f"steps/s, {n:,} runs of one trivial code step", n / window_s, "steps/s",
+            ">=", 2000,
+            note=f"`{CODE_SOURCE}` on 2 worker processes, each run in a fresh QuickJS "
+                 f"runtime; events in batches of 100, 4 at a time (acknowledged after "
+                 f"{posted_s:.2f} s); first POST (bench clock) → last completed_at (server "
+                 f"clock) {window_s:.2f} s; first created_at → last completed_at "
+                 f"{server_s:.2f} s (server clock){cpu}{workers}"),
+        Row("code", "/healthz p99 while a code step loops until its PT1S limit",
+            pct(latencies, 99), "ms", "<=", 50,
+            note=f"{len(latencies):,} sequential GET /healthz, {HEALTHZ_INTERVAL_S * 1000:.0f} "
+                 f"ms apart, while `for (;;) {{}}` ran; the run failed with code_timeout "
+                 f"{spun_ms:,} ms after it was created (server clock); median "
+                 f"{pct(latencies, 50):.1f} ms, max {max(latencies):.1f} ms"),
+    ]
+
+
 # ------------------------------------------------------------------ retention
 
 PURGE_RATE = 500      # events/s offered during and without the purge (open loop)
@@ -1242,4 +1339,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "test-run": test_run,
     "purge": purge,
     "cross-channel": cross_channel,
+    "code": code,
 }

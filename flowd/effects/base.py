@@ -10,6 +10,8 @@ implementation that performs nothing.
   `flowd.effects.signing`) call out directly; `Email` and `Channel` (SMS, push, Slack) are
   messaging as steps see it, with suppression and a durable record around a provider;
   `Audiences` answers the audience check every messaging step makes before it sends.
+- `Sandbox` runs a `code` step's JavaScript (`flowd.effects.sandbox`: QuickJS in worker
+  processes). It sends nothing anywhere, so a dry run uses the real one.
 - `MessageProvider` is the one interface of every provider that hands a message to the outside
   world — email (`flowd.effects.mail`: outbox, SMTP), SMS (`flowd.effects.sms`: outbox,
   Twilio), push (`flowd.effects.push`: outbox, FCM) and Slack (`flowd.effects.slack`): start,
@@ -51,6 +53,7 @@ __all__ = [
     "RecordingMailProvider",
     "RecordingSigner",
     "SendHistory",
+    "Sandbox",
     "SendResult",
     "Signer",
     "SigningCall",
@@ -215,6 +218,19 @@ class SendHistory(Protocol):
         ...
 
 
+class Sandbox(Protocol):
+    """Runs untrusted JavaScript with memory, stack and time limits and no access to anything
+    but its input (flowd.effects.sandbox)."""
+
+    async def run(self, source: str, input_json: str, timeout_ms: int) -> str:
+        """The JSON text of what the function body `source` returned (`null` for nothing),
+        called with the object `input_json` as `event`, `contact`, `vars` and `steps`.
+        `timeout_ms` is CPU time, cut to the operator's maximum. A script's failure raises
+        `EffectFailed` with `code_error`, `code_timeout`, `code_memory` or
+        `code_output_too_large` (never retryable)."""
+        ...
+
+
 @dataclass
 class Effects:
     """The outside world as steps see it: protocols only, so a dry run swaps in recorders."""
@@ -228,6 +244,7 @@ class Effects:
     slack: Channel | None = None
     audiences: Audiences | None = None
     send_history: SendHistory | None = None
+    sandbox: Sandbox | None = None
 
 
 class ApprovalLinks(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flowd.steps.base import StepType
 from flowd.steps.channels import SendPushStep, SendSmsStep, SlackStep
+from flowd.steps.code import CodeStep
 from flowd.steps.contact import UpdateContactStep
 from flowd.steps.http import HttpStep, WebhookStep
 from flowd.steps.logic import ConditionStep, ExitStep, SetStep, SplitStep
@@ -21,7 +22,7 @@ STEP_TYPES: dict[str, StepType] = {
         WaitStep(), WaitForEventStep(), ConditionStep(), SplitStep(), UpdateContactStep(),
         SetStep(), WebhookStep(), HttpStep(), ExitStep(), SendEmailStep(), ApprovalStep(),
         RunWorkflowStep(), LoopStep(), EmitEventStep(), SendSmsStep(), SendPushStep(),
-        SlackStep())
+        SlackStep(), CodeStep())
 }
 
 # Names accepted on save and normalized to the canonical type.

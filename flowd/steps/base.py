@@ -138,6 +138,9 @@ class StepType:
     reads_scope: ClassVar[bool] = False   # evaluates conditions against the run's data
     # Config keys whose text is HTML: values rendered into them are escaped (`{"html": …}`).
     escaped: ClassVar[Mapping[str, Callable[[str], str]]] = {}
+    # Config keys taken as written, never as templates (a code step's source: `{{` is
+    # JavaScript there, and the script reads the run's data itself).
+    literal: ClassVar[frozenset[str]] = frozenset()
     # Awaits the outside world (an effect): its attempts run under the engine's step timeout.
     # A step that never awaits could not be interrupted by a timeout anyway.
     calls_out: ClassVar[bool] = False
