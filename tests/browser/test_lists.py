@@ -46,7 +46,7 @@ def test_api_values_render_as_text(admin_page, flowd):
     _no_markup(page, dialogs)
 
     page.goto(f"/#/contacts/{_q(contact)}")
-    page.wait_for_selector(f"main[data-view=contact] .contact-events [data-count='1']")
+    page.wait_for_selector("main[data-view=contact] .contact-events [data-count='1']")
     traits = page.locator("dl.traits").inner_text()
     assert IMG in traits and SCRIPT in traits
     assert page.locator("ul.tags").inner_text() == IMG

@@ -1,0 +1,175 @@
+"""Audiences in SQLite: the stored filters, and evaluating one over the contacts table.
+
+Evaluation is one pass of SQL over the project's contacts (flowd.store.sqlite.audience_sql
+renders the filter); the contacts SQL leaves undecided are read in chunks and decided by the
+query's `matches` (the condition in Python), at most `max_python` of them per call. An exact
+filter — the common case — never reads a contact into Python to count it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Iterator
+
+from flowd.audiences import AudienceQuery
+from flowd.ids import new_id
+from flowd.store import base
+from flowd.store.records import Audience, AudienceTooCostly, Contact, NameTaken, Page
+from flowd.store.sqlite.audience_sql import render
+from flowd.store.sqlite.contacts import _COLUMNS as CONTACT_COLUMNS
+from flowd.store.sqlite.contacts import _contact
+from flowd.store.sqlite.paging import fetch_page
+
+_COLUMNS = "id, project_id, name, description, filter, created_at, updated_at"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_END = 2**63 - 1
+_UNDECIDED = 2**32
+# Rows fetched from SQLite at a time while walking members; a page asks for what it needs.
+_CHUNK = 1000
+
+
+def _audience(row: tuple) -> Audience:
+    return Audience(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6])
+
+
+class SqliteAudiences(base.Audiences):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    # -- the stored audiences --------------------------------------------------------------
+
+    def create(self, *, project_id: str, name: str, description: str, filter: Any,
+               now: int) -> Audience:
+        audience = Audience(new_id("aud", now), project_id, name, description, filter, now, now)
+        try:
+            self._conn.execute(f"INSERT INTO audiences ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (audience.id, project_id, name, description, _dumps(filter), now,
+                                now))
+        except sqlite3.IntegrityError:
+            raise NameTaken(name) from None
+        return audience
+
+    def get(self, project_id: str, ref: str) -> Audience | None:
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM audiences WHERE project_id = ? AND "
+                                 "id = ?", (project_id, ref)).fetchone()
+        if row is None:
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM audiences WHERE project_id = ? "
+                                     "AND name = ?", (project_id, ref)).fetchone()
+        return _audience(row) if row else None
+
+    def update(self, audience: Audience, *, name: str, description: str, filter: Any,
+               now: int) -> Audience:
+        try:
+            self._conn.execute("UPDATE audiences SET name = ?, description = ?, filter = ?, "
+                               "updated_at = ? WHERE id = ?",
+                               (name, description, _dumps(filter), now, audience.id))
+        except sqlite3.IntegrityError:
+            raise NameTaken(name) from None
+        return Audience(audience.id, audience.project_id, name, description, filter,
+                        audience.created_at, now)
+
+    def delete(self, audience_id: str) -> None:
+        self._conn.execute("DELETE FROM audiences WHERE id = ?", (audience_id,))
+
+    def names(self, project_id: str) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT id, name FROM audiences WHERE project_id = ?",
+                                       (project_id,)).fetchall())
+
+    def every(self, project_id: str, limit: int) -> list[Audience]:
+        return [_audience(r) for r in self._conn.execute(
+            f"SELECT {_COLUMNS} FROM audiences WHERE project_id = ? ORDER BY seq LIMIT ?",
+            (project_id, limit))]
+
+    def page(self, project_id: str, *, before: int | None, limit: int) -> Page:
+        return fetch_page(self._conn, table="audiences", columns=_COLUMNS,
+                          where=["project_id = ?"], args=[project_id], before=before,
+                          limit=limit, convert=_audience)
+
+    # -- evaluation --------------------------------------------------------------------------
+
+    def count(self, project_id: str, query: AudienceQuery, *, max_python: int) -> int:
+        where = render(query.where)
+        params = {**where.params, "project": project_id, "undecided": _UNDECIDED}
+        # One pass, the expression evaluated once per row: a member adds 1, an undecided row
+        # _UNDECIDED, so the sum carries both counts (a project holds far fewer contacts).
+        total = self._conn.execute(
+            f"SELECT total(coalesce({where.sql}, :undecided)) FROM contacts "
+            "WHERE project_id = :project", params).fetchone()[0]
+        undecided, members = divmod(int(total), _UNDECIDED)
+        if undecided > max_python:
+            raise AudienceTooCostly(undecided, max_python, query.python_parts)
+        if undecided:
+            rows = self._conn.execute(
+                f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE project_id = :project AND "
+                f"({where.sql}) IS NULL", params)
+            members += sum(query.matches(_contact(row).to_json()) for row in _chunks(rows))
+        return members
+
+    def members(self, project_id: str, query: AudienceQuery, *, before: int | None,
+                limit: int, max_python: int) -> Page:
+        where = render(query.where)
+        params = {**where.params, "project": project_id,
+                  "before": _END if before is None else before}
+        # Rows SQL rules out never come back; the rest come newest first, lazily, until the
+        # page (and one more, to know there is a next page) is full.
+        rows = self._conn.execute(
+            f"SELECT {CONTACT_COLUMNS}, seq, {where.sql} AS e FROM contacts "
+            f"WHERE project_id = :project AND seq < :before AND ({where.sql}) IS NOT 0 "
+            "ORDER BY seq DESC", params)
+        found = [(contact, row[-2]) for contact, row in
+                 _decide(rows, query, max_python, limit + 1)]
+        more = len(found) > limit
+        found = found[:limit]
+        return Page([contact for contact, _ in found], found[-1][1] if more else None)
+
+    def member_ids(self, project_id: str, query: AudienceQuery, *, limit: int,
+                   max_python: int) -> list[str]:
+        where = render(query.where)
+        rows = self._conn.execute(
+            f"SELECT {CONTACT_COLUMNS}, {where.sql} AS e FROM contacts "
+            f"WHERE project_id = :project AND ({where.sql}) IS NOT 0 ORDER BY seq",
+            {**where.params, "project": project_id})
+        return [contact.id for contact, _ in _decide(rows, query, max_python, limit + 1)]
+
+    def contains(self, project_id: str, query: AudienceQuery, contact_id: str) -> bool:
+        where = render(query.where)
+        row = self._conn.execute(
+            f"SELECT {CONTACT_COLUMNS}, {where.sql} FROM contacts WHERE project_id = :project "
+            "AND id = :contact", {**where.params, "project": project_id,
+                                  "contact": contact_id}).fetchone()
+        if row is None:
+            return False
+        if row[-1] is None:
+            return query.matches(_contact(row).to_json())
+        return bool(row[-1])
+
+
+def _decide(rows: sqlite3.Cursor, query: AudienceQuery, max_python: int,
+            wanted: int) -> Iterator[tuple[Contact, tuple]]:
+    """The members among rows whose last column is the filter's SQL answer (1, or NULL for
+    undecided: Python decides those, at most `max_python` of them), until `wanted` are found."""
+    checked = found = 0
+    for row in _chunks(rows, close=True):
+        contact = _contact(row)
+        if row[-1] is None:
+            checked += 1
+            if checked > max_python:
+                raise AudienceTooCostly(checked, max_python, query.python_parts)
+            if not query.matches(contact.to_json()):
+                continue
+        yield contact, row
+        found += 1
+        if found >= wanted:
+            return
+
+
+def _chunks(cursor: sqlite3.Cursor, *, close: bool = False) -> Iterator[tuple]:
+    """A cursor's rows, fetched a chunk at a time (memory stays bounded by the chunk). With
+    `close`, a caller that stops early (its page is full) ends the statement at once."""
+    try:
+        while rows := cursor.fetchmany(_CHUNK):
+            yield from rows
+    finally:
+        if close:
+            cursor.close()
