@@ -26,7 +26,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from email.utils import parseaddr
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from flowd.alerts import AlertRecorder
 from flowd.clock import Clock
@@ -55,6 +55,11 @@ from flowd.validation import EMAIL_PATTERN
 
 log = logging.getLogger("flowd.mailer")
 
+
+class AudienceCheck(Protocol):
+    async def in_audience(self, project_id: str, audience: str,
+                          contact_id: str | None) -> bool: ...
+
 UNSENT_BATCH = 100
 # Transactional messages that a failure left unsent are tried again every minute, for an hour
 # (a password reset that arrives later than that is no use), and sent after a crash.
@@ -79,7 +84,8 @@ class MailSettings:
 class Mailer:
     def __init__(self, store: Store, clock: Clock, provider: MailProvider, ingest: Ingest,
                  settings: MailSettings, public_url: Callable[[], str],
-                 alerts: AlertRecorder | None = None) -> None:
+                 alerts: AlertRecorder | None = None,
+                 audiences: AudienceCheck | None = None) -> None:
         self._store = store
         self._clock = clock
         self._provider = provider
@@ -87,6 +93,7 @@ class Mailer:
         self._settings = settings
         self._public_url = public_url
         self._alerts = alerts
+        self._audiences = audiences
         self._templates = ContentCache()
         self._key = b""
         self._background: set[asyncio.Task[None]] = set()
@@ -123,10 +130,12 @@ class Mailer:
                                    template.content)
 
     async def in_audience(self, project_id: str, audience: str, contact_id: str | None) -> bool:
-        # Audiences arrive with the cross-channel issue; until then naming one is an error the
-        # step reports, rather than a silent send to everyone.
-        raise EffectFailed("unknown_audience", f"no audience {audience!r}: audiences are not "
-                           "available in this version of flowd", retryable=False)
+        # The one evaluator (flowd.audience_service), at send time. Without one, naming an
+        # audience is an error the step reports, never a silent send to everyone.
+        if self._audiences is None:
+            raise EffectFailed("unknown_audience", f"no audience has the id or name "
+                               f"{audience!r}", retryable=False)
+        return await self._audiences.in_audience(project_id, audience, contact_id)
 
     async def send(self, request: EmailRequest) -> Delivery:
         """Deliver now (a step waits for the outcome)."""
