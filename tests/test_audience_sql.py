@@ -187,6 +187,30 @@ def test_sql_and_python_agree_on_random_filters_over_random_contacts(store) -> N
     assert undecided < filters * len(contacts) * 0.08, (undecided, filters)
 
 
+def a_deep_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    """Nested far past what SQLite parses in one expression (its parser stack is small)."""
+    roll = rng.random()
+    if depth < 30 and roll < 0.55:
+        group = rng.choice(["all", "any"])
+        return {group: [a_deep_filter(rng, depth + 1) for _ in range(rng.randint(1, 2))]}
+    if depth < 30 and roll < 0.8:
+        return {"not": a_deep_filter(rng, depth + 1)}
+    return a_filter(rng, 3)
+
+
+def test_deep_filters_stay_exact(store) -> None:
+    """Where SQLite finds the expression too deep, the deepest parts are left to Python."""
+    rng = random.Random(99)
+    contacts = seed_population(store, rng, 60)
+    for _ in range(120):
+        check(store, contacts, a_deep_filter(rng), rng)
+    deepest: dict[str, Any] = {"field": "contact.traits.age", "op": "gt", "value": 20}
+    for i in range(31):
+        deepest = {"not": deepest} if i % 2 else {"all": [deepest, {"field": "contact.tags",
+                                                                    "op": "not_empty"}]}
+    check(store, contacts, deepest, rng)
+
+
 @pytest.mark.parametrize("raw", [
     {"field": "contact.traits.plan", "op": "eq", "value": "pro"},
     {"all": [{"field": "contact.traits.plan", "op": "in", "value": ["pro", "team"]},

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from flowd.audiences import AudienceQuery
 from flowd.ids import new_id
 from flowd.store import base
 from flowd.store.records import Audience, AudienceTooCostly, Contact, NameTaken, Page
-from flowd.store.sqlite.audience_sql import render
+from flowd.store.sqlite.audience_sql import DEFAULT_ROOM, Rendered, render, too_deep
 from flowd.store.sqlite.contacts import _COLUMNS as CONTACT_COLUMNS
 from flowd.store.sqlite.contacts import _contact
 from flowd.store.sqlite.paging import fetch_page
@@ -25,6 +25,11 @@ _COLUMNS = "id, project_id, name, description, filter, created_at, updated_at"
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _END = 2**63 - 1
 _UNDECIDED = 2**32
+# Room for the filter's nesting, tried in turn while SQLite finds the statement too deep (the
+# estimate of flowd.store.sqlite.audience_sql is rough: trying costs one failed prepare, and
+# only deep filters pay it). With none, the whole filter is undecided and Python decides it
+# (within max_python).
+_ROOMS = (2 * DEFAULT_ROOM, DEFAULT_ROOM, DEFAULT_ROOM // 2, 0)
 # Rows fetched from SQLite at a time while walking members; a page asks for what it needs.
 _CHUNK = 1000
 
@@ -88,35 +93,46 @@ class SqliteAudiences(base.Audiences):
 
     # -- evaluation --------------------------------------------------------------------------
 
+    def _select(self, query: AudienceQuery, statement: Callable[[str], str],
+                params: dict[str, Any]) -> tuple[sqlite3.Cursor, Rendered]:
+        """Run the statement with the filter rendered into it (`statement(filter_sql)`), and
+        the rendering it used (a later statement must decide the same rows the same way)."""
+        for room in _ROOMS:
+            where = render(query.where, room)
+            try:
+                return self._conn.execute(statement(where.sql),
+                                          {**where.params, **params}), where
+            except sqlite3.OperationalError as error:
+                if room == _ROOMS[-1] or not too_deep(error):
+                    raise
+        raise AssertionError("unreachable")
+
     def count(self, project_id: str, query: AudienceQuery, *, max_python: int) -> int:
-        where = render(query.where)
-        params = {**where.params, "project": project_id, "undecided": _UNDECIDED}
+        params = {"project": project_id, "undecided": _UNDECIDED}
         # One pass, the expression evaluated once per row: a member adds 1, an undecided row
         # _UNDECIDED, so the sum carries both counts (a project holds far fewer contacts).
-        total = self._conn.execute(
-            f"SELECT total(coalesce({where.sql}, :undecided)) FROM contacts "
-            "WHERE project_id = :project", params).fetchone()[0]
-        undecided, members = divmod(int(total), _UNDECIDED)
+        cursor, where = self._select(query, lambda sql: (
+            f"SELECT total(coalesce({sql}, :undecided)) FROM contacts "
+            "WHERE project_id = :project"), params)
+        undecided, members = divmod(int(cursor.fetchone()[0]), _UNDECIDED)
         if undecided > max_python:
             raise AudienceTooCostly(undecided, max_python, query.python_parts)
         if undecided:
             rows = self._conn.execute(
                 f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE project_id = :project AND "
-                f"({where.sql}) IS NULL", params)
+                f"({where.sql}) IS NULL", {**where.params, **params})
             members += sum(query.matches(_contact(row).to_json()) for row in _chunks(rows))
         return members
 
     def members(self, project_id: str, query: AudienceQuery, *, before: int | None,
                 limit: int, max_python: int) -> Page:
-        where = render(query.where)
-        params = {**where.params, "project": project_id,
-                  "before": _END if before is None else before}
         # Rows SQL rules out never come back; the rest come newest first, lazily, until the
         # page (and one more, to know there is a next page) is full.
-        rows = self._conn.execute(
-            f"SELECT {CONTACT_COLUMNS}, seq, {where.sql} AS e FROM contacts "
-            f"WHERE project_id = :project AND seq < :before AND ({where.sql}) IS NOT 0 "
-            "ORDER BY seq DESC", params)
+        rows, _ = self._select(query, lambda sql: (
+            f"SELECT {CONTACT_COLUMNS}, seq, {sql} AS e FROM contacts "
+            f"WHERE project_id = :project AND seq < :before AND ({sql}) IS NOT 0 "
+            "ORDER BY seq DESC"), {"project": project_id,
+                                   "before": _END if before is None else before})
         found = [(contact, row[-2]) for contact, row in
                  _decide(rows, query, max_python, limit + 1)]
         more = len(found) > limit
@@ -125,19 +141,17 @@ class SqliteAudiences(base.Audiences):
 
     def member_ids(self, project_id: str, query: AudienceQuery, *, limit: int,
                    max_python: int) -> list[str]:
-        where = render(query.where)
-        rows = self._conn.execute(
-            f"SELECT {CONTACT_COLUMNS}, {where.sql} AS e FROM contacts "
-            f"WHERE project_id = :project AND ({where.sql}) IS NOT 0 ORDER BY seq",
-            {**where.params, "project": project_id})
+        rows, _ = self._select(query, lambda sql: (
+            f"SELECT {CONTACT_COLUMNS}, {sql} AS e FROM contacts "
+            f"WHERE project_id = :project AND ({sql}) IS NOT 0 ORDER BY seq"),
+            {"project": project_id})
         return [contact.id for contact, _ in _decide(rows, query, max_python, limit + 1)]
 
     def contains(self, project_id: str, query: AudienceQuery, contact_id: str) -> bool:
-        where = render(query.where)
-        row = self._conn.execute(
-            f"SELECT {CONTACT_COLUMNS}, {where.sql} FROM contacts WHERE project_id = :project "
-            "AND id = :contact", {**where.params, "project": project_id,
-                                  "contact": contact_id}).fetchone()
+        cursor, _ = self._select(query, lambda sql: (
+            f"SELECT {CONTACT_COLUMNS}, {sql} FROM contacts WHERE project_id = :project "
+            "AND id = :contact"), {"project": project_id, "contact": contact_id})
+        row = cursor.fetchone()
         if row is None:
             return False
         if row[-1] is None:
