@@ -60,6 +60,9 @@ def json_value(rng: random.Random, depth: int = 0) -> Any:
 def a_contact(rng: random.Random) -> dict[str, Any]:
     traits = {key: json_value(rng) for key in rng.sample(KEYS, rng.randint(0, 7))}
     traits = {k: v for k, v in traits.items() if v is not None or rng.random() < 0.5}
+    if rng.random() < 0.03:
+        # A number that overflowed (1e400 in a request): stored as Infinity, no JSON to SQLite.
+        traits[rng.choice(KEYS)] = rng.choice([float("inf"), [float("-inf")]])
     patch: dict[str, Any] = {"traits": {k: v for k, v in traits.items() if v is not None}}
     if rng.random() < 0.7:
         patch["email"] = rng.choice(["ann@example.com", "Bob@Example.com", "c@x.org"])
@@ -183,8 +186,10 @@ def test_sql_and_python_agree_on_random_filters_over_random_contacts(store) -> N
         undecided += check(store, contacts, a_filter(rng), rng)
         filters += 1
     assert filters >= 200
-    # SQL decides almost every row: Python only sees the rows of the hard cases.
-    assert undecided < filters * len(contacts) * 0.08, (undecided, filters)
+    # SQL decides almost every row: Python only sees the rows of the hard cases, which this
+    # population and these filters are full of (templates, NUL characters, Infinity,
+    # non-ASCII folding, times in other formats); the common cases are below.
+    assert undecided < filters * len(contacts) * 0.15, (undecided, filters)
 
 
 def a_deep_filter(rng: random.Random, depth: int = 0) -> dict[str, Any]:

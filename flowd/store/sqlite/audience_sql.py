@@ -75,24 +75,32 @@ class Rendered:
         self.params = params
 
 
-def render(expr: Expr, room: int = DEFAULT_ROOM) -> Rendered:
+def render(expr: Expr, room: int = DEFAULT_ROOM, *, unreadable_json: bool = False) -> Rendered:
     """`room`: parser stack units the expression may nest (see _THEN); a caller whose
-    statement SQLite still finds too deep renders again with less."""
+    statement SQLite still finds too deep renders again with less. `unreadable_json`: leave
+    to Python every row whose traits SQLite may not read as JSON (see malformed_json)."""
     renderer = _Renderer(room)
     sql = renderer.expr(expr)
     guards = []
     for column in sorted(columns_read(expr)):
         if column == "subscribed":   # booleans only, written by flowd itself
             continue
-        # JSON holding a NUL character (SQLite's text functions stop at it), and traits with a
-        # number Python wrote as Infinity or NaN (no JSON to SQLite): GLOB finds the words for
-        # next to nothing, and a string that merely contains them is only decided in Python.
+        # JSON text holding a NUL character: SQLite's text functions stop at it. GLOB finds
+        # the escape for next to nothing; a string that merely spells it goes to Python.
         guards.append(f"{_column(column)} NOT GLOB '*\\u0000*'")
-        if column == "traits":
+        if column == "traits" and unreadable_json:
             guards += ["traits NOT GLOB '*Infinity*'", "traits NOT GLOB '*NaN*'"]
     if guards:
         sql = f"CASE WHEN {' AND '.join(guards)} THEN {sql} END"
     return Rendered(sql, renderer.params)
+
+
+def malformed_json(error: Exception) -> bool:
+    """Whether SQLite refused to read some row's JSON. Python writes a number that overflowed
+    as Infinity (or NaN), which is no JSON to SQLite: the only JSON flowd stores that can hold
+    one is traits. Looking for those words in every row would cost a tenth of a count, so a
+    caller does it only once SQLite has refused a row (render with unreadable_json)."""
+    return "malformed JSON" in str(error)
 
 
 def too_deep(error: Exception) -> bool:

@@ -16,7 +16,13 @@ from flowd.audiences import AudienceQuery
 from flowd.ids import new_id
 from flowd.store import base
 from flowd.store.records import Audience, AudienceTooCostly, Contact, NameTaken, Page
-from flowd.store.sqlite.audience_sql import DEFAULT_ROOM, Rendered, render, too_deep
+from flowd.store.sqlite.audience_sql import (
+    DEFAULT_ROOM,
+    Rendered,
+    malformed_json,
+    render,
+    too_deep,
+)
 from flowd.store.sqlite.contacts import _COLUMNS as CONTACT_COLUMNS
 from flowd.store.sqlite.contacts import _contact
 from flowd.store.sqlite.paging import fetch_page
@@ -94,26 +100,47 @@ class SqliteAudiences(base.Audiences):
     # -- evaluation --------------------------------------------------------------------------
 
     def _select(self, query: AudienceQuery, statement: Callable[[str], str],
-                params: dict[str, Any]) -> tuple[sqlite3.Cursor, Rendered]:
+                params: dict[str, Any], *, streamed: bool = False
+                ) -> tuple[sqlite3.Cursor, Rendered]:
         """Run the statement with the filter rendered into it (`statement(filter_sql)`), and
-        the rendering it used (a later statement must decide the same rows the same way)."""
-        for room in _ROOMS:
-            where = render(query.where, room)
+        the rendering it used (a later statement must decide the same rows the same way).
+
+        SQLite refuses a row's JSON when it reads it: for an aggregate or a single row that is
+        within execute() (which steps to the first row), and is tried again with the guard; a
+        `streamed` statement, whose rows come back while the caller reads them, gets the guard
+        from the start."""
+        unreadable = streamed
+        rooms = list(_ROOMS)
+        while True:
+            where = render(query.where, rooms[0], unreadable_json=unreadable)
             try:
-                return self._conn.execute(statement(where.sql),
-                                          {**where.params, **params}), where
+                return self._conn.execute(statement(where.sql), {**where.params, **params}), where
             except sqlite3.OperationalError as error:
-                if room == _ROOMS[-1] or not too_deep(error):
+                if malformed_json(error) and not unreadable:
+                    unreadable = True
+                elif too_deep(error) and len(rooms) > 1:
+                    rooms.pop(0)
+                else:
                     raise
-        raise AssertionError("unreachable")
 
     def count(self, project_id: str, query: AudienceQuery, *, max_python: int) -> int:
+        try:
+            return self._count(project_id, query, max_python, guarded=False)
+        except sqlite3.OperationalError as error:
+            # Reads are not one snapshot: a row SQLite cannot read as JSON may have come
+            # between the two statements. Again, guarded from the start.
+            if not malformed_json(error):
+                raise
+            return self._count(project_id, query, max_python, guarded=True)
+
+    def _count(self, project_id: str, query: AudienceQuery, max_python: int,
+               guarded: bool) -> int:
         params = {"project": project_id, "undecided": _UNDECIDED}
         # One pass, the expression evaluated once per row: a member adds 1, an undecided row
         # _UNDECIDED, so the sum carries both counts (a project holds far fewer contacts).
         cursor, where = self._select(query, lambda sql: (
             f"SELECT total(coalesce({sql}, :undecided)) FROM contacts "
-            "WHERE project_id = :project"), params)
+            "WHERE project_id = :project"), params, streamed=guarded)
         undecided, members = divmod(int(cursor.fetchone()[0]), _UNDECIDED)
         if undecided > max_python:
             raise AudienceTooCostly(undecided, max_python, query.python_parts)
@@ -132,7 +159,7 @@ class SqliteAudiences(base.Audiences):
             f"SELECT {CONTACT_COLUMNS}, seq, {sql} AS e FROM contacts "
             f"WHERE project_id = :project AND seq < :before AND ({sql}) IS NOT 0 "
             "ORDER BY seq DESC"), {"project": project_id,
-                                   "before": _END if before is None else before})
+                                   "before": _END if before is None else before}, streamed=True)
         found = [(contact, row[-2]) for contact, row in
                  _decide(rows, query, max_python, limit + 1)]
         more = len(found) > limit
@@ -144,7 +171,7 @@ class SqliteAudiences(base.Audiences):
         rows, _ = self._select(query, lambda sql: (
             f"SELECT {CONTACT_COLUMNS}, {sql} AS e FROM contacts "
             f"WHERE project_id = :project AND ({sql}) IS NOT 0 ORDER BY seq"),
-            {"project": project_id})
+            {"project": project_id}, streamed=True)
         return [contact.id for contact, _ in _decide(rows, query, max_python, limit + 1)]
 
     def contains(self, project_id: str, query: AudienceQuery, contact_id: str) -> bool:
