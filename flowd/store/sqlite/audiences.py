@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 from flowd.audiences import AudienceQuery
 from flowd.ids import new_id
 from flowd.store import base
-from flowd.store.records import Audience, AudienceTooCostly, Contact, NameTaken, Page
+from flowd.store.records import Audience, AudienceTooCostly, NameTaken, Page
 from flowd.store.sqlite.audience_sql import (
     DEFAULT_ROOM,
     Rendered,
@@ -153,26 +153,32 @@ class SqliteAudiences(base.Audiences):
 
     def members(self, project_id: str, query: AudienceQuery, *, before: int | None,
                 limit: int, max_python: int) -> Page:
-        # Rows SQL rules out never come back; the rest come newest first, lazily, until the
-        # page (and one more, to know there is a next page) is full.
+        # Rows SQL rules out never come back; the rest come newest first, a page's worth at a
+        # time, until the page (and one more, to know there is a next page) is full.
         rows, _ = self._select(query, lambda sql: (
             f"SELECT {CONTACT_COLUMNS}, seq, {sql} AS e FROM contacts "
             f"WHERE project_id = :project AND seq < :before AND ({sql}) IS NOT 0 "
             "ORDER BY seq DESC"), {"project": project_id,
                                    "before": _END if before is None else before}, streamed=True)
-        found = [(contact, row[-2]) for contact, row in
-                 _decide(rows, query, max_python, limit + 1)]
+        found = [(_contact(row), row[-2]) for row in
+                 _decide(rows, query, max_python, limit + 1, lambda row: _contact(row).to_json())]
         more = len(found) > limit
         found = found[:limit]
         return Page([contact for contact, _ in found], found[-1][1] if more else None)
 
     def member_ids(self, project_id: str, query: AudienceQuery, *, limit: int,
                    max_python: int) -> list[str]:
+        # Only the id of a member SQL decides comes back; an undecided one is read whole.
         rows, _ = self._select(query, lambda sql: (
-            f"SELECT {CONTACT_COLUMNS}, {sql} AS e FROM contacts "
-            f"WHERE project_id = :project AND ({sql}) IS NOT 0 ORDER BY seq"),
-            {"project": project_id}, streamed=True)
-        return [contact.id for contact, _ in _decide(rows, query, max_python, limit + 1)]
+            f"SELECT id, {sql} AS e FROM contacts WHERE project_id = :project AND "
+            f"({sql}) IS NOT 0 ORDER BY seq"), {"project": project_id}, streamed=True)
+        return [row[0] for row in _decide(rows, query, max_python, limit + 1,
+                                          lambda row: self._contact_json(project_id, row[0]))]
+
+    def _contact_json(self, project_id: str, contact_id: str) -> dict[str, Any]:
+        row = self._conn.execute(f"SELECT {CONTACT_COLUMNS} FROM contacts WHERE project_id = ? "
+                                 "AND id = ?", (project_id, contact_id)).fetchone()
+        return _contact(row).to_json()
 
     def contains(self, project_id: str, query: AudienceQuery, contact_id: str) -> bool:
         cursor, _ = self._select(query, lambda sql: (
@@ -186,30 +192,31 @@ class SqliteAudiences(base.Audiences):
         return bool(row[-1])
 
 
-def _decide(rows: sqlite3.Cursor, query: AudienceQuery, max_python: int,
-            wanted: int) -> Iterator[tuple[Contact, tuple]]:
-    """The members among rows whose last column is the filter's SQL answer (1, or NULL for
-    undecided: Python decides those, at most `max_python` of them), until `wanted` are found."""
+def _decide(rows: sqlite3.Cursor, query: AudienceQuery, max_python: int, wanted: int,
+            contact_of: Callable[[tuple], dict[str, Any]]) -> Iterator[tuple]:
+    """The rows of members, among rows whose last column is the filter's SQL answer (1, or
+    NULL: `query.matches(contact_of(row))` decides, for at most `max_python` rows), until
+    `wanted` are found. Rows are fetched `wanted` at a time: most that come back are members."""
     checked = found = 0
-    for row in _chunks(rows, close=True):
-        contact = _contact(row)
+    for row in _chunks(rows, close=True, size=min(_CHUNK, wanted)):
         if row[-1] is None:
             checked += 1
             if checked > max_python:
                 raise AudienceTooCostly(checked, max_python, query.python_parts)
-            if not query.matches(contact.to_json()):
+            if not query.matches(contact_of(row)):
                 continue
-        yield contact, row
+        yield row
         found += 1
         if found >= wanted:
             return
 
 
-def _chunks(cursor: sqlite3.Cursor, *, close: bool = False) -> Iterator[tuple]:
-    """A cursor's rows, fetched a chunk at a time (memory stays bounded by the chunk). With
-    `close`, a caller that stops early (its page is full) ends the statement at once."""
+def _chunks(cursor: sqlite3.Cursor, *, close: bool = False,
+            size: int = _CHUNK) -> Iterator[tuple]:
+    """A cursor's rows, fetched `size` at a time (memory stays bounded by it). With `close`, a
+    caller that stops early (its page is full) ends the statement at once."""
     try:
-        while rows := cursor.fetchmany(_CHUNK):
+        while rows := cursor.fetchmany(size):
             yield from rows
     finally:
         if close:
