@@ -662,8 +662,11 @@ def compile_filter(raw: Any, path: str = "filter") -> AudienceFilter:
     try:
         condition = compile_condition(raw, path)
     except ConditionError as error:
-        raise ValidationError(error.problems, message="the filter is not a valid condition"
-                              ) from None
+        # What the request schema cannot state (a path's syntax, a value fitting its op) is
+        # named by its rule, as in a workflow's issues.
+        raise ValidationError([Problem(p.path, p.message, p.code or "invalid_condition")
+                               for p in error.problems],
+                              message="the filter is not a valid condition") from None
     problems: list[Problem] = []
     _check_fields(raw, path, problems)
     if problems:
