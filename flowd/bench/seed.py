@@ -90,8 +90,9 @@ PLANS = ("free", "pro", "team")
 
 def contact_traits(i: int) -> dict:
     """The traits of seeded contact `i`: a plan, an age, a country, a name, a score."""
-    return {"plan": PLANS[i % 3], "age": 18 + (i * 7) % 60, "country": ("DE", "US", "FR")[(i // 3) % 3],
-            "first_name": f"Name{i}", "score": round((i * 37) % 1000 / 10, 1)}
+    return {"plan": PLANS[i % 3], "age": 18 + (i * 7) % 60,
+            "country": ("DE", "US", "FR")[(i // 3) % 3], "first_name": f"Name{i}",
+            "score": round((i * 37) % 1000 / 10, 1)}
 
 
 def contacts(db_path: Path, *, count: int, synchronous: str = "normal",

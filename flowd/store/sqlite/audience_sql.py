@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from flowd.audiences import (
+from flowd.audience_tree import (
     FALSE,
     JSON_COLUMNS,
     TEXT_COLUMNS,
@@ -286,8 +286,8 @@ class _Renderer:
             return f"(length({v}) <= 64 AND {v} GLOB '[0-9][0-9][0-9][0-9]*')"
         if kind == "time_canonical":
             # strftime echoes a date it did not check (Feb 30): round-trip through seconds.
-            return (f"({v} >= '0001' AND ({v} GLOB '{_DATE}Z' OR {v} GLOB '{_DATE}.[0-9][0-9][0-9]Z')"
-                    f" AND strftime('%Y-%m-%dT%H:%M:%S', CAST(strftime('%s', substr({v}, 1, 19)) "
+            return (f"({v} >= '0001' AND ({v} GLOB '{_DATE}Z' OR "
+                    f"{v} GLOB '{_DATE}.[0-9][0-9][0-9]Z') AND strftime('%Y-%m-%dT%H:%M:%S', CAST(strftime('%s', substr({v}, 1, 19)) "
                     f"AS INTEGER), 'unixepoch') = substr({v}, 1, 19))")
         if kind == "time_cmp":
             return (f"((CAST(strftime('%s', substr({v}, 1, 19)) AS INTEGER) * 1000 + CASE WHEN "
