@@ -21,6 +21,7 @@ from flowd.api.middleware import (
 from flowd.api.openapi import build_openapi
 from flowd.api.routes import ROUTES
 from flowd.approvals import ApprovalDesk
+from flowd.audience_service import AudienceLimits, AudienceService
 from flowd.auth import Authenticator, bootstrap_admin
 from flowd.bulk import BulkProcessor
 from flowd.bulk_control import BulkControl
@@ -93,6 +94,7 @@ class Services:
     metrics: Metrics
     sessions: SessionDesk
     sandbox: ProcessSandbox
+    audiences: AudienceService
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -174,6 +176,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
                     on_started=lambda runs: scheduler.start_new(runs),
                     on_runs_due=lambda run_ids: scheduler.notify_now(run_ids),
                     metrics=metrics)
+    audiences = AudienceService(store, clock, AudienceLimits.of(config.audiences))
     mailer = Mailer(store, clock, mail_provider(config.email), ingest,
                     MailSettings.of(config.email), public_url=lambda: services.public_url(),
                     alerts=alerts)
@@ -181,10 +184,9 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     approvals = ApprovalDesk(store, clock, public_url=lambda: services.public_url(),
                              on_runs_due=lambda run_ids: scheduler.notify_now(run_ids))
     sandbox = code_sandbox(config.code)
-    # The audience check of every messaging step is the mailer's until audiences arrive.
     engine = Engine(store, registry, clock,
                     Effects(http=http, signer=signer, email=mailer, approvals=approvals,
-                            audiences=mailer, **channels.effects(),
+                            audiences=audiences, **channels.effects(),
                             send_history=StoredSendHistory(store), sandbox=sandbox),
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
@@ -196,7 +198,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     scheduler = Scheduler(store, clock, due, slots, engine.claim,
                           horizon_ms=int(config.engine.horizon_seconds * 1000), metrics=metrics)
     bulk_processor = BulkProcessor(store, clock, registry.current, scheduler.start_new)
-    schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new)
+    schedules = Schedules(store, clock, lambda: registry.index, on_started=scheduler.start_new,
+                          audiences=audiences)
     registry.listeners.append(schedules.notify)
     auth = Authenticator(store, clock, config.auth.key_cache_seconds)
     services = Services(
@@ -205,7 +208,8 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         workflows=WorkflowService(store, clock, registry.changed, scheduler.notify_now),
         runs=RunControl(store, clock, registry.current, on_runs_due=scheduler.notify_now,
                         on_started=scheduler.start_new),
-        bulk=BulkControl(store, clock, bulk_processor.wake), bulk_processor=bulk_processor,
+        bulk=BulkControl(store, clock, bulk_processor.wake, audiences),
+        bulk_processor=bulk_processor,
         signer=signer, http=http, mailer=mailer, channels=channels, approvals=approvals,
         hooks=Hooks(store, clock, registry.current, on_started=scheduler.start_new,
                     public_url=lambda: services.public_url()),
@@ -213,7 +217,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         retention=Retention(store, clock, RetentionSettings.of(config.retention)),
         metrics=metrics,
         sessions=SessionDesk(store, clock, auth, parse_duration(config.server.session_ttl)),
-        sandbox=sandbox,
+        sandbox=sandbox, audiences=audiences,
         openapi=build_openapi(ROUTES), send_policy=send_policy)
     return services
 

@@ -22,7 +22,6 @@ from flowd.store import Store, Transaction
 from flowd.store.records import (
     BulkJob,
     BulkJobStatus,
-    BulkSource,
     Run,
     RunStatus,
     WorkflowStatus,
@@ -154,13 +153,11 @@ class BulkProcessor:
         return _Step.ENDED if exhausted else _Step.MOVED
 
     def _next_contacts(self, tx: Transaction, job: BulkJob) -> tuple[list[tuple[int, str]], bool]:
-        """The source's next chunk after the job's cursor, and whether nothing comes after."""
-        if job.source is BulkSource.CONTACT_IDS:
-            chunk = tx.bulk_jobs.listed_contacts(job.id, job.cursor, self._chunk)
-            return chunk, not chunk or chunk[-1][0] >= job.total
-        # An audience source (not yet) will read its members by their position in the
-        # contacts table; until then no job has one (creating it is refused).
-        return [], True
+        """The source's next chunk after the job's cursor, and whether nothing comes after.
+        Both sources are the job's own list: an audience's members were listed when the job
+        was created (flowd.bulk_control)."""
+        chunk = tx.bulk_jobs.listed_contacts(job.id, job.cursor, self._chunk)
+        return chunk, not chunk or chunk[-1][0] >= job.total
 
 
 def _trigger(job: BulkJob, contact_id: str, now: int) -> dict[str, Any]:

@@ -1,12 +1,13 @@
-"""Bundles: exporting a project's workflows and templates as one canonical JSON document
-(flowd.bundle/1), and importing one as ONE unit of work — idempotent by name, all or nothing.
+"""Bundles: exporting a project's workflows, audiences and templates as one canonical JSON
+document (flowd.bundle/1), and importing one as ONE unit of work — idempotent by name, all or
+nothing.
 
 References between objects travel by name, never by this server's ids (which mean nothing on
-another server): a messaging step's `template` and a `run_workflow` step's `workflow` are
-turned from ids into names on export; names are stored as they are on import (steps accept an
-id or a name). The text is canonical (sorted keys, two-space indent, workflows and templates
-sorted by name), so export → import into a fresh server → export gives the same bytes apart
-from the `$schema` URL.
+another server): a messaging step's `template` and `audience`, a schedule trigger's `audience`
+and a `run_workflow` step's `workflow` are turned from ids into names on export; names are
+stored as they are on import (each accepts an id or a name). The text is canonical (sorted keys,
+two-space indent, workflows, audiences and templates sorted by name), so export → import into a
+fresh server → export gives the same bytes apart from the `$schema` URL.
 
 Used by the HTTP API (flowd.api.bundles) and by `python -m flowd export|import`, both through
 the store's transactions.
@@ -19,17 +20,18 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from flowd.audiences import compile_filter
 from flowd.bundle_schema import BUNDLE, FORMAT, MAX_ITEMS, SCHEMA_PATH
-from flowd.definitions import normalize
+from flowd.definitions import audience_refs, normalize
 from flowd.errors import Conflict, NotFound, Problem, ValidationError
 from flowd.imports import convert
 from flowd.store import Transaction
-from flowd.store.records import NameTaken, Template, Workflow
+from flowd.store.records import Audience, NameTaken, Template, Workflow
 from flowd.template_schema import template_content
 from flowd.workflows import WorkflowService, canonical
 
 # Step config keys that name another object of the project.
-_TEMPLATE_KEY, _WORKFLOW_KEY = "template", "workflow"
+_TEMPLATE_KEY, _WORKFLOW_KEY, _AUDIENCE_KEY = "template", "workflow", "audience"
 
 
 def dumps(bundle: dict[str, Any]) -> str:
@@ -45,28 +47,51 @@ def _refs(definition: dict[str, Any], key: str, *types: str) -> list[str]:
             and isinstance((step.get("config") or {}).get(key), str)]
 
 
-def _by_name(definition: dict[str, Any], templates: dict[str, str],
-             workflows: dict[str, str]) -> dict[str, Any]:
-    """The definition with ids of templates and workflows replaced by their names."""
+class Names:
+    """A project's objects by id → name: what references become on export."""
+
+    def __init__(self, templates: dict[str, str], workflows: dict[str, str],
+                 audiences: dict[str, str]) -> None:
+        self.templates = templates
+        self.workflows = workflows
+        self.audiences = audiences
+
+
+def _by_name(definition: dict[str, Any], names: Names) -> dict[str, Any]:
+    """The definition with ids of templates, audiences and workflows replaced by their
+    names."""
     definition = copy.deepcopy(definition)
+    trigger = definition.get("trigger") or {}
+    if trigger.get("type") == "schedule" and isinstance(trigger.get(_AUDIENCE_KEY), str):
+        trigger[_AUDIENCE_KEY] = names.audiences.get(trigger[_AUDIENCE_KEY],
+                                                     trigger[_AUDIENCE_KEY])
     for step in definition.get("steps") or []:
         config = step.get("config") or {}
         if isinstance(config.get(_TEMPLATE_KEY), str):
-            config[_TEMPLATE_KEY] = templates.get(config[_TEMPLATE_KEY], config[_TEMPLATE_KEY])
+            config[_TEMPLATE_KEY] = names.templates.get(config[_TEMPLATE_KEY],
+                                                        config[_TEMPLATE_KEY])
+        if isinstance(config.get(_AUDIENCE_KEY), str):
+            config[_AUDIENCE_KEY] = names.audiences.get(config[_AUDIENCE_KEY],
+                                                        config[_AUDIENCE_KEY])
         if step.get("type") == "run_workflow" and isinstance(config.get(_WORKFLOW_KEY), str):
-            config[_WORKFLOW_KEY] = workflows.get(config[_WORKFLOW_KEY], config[_WORKFLOW_KEY])
+            config[_WORKFLOW_KEY] = names.workflows.get(config[_WORKFLOW_KEY],
+                                                        config[_WORKFLOW_KEY])
     return definition
 
 
-def _entry(workflow: Workflow, templates: dict[str, str],
-           workflows: dict[str, str]) -> dict[str, Any]:
-    definition = _by_name(workflow.definition, templates, workflows)
+def _entry(workflow: Workflow, names: Names) -> dict[str, Any]:
+    definition = _by_name(workflow.definition, names)
     return {"name": workflow.name, "description": workflow.description,
             "status": workflow.status.value, **definition}
 
 
 def _template_entry(template: Template) -> dict[str, Any]:
     return {"name": template.name, "channel": template.channel, **template.content}
+
+
+def _audience_entry(audience: Audience) -> dict[str, Any]:
+    return {"name": audience.name, "description": audience.description,
+            "filter": audience.filter}
 
 
 def _with_children(start: Workflow, every: list[Workflow]) -> list[Workflow]:
@@ -90,11 +115,13 @@ def _with_children(start: Workflow, every: list[Workflow]) -> list[Workflow]:
 
 def export(tx: Transaction, project_id: str, public_url: str,
            workflow_id: str | None = None) -> dict[str, Any]:
-    """Every workflow and template of the project, or one workflow with what it uses."""
+    """Every workflow, audience and template of the project, or one workflow with what it
+    uses."""
     every = _every(tx.workflows, project_id, "workflows")
     templates = _every(tx.templates, project_id, "templates")
-    template_names = {t.id: t.name for t in templates}
-    workflow_names = {w.id: w.name for w in every}
+    audiences = _every(tx.audiences, project_id, "audiences")
+    names = Names({t.id: t.name for t in templates}, {w.id: w.name for w in every},
+                  {a.id: a.name for a in audiences})
     if workflow_id is None:
         chosen = every
     else:
@@ -102,22 +129,24 @@ def export(tx: Transaction, project_id: str, public_url: str,
         if start is None:
             raise NotFound("no such workflow")
         chosen = _with_children(start, every)
-    entries = [_entry(w, template_names, workflow_names) for w in chosen]
+    entries = [_entry(w, names) for w in chosen]
     if workflow_id is not None:
         used = {ref for entry in entries for ref in _refs(entry, _TEMPLATE_KEY)}
         templates = [t for t in templates if t.name in used]
+        named = {ref for entry in entries for _, _, ref in audience_refs(entry)}
+        audiences = [a for a in audiences if a.name in named]
     # Sorted by name, then by the whole text: the same project gives the same bytes.
     return {
         "$schema": public_url.rstrip("/") + SCHEMA_PATH,
         "format": FORMAT,
         "workflows": sorted(entries, key=lambda e: (e["name"], dumps(e))),
-        "audiences": [],
+        "audiences": sorted((_audience_entry(a) for a in audiences), key=lambda e: e["name"]),
         "templates": sorted((_template_entry(t) for t in templates), key=lambda e: e["name"]),
     }
 
 
 def _every(family: Any, project_id: str, what: str) -> list[Any]:
-    """All of a project's workflows or templates, which a bundle holds at most MAX_ITEMS of:
+    """All of a project's workflows, audiences or templates, which a bundle holds at most MAX_ITEMS of:
     a project with more is refused rather than read whole into memory."""
     found = family.every(project_id, MAX_ITEMS + 1)
     if len(found) > MAX_ITEMS:
@@ -209,9 +238,36 @@ def _import_templates(tx: Transaction, project_id: str, items: list[dict[str, An
         result[outcome].append({"type": "template", "id": template.id, "name": template.name})
 
 
-def _same(existing: Workflow, entry: dict[str, Any], templates: dict[str, str],
-          workflows: dict[str, str]) -> bool:
-    stored = _entry(existing, templates, workflows)
+def _import_audiences(tx: Transaction, project_id: str, items: list[dict[str, Any]],
+                      now: int, result: dict[str, list[dict[str, Any]]],
+                      problems: list[Problem]) -> None:
+    existing = {a.name: a for a in _every(tx.audiences, project_id, "audiences")}
+    for i, item in enumerate(items):
+        path = f"audiences[{i}]"
+        try:
+            compile_filter(item["filter"], f"{path}.filter")
+        except ValidationError as error:
+            problems += error.problems
+            continue
+        description = item.get("description", "")
+        current = existing.get(item["name"])
+        if current is None:
+            audience = tx.audiences.create(project_id=project_id, name=item["name"],
+                                           description=description, filter=item["filter"],
+                                           now=now)
+            outcome = "created"
+        elif current.description == description \
+                and dumps(current.filter) == dumps(item["filter"]):   # JSON equality: 1 ≠ true
+            audience, outcome = current, "unchanged"
+        else:
+            audience, outcome = tx.audiences.update(current, name=current.name,
+                                                    description=description,
+                                                    filter=item["filter"], now=now), "updated"
+        result[outcome].append({"type": "audience", "id": audience.id, "name": audience.name})
+
+
+def _same(existing: Workflow, entry: dict[str, Any], names: Names) -> bool:
+    stored = _entry(existing, names)
     return canonical(stored) == canonical({**entry, **normalize(entry),
                                            "description": entry.get("description", ""),
                                            "status": entry.get("status", "draft")})
@@ -219,21 +275,24 @@ def _same(existing: Workflow, entry: dict[str, Any], templates: dict[str, str],
 
 def apply(tx: Transaction, service: WorkflowService, project_id: str, prepared: Prepared,
           now: int) -> dict[str, Any]:
-    """Import inside the caller's unit of work: templates first (workflows may name them),
-    then workflows by name. Any problem raises a ValidationError listing every one, so the
-    unit rolls back and nothing is imported."""
+    """Import inside the caller's unit of work: templates and audiences first (workflows may
+    name them), then workflows by name. Any problem raises a ValidationError listing every
+    one, so the unit rolls back and nothing is imported."""
     bundle = prepared.bundle
     workflows, templates = bundle["workflows"], bundle.get("templates") or []
-    problems = _duplicates(workflows, "workflows") + _duplicates(templates, "templates")
+    audiences = bundle.get("audiences") or []
+    problems = (_duplicates(workflows, "workflows") + _duplicates(templates, "templates")
+                + _duplicates(audiences, "audiences"))
     result: dict[str, list[dict[str, Any]]] = {"created": [], "updated": [], "unchanged": []}
     _import_templates(tx, project_id, templates, now, result, problems)
+    _import_audiences(tx, project_id, audiences, now, result, problems)
     named: dict[str, list[Workflow]] = defaultdict(list)
     every = _every(tx.workflows, project_id, "workflows")
     for workflow in every:
         named[workflow.name].append(workflow)
     # A stored reference by id equals the bundle's by name: compare as an export would show it.
-    template_names = tx.templates.names(project_id)
-    workflow_names = {w.id: w.name for w in every}
+    names = Names(tx.templates.names(project_id), {w.id: w.name for w in every},
+                  tx.audiences.names(project_id))
     warnings = list(prepared.warnings or [])
     for i, entry in enumerate(workflows):
         path = f"workflows[{i}]"
@@ -244,7 +303,7 @@ def apply(tx: Transaction, service: WorkflowService, project_id: str, prepared: 
                                     "ambiguous_name"))
             continue
         existing = named[entry["name"]][0] if named[entry["name"]] else None
-        if existing is not None and _same(existing, entry, template_names, workflow_names):
+        if existing is not None and _same(existing, entry, names):
             result["unchanged"].append({"type": "workflow", "id": existing.id,
                                         "name": existing.name})
             continue

@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     bundle_help = (" Works on the database file directly (no server needed, safe beside a "
                    "running one); a server running on it sees imported workflows' triggers "
                    "only after its next start, so prefer POST /v1/import while one runs.")
-    export = sub.add_parser("export", parents=[common], help="write a project's workflows and "
-                            "templates as a bundle", description="Write every workflow and "
-                            "template of a project as a bundle (GET /v1/export)." + bundle_help)
+    export = sub.add_parser("export", parents=[common], help="write a project's workflows, "
+                            "audiences and templates as a bundle", description="Write every "
+                            "workflow, audience and template of a project as a bundle "
+                            "(GET /v1/export)." + bundle_help)
     export.add_argument("path", help="the file to write; - for standard output")
     export.add_argument("--project", default="default", help="project (default: default)")
     imp = sub.add_parser("import", parents=[common], help="import a bundle, or a definition of "

@@ -353,6 +353,19 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class AudiencesConfig:
+    max_python_rows: int = setting(
+        100_000, "Most contacts one audience evaluation (a count, a page, a fire, a bulk job) "
+        "may decide in Python, for the parts of a filter SQL cannot decide exactly (a value "
+        "that is a template, eq_ignore_case on non-ASCII text, …); one that needs more is "
+        "refused (422 audience_too_costly).", min=0, max=100_000_000)
+    max_members: int = setting(
+        100_000, "Most members a schedule fire or a bulk job takes from an audience; a bulk job "
+        "over a bigger audience is refused (422), a fire over one starts no run and is logged.",
+        min=1, max=10_000_000)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -367,6 +380,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
+    audiences: AudiencesConfig = field(default_factory=AudiencesConfig)
     source: str = "defaults"  # where the file part came from, for the start-up log line
     # Said once logging is set up (which needs this config): unknown environment variables.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -376,7 +390,7 @@ _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": Auth
                   "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig,
                   "sms": SmsConfig, "push": PushConfig, "slack": SlackConfig,
                   "alerts": AlertsConfig, "retention": RetentionConfig,
-                  "policy": PolicyConfig, "code": CodeConfig}
+                  "policy": PolicyConfig, "code": CodeConfig, "audiences": AudiencesConfig}
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:

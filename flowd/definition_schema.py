@@ -152,14 +152,16 @@ SCHEDULE_TRIGGER = Object({
         "The IANA time zone the fields are read in, e.g. Europe/Berlin (default UTC). A time "
         "skipped when clocks spring forward fires at the first instant after the gap; a time "
         "repeated when they fall back fires once, at its first occurrence.")),
-    "audience": text(0, 100, description=(
-        "One run per member of this audience instead of one contact-less run. Audiences are "
-        "not available yet: a workflow naming one cannot be activated.")),
+    "audience": text(0, 200, description=(
+        "An audience (id or name): each fire starts one run per member, the members read "
+        "when it fires (the workflow's reentry rule applies to each). A workflow naming an "
+        "audience the project does not have has an `unknown_audience` error.")),
 }, required=("type",), description=(
-    "Starts one run without a contact at each time the cron expression names, while the "
-    "workflow is active. Each fire has a deterministic id, so it never starts twice; fires "
-    "missed while the server was down (or the workflow paused) collapse into one. A workflow "
-    "activated for the first time counts from its activation.")).named("ScheduleTrigger")
+    "Starts one run without a contact at each time the cron expression names (or, with "
+    "`audience`, one run per member), while the workflow is active. Each fire has a "
+    "deterministic id, so it never starts twice; fires missed while the server was down (or "
+    "the workflow paused) collapse into one. A workflow activated for the first time counts "
+    "from its activation.")).named("ScheduleTrigger")
 TRIGGER_KINDS: dict[str, Schema] = {"event": EVENT_TRIGGER, "manual": MANUAL_TRIGGER,
                                     "schedule": SCHEDULE_TRIGGER}
 

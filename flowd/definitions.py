@@ -139,6 +139,7 @@ class ScheduleRule:
 
     cron: Cron
     zone: ZoneInfo
+    audience: str | None = None   # one run per member of this audience (id or name) per fire
 
     @property
     def key(self) -> tuple[str, str]:
@@ -221,13 +222,9 @@ def _schedule(raw: dict[str, Any], issues: _Collector) -> ScheduleRule | None:
     for code, message in problems:
         issues.error(code, "trigger.cron" if code == "invalid_cron" else "trigger.timezone",
                      message)
-    if raw.get("audience") is not None:
-        issues.error("unknown_audience", "trigger.audience",
-                     f"no audience has the id {raw['audience']!r}: audiences are not available "
-                     "in this version of flowd yet (they come with the channels issue); leave "
-                     "`audience` out to start one run without a contact per fire")
-        return None
-    return None if problems else ScheduleRule(parse_cron(expression), load_zone(tz))
+    # Whether the audience exists is the project's to say: audience_issues, on save.
+    return None if problems else ScheduleRule(parse_cron(expression), load_zone(tz),
+                                              raw.get("audience") or None)
 
 
 def _retry(raw: dict[str, Any] | None, path: str, step_id: str, issues: _Collector) -> RetryPolicy:
@@ -479,3 +476,35 @@ def template_issues(definition: dict[str, Any], templates: dict[str, str]) -> li
 
 def uses_template(definition: dict[str, Any], template_id: str, name: str) -> bool:
     return any(ref in (template_id, name) for _, _, ref in template_refs(definition))
+
+
+# ---------------------------------------------------------------- references to audiences
+
+def audience_refs(definition: dict[str, Any]) -> list[tuple[str, str | None, str]]:
+    """(path, step id, reference) of every audience the definition names by id or name: a
+    messaging step's `audience` (checked at send time) and a schedule trigger's. A reference
+    that is a `{{ … }}` is only known when the step runs."""
+    refs: list[tuple[str, str | None, str]] = []
+    trigger = definition.get("trigger") or {}
+    if trigger.get("type") == "schedule" and isinstance(trigger.get("audience"), str) \
+            and trigger["audience"]:
+        refs.append(("trigger.audience", None, trigger["audience"]))
+    for i, step in enumerate(definition.get("steps") or []):
+        ref = (step.get("config") or {}).get("audience") if isinstance(step, dict) else None
+        if isinstance(ref, str) and ref and "{{" not in ref:
+            refs.append((f"steps[{i}].config.audience", step["id"], ref))
+    return refs
+
+
+def audience_issues(definition: dict[str, Any], audiences: dict[str, str]) -> list[Issue]:
+    """An error for each audience named that the project does not have (`audiences`: the
+    project's audience ids → names)."""
+    names = set(audiences.values())
+    return [Issue("error", "unknown_audience", f"no audience has the id or name {ref!r}", path,
+                  step_id)
+            for path, step_id, ref in audience_refs(definition)
+            if ref not in audiences and ref not in names]
+
+
+def uses_audience(definition: dict[str, Any], audience_id: str, name: str) -> bool:
+    return any(ref in (audience_id, name) for _, _, ref in audience_refs(definition))

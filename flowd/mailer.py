@@ -55,6 +55,7 @@ from flowd.validation import EMAIL_PATTERN
 
 log = logging.getLogger("flowd.mailer")
 
+
 UNSENT_BATCH = 100
 # Transactional messages that a failure left unsent are tried again every minute, for an hour
 # (a password reset that arrives later than that is no use), and sent after a crash.
@@ -121,12 +122,6 @@ class Mailer:
             return None
         return self._templates.get((template.id, template.updated_at), template.channel,
                                    template.content)
-
-    async def in_audience(self, project_id: str, audience: str, contact_id: str | None) -> bool:
-        # Audiences arrive with the cross-channel issue; until then naming one is an error the
-        # step reports, rather than a silent send to everyone.
-        raise EffectFailed("unknown_audience", f"no audience {audience!r}: audiences are not "
-                           "available in this version of flowd", retryable=False)
 
     async def send(self, request: EmailRequest) -> Delivery:
         """Deliver now (a step waits for the outcome)."""

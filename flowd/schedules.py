@@ -1,5 +1,7 @@
 """Schedule triggers: starting a contact-less run of each active schedule-triggered workflow at
-the times its cron expression names.
+the times its cron expression names — or, when the trigger names an audience, one run per
+member, the members read when it fires (flowd.audience_service, the same evaluator as the
+messaging steps' check), each run following the workflow's reentry rule.
 
 `tick(now)` does everything due at `now` — follows the registry's index (activation, edits,
 pause), fires every workflow that is due, all in ONE unit of work — and says when to look
@@ -10,7 +12,10 @@ What makes a fire happen at most once:
     only if that id is free;
   * `schedule_state.since` — the instant after which fires are counted — moves forward in the
     same unit as the fire, and a fire at or before it is not made again.
-So neither a unit that runs twice nor a restart on the same file starts a fire twice.
+So neither a unit that runs twice nor a restart on the same file starts a fire twice. A fire
+over an audience is one unit too, all its runs or none (each run's id also names its contact),
+bounded by [audiences] max_members: a bigger audience, or an audience that no longer exists,
+starts no run for that fire and is logged.
 
 Counting: a workflow activated for the first time counts from its activation (no back-fill).
 Fires missed while the server was down, or while the workflow was paused, collapse into ONE
@@ -26,12 +31,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from flowd.audience_service import AudienceService, TooManyMembers
 from flowd.clock import Clock
 from flowd.definitions import ScheduleRule
 from flowd.ids import derived_id
-from flowd.runs import new_run
+from flowd.runs import blocking_run, new_run
 from flowd.store import Store, Transaction
-from flowd.store.records import Run, RunStatus
+from flowd.store.records import AudienceTooCostly, Run, RunStatus
 from flowd.timeutil import format_ms
 from flowd.triggers import IndexedWorkflow, TriggerIndex
 
@@ -64,8 +70,10 @@ def _schedule_of(workflow: IndexedWorkflow) -> ScheduleRule | None:
 
 class Schedules:
     def __init__(self, store: Store, clock: Clock, index: Callable[[], TriggerIndex],
-                 on_started: Callable[[list[tuple[Run, dict[str, Any] | None]]], None]) -> None:
+                 on_started: Callable[[list[tuple[Run, dict[str, Any] | None]]], None],
+                 audiences: AudienceService | None = None) -> None:
         self._store = store
+        self._audiences = audiences
         self._clock = clock
         self._index = index
         self._on_started = on_started
@@ -150,19 +158,36 @@ class Schedules:
                 continue
             if not tx.schedules.fired(workflow.workflow_id, at):
                 continue   # this fire (or a later one) was made already
-            scheduled = format_ms(at)
-            event = {"id": None, "name": "schedule.fired", "contact_id": None,
-                     "properties": {"scheduled_at": scheduled}, "timestamp": scheduled,
-                     "received_at": format_ms(now), "message_id": None}
-            run_id = derived_id("run", at, f"{workflow.workflow_id}:{workflow.version}:{at}")
-            runs.append(new_run(workflow, None, {"type": "schedule", "scheduled_at": scheduled,
-                                                 "event": event}, now, run_id=run_id))
+            rule = _schedule_of(workflow)
+            assert rule is not None
+            if rule.audience is None:
+                runs.append(_fire_run(workflow, None, at, now))
+            else:
+                runs += self._member_runs(tx, workflow, rule.audience, at, now)
         inserted = tx.runs.insert_new(runs)
         started: list[tuple[Run, dict[str, Any] | None]] = [
             (run, None) for run in inserted if run.status is RunStatus.PENDING]
         if started:
             tx.after_commit.append(lambda: self._on_started(started))
         return inserted
+
+    def _member_runs(self, tx: Transaction, workflow: IndexedWorkflow, ref: str, at: int,
+                     now: int) -> list[Run]:
+        """One run per member of the audience at `now`, for the contacts its reentry rule
+        lets in."""
+        audience = tx.audiences.get(workflow.project_id, ref)
+        if audience is None or self._audiences is None:
+            log.error("workflow %s fired at %s for audience %r, which does not exist: no run "
+                      "started", workflow.workflow_id, format_ms(at), ref)
+            return []
+        try:
+            members = self._audiences.member_ids_in(tx, audience, now)
+        except (TooManyMembers, AudienceTooCostly) as error:
+            log.error("workflow %s fired at %s for audience %r: %s; no run started",
+                      workflow.workflow_id, format_ms(at), audience.name, error)
+            return []
+        return [_fire_run(workflow, contact_id, at, now) for contact_id in members
+                if blocking_run(tx, workflow, contact_id) is None]
 
     async def _loop(self) -> None:
         while not self._stopping:
@@ -179,6 +204,19 @@ class Schedules:
             except Exception:
                 log.exception("schedule tick failed; retrying in a second")
                 await self._clock.sleep_until(self._clock.now_ms() + 1000)
+
+
+def _fire_run(workflow: IndexedWorkflow, contact_id: str | None, at: int, now: int) -> Run:
+    """A fire's run: its id derives from the workflow, version, instant (and contact), so the
+    same fire never starts it twice."""
+    scheduled = format_ms(at)
+    event = {"id": None, "name": "schedule.fired", "contact_id": contact_id,
+             "properties": {"scheduled_at": scheduled}, "timestamp": scheduled,
+             "received_at": format_ms(now), "message_id": None}
+    key = f"{workflow.workflow_id}:{workflow.version}:{at}"
+    run_id = derived_id("run", at, key if contact_id is None else f"{key}:{contact_id}")
+    return new_run(workflow, contact_id, {"type": "schedule", "scheduled_at": scheduled,
+                                          "event": event}, now, run_id=run_id)
 
 
 def _latest(entry: _Entry, now: int) -> int:

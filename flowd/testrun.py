@@ -3,14 +3,16 @@ fraction of a second, touching nothing.
 
 It is the real machinery, not a second interpreter: the same engine, scheduler, ingest
 matching and step code as live runs, over a throwaway in-memory store (the same SQL) that
-holds a copy of the workflow, the contact and the templates it names. Time is a virtual clock
+holds a copy of the workflow, the contact and the templates and audiences it names. Time is a
+virtual clock
 that jumps to whatever comes next — a due timer or an `events` entry — so a week of waits
 passes at once. Effects are recorders: webhooks and HTTP requests are answered from
 `responses` (else `200 {}`), emails go through the real mailer to a recording provider,
 SMS, push and Slack messages go through their real messengers to recording providers, and
 approvals make links that lead nowhere. Code steps run in the server's real sandbox, which
 reaches nothing outside itself. Nothing is written to the server's database, sent, or
-called.
+called. A messaging step's `audience` is checked as live: the audience's filter (copied from
+the project when the test run starts) evaluated on the test's own contact, at virtual time.
 
 The work is bounded: a horizon of at most P366D, a step cap, a cap on `events`, and a limit
 on wall time, so that a hostile definition cannot hold the server.
@@ -24,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowd.approvals import ApprovalDesk
+from flowd.audience_service import AudienceLimits, AudienceService
 from flowd.channel_setup import recording_channels
 from flowd.clock import VirtualClock
-from flowd.definitions import template_refs
+from flowd.config import AudiencesConfig
+from flowd.definitions import audience_refs, template_refs
 from flowd.dueruns import DueRuns
 from flowd.durations import parse_duration
 from flowd.effects.base import (
@@ -50,7 +54,7 @@ from flowd.send_history import StoredSendHistory
 from flowd.send_policy import NO_POLICY, SendPolicy
 from flowd.slots import RunSlots
 from flowd.store import Store
-from flowd.store.records import TERMINAL_STATUSES, Template, WorkflowStatus
+from flowd.store.records import TERMINAL_STATUSES, Audience, Template, WorkflowStatus
 from flowd.store.sqlite.memory import MemoryStore
 from flowd.timeutil import format_ms
 
@@ -73,6 +77,7 @@ class TestRunRequest:
     responses: dict[str, HttpResponse] = field(default_factory=dict)
     horizon_ms: int = DEFAULT_HORIZON_MS
     templates: list[Template] = field(default_factory=list)   # the ones the workflow names
+    audiences: list[Audience] = field(default_factory=list)   # likewise
 
 
 class _Parts:
@@ -89,6 +94,7 @@ class _Parts:
         self.ingest = Ingest(store, clock, index=lambda: self.registry.index, waited=waited,
                              on_started=lambda runs: self.scheduler.start_new(runs),
                              on_runs_due=lambda ids: self.scheduler.notify_now(ids))
+        self.audiences = AudienceService(store, clock, AudienceLimits.of(AudiencesConfig()))
         self.mailer = Mailer(store, clock, mail, self.ingest, mail_settings,
                              public_url=lambda: public_url)
         self.approvals = ApprovalDesk(store, clock, public_url=lambda: public_url,
@@ -101,7 +107,7 @@ class _Parts:
         def effects_for(step_id: str) -> Effects:
             return Effects(http=RecordingHttp(recording, step_id),
                            signer=RecordingSigner(recording, step_id), email=self.mailer,
-                           approvals=self.approvals, audiences=self.mailer,
+                           approvals=self.approvals, audiences=self.audiences,
                            send_history=history, sandbox=sandbox,
                            **self.channels.effects())
 
@@ -217,18 +223,25 @@ async def _run(store: MemoryStore, request: TestRunRequest, now: int, public_url
 
 
 def _seed(tx: Any, request: TestRunRequest, contact_id: str, now: int) -> str:
-    """The throwaway store's contents: the workflow (active), the contact, the templates.
-    The copies of the templates get ids of their own, so the definition names them by name."""
-    names = {}
+    """The throwaway store's contents: the workflow (active), the contact, the templates and
+    audiences. The copies get ids of their own, so the definition names them by name."""
+    names, audience_names = {}, {}
     for template in request.templates:
         tx.templates.create(project_id=PROJECT, name=template.name, channel=template.channel,
                             content=copy.deepcopy(template.content), now=now)
         names[template.id] = template.name
+    for audience in request.audiences:
+        tx.audiences.create(project_id=PROJECT, name=audience.name,
+                            description=audience.description,
+                            filter=copy.deepcopy(audience.filter), now=now)
+        audience_names[audience.id] = audience.name
     definition = copy.deepcopy(request.definition)
     for step in definition["steps"]:
         config = step.get("config") or {}
         if config.get("template") in names:
             config["template"] = names[config["template"]]
+        if config.get("audience") in audience_names:
+            config["audience"] = audience_names[config["audience"]]
     patch = {k: v for k, v in (request.contact or {}).items() if k != "id"}
     tx.contacts.upsert(PROJECT, contact_id, patch, now)
     return tx.workflows.create(project_id=PROJECT, name=request.name, description="",
@@ -278,6 +291,22 @@ async def templates_for(store: Store, project_id: str, definition: dict[str, Any
             template = tx.templates.get(project_id, ref)
             if template is not None:
                 found[template.id] = template
+        return list(found.values())
+
+    return await store.read(read) if refs else []
+
+
+async def audiences_for(store: Store, project_id: str, definition: dict[str, Any]
+                        ) -> list[Audience]:
+    """The project's audiences a definition names (by id or name), to copy into a test run."""
+    refs = {ref for _, _, ref in audience_refs(definition)}
+
+    def read(tx: Any) -> list[Audience]:
+        found = {}
+        for ref in refs:
+            audience = tx.audiences.get(project_id, ref)
+            if audience is not None:
+                found[audience.id] = audience
         return list(found.values())
 
     return await store.read(read) if refs else []

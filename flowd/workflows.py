@@ -8,7 +8,15 @@ import json
 from typing import Any, Callable
 
 from flowd.clock import Clock
-from flowd.definitions import Issue, analyze, normalize, template_issues, template_refs
+from flowd.definitions import (
+    Issue,
+    analyze,
+    audience_issues,
+    audience_refs,
+    normalize,
+    template_issues,
+    template_refs,
+)
 from flowd.errors import Conflict, NotFound, Problem, ValidationError
 from flowd.patching import apply_operations
 from flowd.store import Store, Transaction
@@ -22,21 +30,28 @@ def _errors_of(issues: list[Issue]) -> list[Issue]:
 
 
 def _issues(tx: Transaction, project_id: str, definition: dict[str, Any]) -> list[Issue]:
-    """The definition's issues, with those only the project's templates can tell."""
+    """The definition's issues, with those only the project's templates and audiences can
+    tell."""
     _, issues = analyze(definition)
     if template_refs(definition):
         issues += template_issues(definition, tx.templates.names(project_id))
+    if audience_refs(definition):
+        issues += audience_issues(definition, tx.audiences.names(project_id))
     return issues
 
 
 def _refresh_template_issues(tx: Transaction, workflow: Workflow) -> None:
-    """Templates may have been made (or deleted) since the workflow was saved: find its
-    unknown_template issues again before deciding whether it may run."""
-    if not template_refs(workflow.definition):
+    """Templates and audiences may have been made (or deleted) since the workflow was saved:
+    find its unknown_template and unknown_audience issues again before deciding whether it may
+    run."""
+    if not template_refs(workflow.definition) and not audience_refs(workflow.definition):
         return
     fresh = [i.to_json() for i in template_issues(workflow.definition,
                                                   tx.templates.names(workflow.project_id))]
-    issues = [i for i in workflow.issues if i["code"] != "unknown_template"] + fresh
+    fresh += [i.to_json() for i in audience_issues(workflow.definition,
+                                                   tx.audiences.names(workflow.project_id))]
+    issues = [i for i in workflow.issues
+              if i["code"] not in ("unknown_template", "unknown_audience")] + fresh
     if issues != workflow.issues:
         workflow.issues = issues
         tx.workflows.set_issues(workflow.id, workflow.version, issues)

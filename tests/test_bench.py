@@ -205,3 +205,16 @@ async def test_bench_cross_channel_row(tmp_path: Path, monkeypatch) -> None:
     assert f"every one of the {3 * n:,} messages recorded sent" in row.note
     assert "µs per message" in row.note
     assert not (tmp_path / "cross-channel").exists()
+
+
+async def test_bench_audience_rows(tmp_path: Path, monkeypatch) -> None:
+    """An audience evaluated over seeded contacts: count and first page, p50 with targets."""
+    ctx = _quick_ctx(tmp_path, monkeypatch)
+    ctx = dataclasses.replace(ctx, sizes=dataclasses.replace(ctx.sizes, audience_contacts=3000,
+                                                             audience_calls=3))
+    count, page = await scenarios.audience(ctx)
+    assert count.status == page.status == "ok" and count.unit == page.unit == "ms"
+    assert (count.op, count.target, page.op, page.target) == ("<=", 100, "<=", 20)
+    assert "3,000 contacts" in count.figure and "800 members" in count.note
+    assert "p99" in page.note and "µs per call" in count.note
+    assert not (tmp_path / "audience").exists()

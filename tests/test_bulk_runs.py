@@ -209,7 +209,7 @@ async def test_refusals(api: Api):
     status, error = await api.post(path, json={"audience": "aud_1"})
     assert_error(status, error, 422, "validation_error")
     assert error["error"]["details"][0]["code"] == "unknown_audience"
-    assert "audiences do not exist" in error["error"]["message"]
+    assert "no audience has the id or name 'aud_1'" in error["error"]["message"]
 
     status, error = await api.post("/v1/workflows/wf_nope/bulk-runs", json={"contact_ids": ["a"]})
     assert_error(status, error, 404, "not_found")

@@ -18,15 +18,27 @@ TEMPLATES = [
     {"name": "reminder", "channel": "sms", "body": "Don't forget"},
     {"name": "unused", "channel": "email", "subject": "Nobody sends me", "text": "…"},
 ]
+AUDIENCES = [
+    {"name": "example.com", "description": "Our own addresses",
+     "filter": {"field": "contact.email", "op": "ends_with", "value": "@example.com"}},
+    {"name": "pros", "filter": {"all": [{"field": "contact.traits.plan", "op": "eq",
+                                         "value": "pro"},
+                                        {"field": "contact.created_at", "op": "after",
+                                         "value": "-P30D"}]}},
+]
 
 
 async def _seed(api: Api) -> dict[str, str]:
-    """A project with templates and workflows that reference each other by id."""
+    """A project with templates, audiences and workflows that reference each other by id."""
     ids = {}
     for template in TEMPLATES:
         status, body = await api.post("/v1/templates", json=template)
         assert status == 201, body
         ids[template["name"]] = body["id"]
+    for audience in AUDIENCES:
+        status, body = await api.post("/v1/audiences", json=audience)
+        assert status == 201, body
+        ids[audience["name"]] = body["id"]
     child = await api.workflow({"name": "Child", "steps": [
         {"id": "tag", "type": "update_contact", "config": {"add_tags": ["child"]}}]})
     ids["child"] = child["id"]
@@ -36,7 +48,8 @@ async def _seed(api: Api) -> dict[str, str]:
                     "filter": {"field": "event.properties.plan", "op": "eq", "value": "pro"}},
         "settings": {"reentry": "always", "exit_on": [{"event": "order.completed"}]},
         "steps": [
-            {"id": "mail", "type": "email", "config": {"template": ids["welcome"]},
+            {"id": "mail", "type": "email", "config": {"template": ids["welcome"],
+                                                       "audience": ids["example.com"]},
              "position": {"x": 10, "y": 20}},
             {"id": "pause", "type": "delay", "config": {"duration": "PT1H"}, "name": "breathe",
              "retry": {"max_attempts": 2, "backoff": "PT1S"}},
@@ -45,7 +58,7 @@ async def _seed(api: Api) -> dict[str, str]:
             {"id": "bye", "type": "exit", "config": {"reason": "done"}}]})
     ids["parent"] = parent["id"]
     draft = await api.workflow({"name": "Draft with issues", "trigger": {"type": "schedule",
-                                "cron": "0 9 * * 1"},
+                                "cron": "0 9 * * 1", "audience": ids["pros"]},
                                 "steps": [{"id": "w", "type": "wait"}]}, activate=False)
     ids["draft"] = draft["id"]
     paused = await api.workflow({"name": "Paused", "steps": [
@@ -87,8 +100,11 @@ async def test_export_import_export_is_byte_identical_on_a_fresh_server(api, aio
     assert [w["name"] for w in bundle["workflows"]] == ["Child", "Draft with issues", "Parent",
                                                         "Paused"]
     assert [t["name"] for t in bundle["templates"]] == ["reminder", "unused", "welcome"]
+    assert bundle["audiences"] == [{"description": "", **a} if "description" not in a else a
+                                   for a in AUDIENCES]
     parent = bundle["workflows"][2]
-    assert parent["steps"][0]["config"] == {"template": "welcome"}
+    assert parent["steps"][0]["config"] == {"template": "welcome", "audience": "example.com"}
+    assert bundle["workflows"][1]["trigger"]["audience"] == "pros"
     assert parent["steps"][2]["config"] == {"workflow": "Child"}
     assert [w["status"] for w in bundle["workflows"]] == ["active", "draft", "active", "paused"]
 
@@ -96,13 +112,14 @@ async def test_export_import_export_is_byte_identical_on_a_fresh_server(api, aio
     status, result = await second.post("/v1/import", json=bundle)
     assert status == 200, result
     assert sorted(e["name"] for e in result["created"]) == sorted(
-        ["Child", "Draft with issues", "Parent", "Paused", "reminder", "unused", "welcome"])
+        ["Child", "Draft with issues", "Parent", "Paused", "reminder", "unused", "welcome",
+         "example.com", "pros"])
     assert result["updated"] == result["unchanged"] == []
     again = await _export(second)
     assert _without_schema_url(again) == _without_schema_url(first)
 
-    # The imported workflows work there: the parent sends by template name, starts the child
-    # by name.
+    # The imported workflows work there: the parent sends by template name to its audience by
+    # name, starts the child by name.
     status, body = await second.put("/v1/contacts/u1", json={"email": "u1@example.com"})
     assert status == 201, body
     created = {e["name"]: e["id"] for e in result["created"]}
@@ -122,7 +139,7 @@ async def test_a_second_import_changes_nothing(api):
     status, result = await api.post("/v1/import", json=bundle)
     assert status == 200, result
     assert result["created"] == result["updated"] == []
-    assert len(result["unchanged"]) == 7
+    assert len(result["unchanged"]) == 9
     status, versions = await api.get(f"/v1/workflows/{_id(result, 'Parent')}/versions")
     assert len(versions["data"]) == 1
 
@@ -150,6 +167,7 @@ async def test_one_workflow_export_has_what_it_uses(api):
     bundle = json.loads(await _export(api, f"/v1/workflows/{ids['parent']}/export"))
     assert [w["name"] for w in bundle["workflows"]] == ["Child", "Parent"]
     assert [t["name"] for t in bundle["templates"]] == ["welcome"]
+    assert [a["name"] for a in bundle["audiences"]] == ["example.com"]
     assert (await api.get("/v1/workflows/wf_nope/export"))[0] == 404
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowd.definitions import analyze, normalize
+from flowd.definitions import analyze, audience_issues, normalize
 from tests.conftest import Api
 
 
@@ -65,11 +65,27 @@ def scheduled(cron: str, timezone: str | None = None, **more: object) -> dict:
     (scheduled(""), "invalid_cron", "trigger.cron", "error"),
     (scheduled("0 0 31 4 *"), "invalid_cron", "trigger.cron", "error"),
     (scheduled("@daily", "Europe/Atlantis"), "unknown_time_zone", "trigger.timezone", "error"),
-    (scheduled("@daily", audience="aud_1"), "unknown_audience", "trigger.audience", "error"),
 ])
 def test_each_issue_has_its_code_and_path(definition, code, path, severity):
     found = issues_of(definition)
     assert found.get((code, path)) == severity, found
+
+
+def test_audiences_named_are_checked_against_the_projects_own():
+    """Whether an audience exists is the project's to say (the workflow service asks on save
+    and on activation): a schedule trigger's and a messaging step's, by id or name; a template
+    is only known when the step runs."""
+    definition = normalize({"trigger": {"type": "schedule", "cron": "@daily", "audience": "vip"},
+                            "steps": [{"id": "a", "type": "send_email", "config": {
+                                "subject": "s", "text": "t", "audience": "aud_1"}},
+                                {"id": "b", "type": "send_email", "config": {
+                                    "subject": "s", "text": "t",
+                                    "audience": "{{ vars.which }}"}}]})
+    assert issues_of(definition) == {}
+    found = {(i.code, i.path, i.step_id) for i in audience_issues(definition, {})}
+    assert found == {("unknown_audience", "trigger.audience", None),
+                     ("unknown_audience", "steps[0].config.audience", "a")}
+    assert audience_issues(definition, {"aud_1": "vip"}) == []
 
 
 def test_a_cycle_through_a_wait_is_fine():
@@ -114,12 +130,6 @@ def test_a_schedule_trigger_compiles_with_its_zone_utc_by_default():
     assert compiled is not None and compiled.schedule is not None
     assert compiled.schedule.zone.key == "America/New_York"
     assert compiled.trigger is None   # no event starts it
-
-
-def test_an_audience_is_refused_until_audiences_exist():
-    _, issues = analyze(normalize(scheduled("@daily", audience="aud_1")))
-    [issue] = issues
-    assert issue.severity == "error" and "not available" in issue.message
 
 
 async def test_a_schedule_with_errors_saves_as_a_draft_and_cannot_activate(api: Api):

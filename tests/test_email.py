@@ -476,11 +476,12 @@ async def _logged_attempt(client) -> bool:
     return bool(record["data"])
 
 
-async def test_naming_an_audience_fails_the_step_until_audiences_exist(api: Api, smtp):
-    """The audience check is a hook of the email effect; no audience exists yet, so naming one
-    is an error the run shows, never a send to everyone."""
+async def test_an_audience_that_does_not_exist_fails_the_step(api: Api, smtp):
+    """The audience check is a hook of the email effect: an audience named by a template that
+    the project does not have is an error the run shows, never a send to everyone."""
     run = await _journey(api, [{"id": "s1", "type": "send_email", "config": {
-        "subject": "Hi", "text": "T", "audience": "vip"}}])
+        "subject": "Hi", "text": "T", "audience": "{{ contact.traits.segment }}"}}],
+        email="ada@example.com", traits={"segment": "vip"})
     assert run["status"] == "failed"
     assert run["steps"][0]["error"]["code"] == "unknown_audience"
     assert smtp.messages == []

@@ -917,3 +917,80 @@ async def test_every_workflow_and_template_of_a_project_oldest_first(store: Stor
         for n in ("y", "x")]
     assert await store.read(lambda tx: tx.templates.every("default", 100)) == made
     assert await store.read(lambda tx: tx.templates.every("other", 100)) == []
+
+
+async def test_audiences_by_id_or_name_unique_names_pages_and_every(store: Store):
+    from flowd.store.records import NameTaken
+
+    made = [await write(store, lambda tx, n=n: tx.audiences.create(
+        project_id="default", name=n, description=f"about {n}",
+        filter={"field": "contact.traits.plan", "op": "eq", "value": n}, now=NOW + i))
+        for i, n in enumerate("abc")]
+    a = made[0]
+    assert a.id.startswith("aud_")
+    assert await store.read(lambda tx: tx.audiences.get("default", a.id)) == a
+    assert await store.read(lambda tx: tx.audiences.get("default", "a")) == a
+    assert await store.read(lambda tx: tx.audiences.get("other", "a")) is None
+    with pytest.raises(NameTaken):
+        await write(store, lambda tx: tx.audiences.create(
+            project_id="default", name="a", description="", filter={}, now=NOW))
+    with pytest.raises(NameTaken):
+        await write(store, lambda tx: tx.audiences.update(a, name="b", description="",
+                                                          filter={}, now=NOW))
+    renamed = await write(store, lambda tx: tx.audiences.update(
+        a, name="z", description="", filter={"all": []}, now=NOW + 9))
+    assert (renamed.name, renamed.filter, renamed.updated_at) == ("z", {"all": []}, NOW + 9)
+    assert await store.read(lambda tx: tx.audiences.get("default", a.id)) == renamed
+    assert await store.read(lambda tx: tx.audiences.names("default")) == {
+        made[0].id: "z", made[1].id: "b", made[2].id: "c"}
+    page = await store.read(lambda tx: tx.audiences.page("default", before=None, limit=2))
+    assert [x.name for x in page.items] == ["c", "b"] and page.next_before is not None
+    rest = await store.read(lambda tx: tx.audiences.page("default", before=page.next_before,
+                                                         limit=2))
+    assert [x.name for x in rest.items] == ["z"] and rest.next_before is None
+    assert [x.name for x in await store.read(lambda tx: tx.audiences.every("default", 10))] \
+        == ["z", "b", "c"]
+    await write(store, lambda tx: tx.audiences.delete(a.id))
+    assert await store.read(lambda tx: tx.audiences.get("default", "z")) is None
+
+
+async def test_an_audience_is_evaluated_over_the_contacts_as_they_are(store: Store):
+    """count, members (newest first, paged), member_ids (oldest first, one more than asked)
+    and contains agree; Python decides only the rows SQL leaves undecided, and at most
+    max_python of them."""
+    from flowd.audiences import compile_filter
+    from flowd.store.records import AudienceTooCostly
+
+    def seed(tx: Transaction) -> None:
+        for i in range(7):
+            tx.contacts.upsert("default", f"u{i}", {"traits": {
+                "plan": "pro" if i % 2 else "free", "name": "Élise" if i == 3 else "ann"}},
+                NOW + i)
+        tx.keys.ensure_project("other", NOW)
+        tx.contacts.upsert("other", "u1", {"traits": {"plan": "pro"}}, NOW)
+    await write(store, seed)
+    pros = compile_filter({"field": "contact.traits.plan", "op": "eq", "value": "pro"}).query(NOW)
+    assert await store.read(lambda tx: tx.audiences.count("default", pros, max_python=0)) == 3
+    first = await store.read(lambda tx: tx.audiences.members("default", pros, before=None,
+                                                             limit=2, max_python=0))
+    assert [c.id for c in first.items] == ["u5", "u3"] and first.next_before is not None
+    rest = await store.read(lambda tx: tx.audiences.members(
+        "default", pros, before=first.next_before, limit=2, max_python=0))
+    assert [c.id for c in rest.items] == ["u1"] and rest.next_before is None
+    assert rest.items[0].traits == {"plan": "pro", "name": "ann"}
+    assert await store.read(lambda tx: tx.audiences.member_ids(
+        "default", pros, limit=2, max_python=0)) == ["u1", "u3", "u5"]
+    assert [await store.read(lambda tx, c=c: tx.audiences.contains("default", pros, c))
+            for c in ("u1", "u2", "nobody")] == [True, False, False]
+
+    # Non-ASCII text is folded in Python: only u3 (a pro) reaches it.
+    elise = compile_filter({"all": [
+        {"field": "contact.traits.plan", "op": "eq", "value": "pro"},
+        {"field": "contact.traits.name", "op": "eq_ignore_case", "value": "ÉLISE"}]}).query(NOW)
+    assert await store.read(lambda tx: tx.audiences.count("default", elise, max_python=1)) == 1
+    assert await store.read(lambda tx: tx.audiences.member_ids(
+        "default", elise, limit=10, max_python=1)) == ["u3"]
+    assert await store.read(lambda tx: tx.audiences.contains("default", elise, "u3"))
+    with pytest.raises(AudienceTooCostly) as error:
+        await store.read(lambda tx: tx.audiences.count("default", elise, max_python=0))
+    assert (error.value.needed, error.value.parts) == (1, ("filter.all[1]",))

@@ -7,6 +7,7 @@ from aiohttp import web
 # Importing the resource modules registers their routes.
 from flowd.api import (  # noqa: F401
     approvals,
+    audiences,
     blueprints,
     bulk,
     bundles,

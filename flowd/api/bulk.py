@@ -41,7 +41,7 @@ BULK_JOB = shape("BulkJob", {
                                           "→ cancelled; running → failed."),
     "source": Enum(tuple(s.value for s in BulkSource),
                    description="Where the contacts come from."),
-    "audience": Nullable(String(description="The audience of an audience job.")),
+    "audience": Nullable(String(description="The audience (its id) of an audience job.")),
     "require_approval": Boolean(),
     "total": Integer(min=0, description="Contacts in the job (duplicates counted once)."),
     "started": Integer(min=0, description="Contacts for which a run was started."),
@@ -55,9 +55,12 @@ BULK_JOB = shape("BulkJob", {
 }, description="A bulk run job. " + STATUS_MACHINE)
 
 CREATE = Object({
-    "audience": text(1, 200, description="aud_…: every member of the audience. Audiences do "
-                                         "not exist in flowd yet: any audience is a 422 with "
-                                         "detail code `unknown_audience`."),
+    "audience": text(1, 200, description=(
+        "An audience (aud_… or its name): every member, listed when the job is created and "
+        "started in the order the contacts were made. A job waiting for approval starts "
+        "exactly those contacts (its `total`), whatever changes meanwhile. An unknown audience "
+        "is a 422 with detail code `unknown_audience`; one with more members than [audiences] "
+        "max_members, `too_many_members`.")),
     "contact_ids": Array(CONTACT_ID, min_items=1, max_items=MAX_CONTACT_IDS, description=(
         "Up to 100,000 contact ids, started in this order; duplicates count once. Unknown "
         "contacts are created with only their id. The 1 MiB body limit still applies (413): "

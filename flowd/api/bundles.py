@@ -25,15 +25,15 @@ IMPORT_BODY = Either((BUNDLE, FOREIGN),
 WARNING = shape("ImportWarning", {"path": String(description="Where in the source."),
                                   "message": String()})
 IMPORTED = shape("ImportedObject", {
-    "type": Enum(("workflow", "template")), "id": String(), "name": String(),
+    "type": Enum(("workflow", "audience", "template")), "id": String(), "name": String(),
     "warnings": Array(WARNING)}, optional=("warnings",),
     description="`warnings` only for a definition of another tool.")
 IMPORT_RESULT = shape("ImportResult", {
     "created": Array(IMPORTED), "updated": Array(IMPORTED), "unchanged": Array(IMPORTED),
     "source": String(description="Which format a definition of another tool was read as."),
     "warnings": Array(WARNING)}, optional=("source", "warnings"))
-_BUNDLE_TEXT = ("The text is canonical (sorted keys, two-space indent, workflows and templates "
-                "sorted by name): export → import elsewhere → export gives the same bytes, "
+_BUNDLE_TEXT = ("The text is canonical (sorted keys, two-space indent, workflows, audiences and "
+                "templates sorted by name): export → import elsewhere → export gives the same bytes, "
                 "apart from the `$schema` URL. References are by name, never by id.")
 
 
@@ -42,9 +42,9 @@ def _bundle_response(bundle: dict) -> web.Response:
 
 
 @route("GET", "/v1/export", access=Access.READ, tag="bundles", response=BUNDLE, errors=(409,),
-       summary="Every workflow and template of the project as one bundle.",
-       description=_BUNDLE_TEXT + " 409 for a project of more than 10,000 workflows or "
-                                  "templates (export them one by one).")
+       summary="Every workflow, audience and template of the project as one bundle.",
+       description=_BUNDLE_TEXT + " 409 for a project of more than 10,000 workflows, "
+                                  "audiences or templates (export them one by one).")
 async def export_project(call: Call) -> web.Response:
     public_url = call.services.public_url()
     bundle = await call.services.store.read(lambda tx: export(tx, call.project, public_url))
@@ -52,8 +52,8 @@ async def export_project(call: Call) -> web.Response:
 
 
 @route("GET", "/v1/workflows/{id}/export", access=Access.READ, tag="bundles", response=BUNDLE,
-       errors=(404, 409), summary="One workflow as a bundle, with the templates it uses and the "
-                              "workflows its run_workflow steps start.",
+       errors=(404, 409), summary="One workflow as a bundle, with the audiences and templates "
+                              "it uses and the workflows its run_workflow steps start.",
        description=_BUNDLE_TEXT)
 async def export_workflow(call: Call) -> web.Response:
     public_url = call.services.public_url()
@@ -65,8 +65,10 @@ async def export_workflow(call: Call) -> web.Response:
 @route("POST", "/v1/import", access=Access.WRITE, tag="bundles", body=IMPORT_BODY, errors=(409,),
        response=IMPORT_RESULT, summary="Import a bundle, or one definition of another tool.",
        description=(
-           "Idempotent by name: a workflow or template of the same name is updated, or listed "
-           "`unchanged` when it is equal (a workflow's definition, description and status). "
+           "Idempotent by name: a workflow, audience or template of the same name is updated, "
+           "or listed `unchanged` when it is equal (a workflow's definition, description and "
+           "status; an audience's filter and description). Audiences and templates are "
+           "imported before the workflows that name them. "
            "All or nothing, in one transaction: a bundle that does not fit the schema, names "
            "a workflow twice, or holds a workflow meant to be active or paused that has "
            "`error` issues is a 422 whose `details` give each problem's path "

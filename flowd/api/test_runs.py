@@ -22,6 +22,7 @@ from flowd.testrun import (
     MAX_HORIZON_MS,
     MAX_STEPS,
     TestRunRequest,
+    audiences_for,
     parse_events,
     templates_for,
     test_run,
@@ -93,8 +94,11 @@ _DESCRIPTION = ("The same engine and steps as real runs, on a throwaway in-memor
                 "workflow's settings): a message deferred by quiet hours or a frequency cap "
                 "goes at the virtual time its window ends, and its trace entry says why "
                 "(`output.deferred`); caps count the test run's own messages. "
-                "Child workflows and emitted events see only the tested workflow. 422 when the "
-                "workflow has error issues.")
+                "Child workflows and emitted events see only the tested workflow. A messaging "
+                "step's `audience` is checked on the test's own contact: the filter of the "
+                "project's audience (as it is when the test run starts) evaluated at virtual "
+                "time; an audience the project does not have fails the step with "
+                "`unknown_audience`. 422 when the workflow has error issues.")
 
 
 @route("POST", "/v1/workflows/{id}/test-run", access=Access.READ, tag="workflows",
@@ -127,7 +131,8 @@ async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Res
                                       r.get("body", {}), False)
                    for step, r in (body.get("responses") or {}).items()},
         horizon_ms=_horizon(body.get("horizon")),
-        templates=await templates_for(services.store, call.project, definition))
+        templates=await templates_for(services.store, call.project, definition),
+        audiences=await audiences_for(services.store, call.project, definition))
     result = await test_run(request, now=services.clock.now_ms(),
                             public_url=services.public_url(),
                             mail_settings=MailSettings.of(services.config.email),

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 FLOWD_SCENARIOS = ["ingest", "ingest-batch", "fanout", "steps", "chain", "timers", "wait-scale",
                    "recovery", "webhooks", "email", "bulk", "cron", "children", "loop",
-                   "approvals", "test-run", "purge", "cross-channel", "code"]
+                   "approvals", "test-run", "purge", "cross-channel", "code", "audience"]
 PEERS = {"peer-steps": "steps", "peer-chain": "chain"}   # peer → the flowd scenario it compares
 ALL = [*FLOWD_SCENARIOS, *PEERS]
 

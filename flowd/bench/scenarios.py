@@ -66,6 +66,8 @@ class Sizes:
     approval_runs: int         # runs waiting at an approval, then decided
     test_runs: int             # time-travel test runs of one 90-day journey
     purge_runs: int            # ended runs retention deletes while events arrive
+    audience_contacts: int     # contacts an audience is evaluated over
+    audience_calls: int        # measured calls of count, and of the first page
     peer_workflows: int
     peer_repeats: int
     settle_s: float            # the longest any wait for runs to finish may take
@@ -79,6 +81,7 @@ QUICK = Sizes(ingest_s=2.0, ingest_warmup_s=0.5, open_loop_s=2.0, fanout_runs=10
               wait_queries=50, recovery_load_s=1.0, webhook_runs=500, email_runs=300,
               bulk_contacts=10_000, child_runs=500, loop_items=1000, loop_repeats=2,
               approval_runs=500, test_runs=50, purge_runs=20_000,
+              audience_contacts=10_000, audience_calls=5,
               peer_workflows=50, peer_repeats=3, settle_s=30.0, scenario_s=90.0,
               cross_channel_runs=300, code_runs=1000)
 FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20_000,
@@ -86,6 +89,7 @@ FULL = Sizes(ingest_s=10.0, ingest_warmup_s=2.0, open_loop_s=5.0, fanout_runs=20
              wait_queries=200, recovery_load_s=3.0, webhook_runs=10_000, email_runs=5000,
              bulk_contacts=100_000, child_runs=1000, loop_items=1000, loop_repeats=5,
              approval_runs=1000, test_runs=200, purge_runs=200_000,
+             audience_contacts=100_000, audience_calls=30,
              peer_workflows=1000,
              peer_repeats=5, settle_s=180.0, scenario_s=1200.0)
 
@@ -1320,6 +1324,66 @@ async def purge(ctx: Context) -> list[Row]:
     ]
 
 
+# ------------------------------------------------------------------ audiences
+
+AUDIENCE_FILTER = {"all": [{"field": "contact.traits.plan", "op": "eq", "value": "pro"},
+                           {"field": "contact.traits.age", "op": "gte", "value": 30}]}
+
+
+async def timed_calls(api: Api, path: str, calls: int) -> tuple[list[float], Any]:
+    """`calls` GETs one after another (after one not counted, which warms the caches): their
+    latencies in ms and the last answer."""
+    await api.call("GET", path)
+    latencies, answer = [], None
+    for _ in range(calls):
+        latency, answer = await api.timed("GET", path)
+        latencies.append(latency)
+    return latencies, answer
+
+
+async def audience(ctx: Context) -> list[Row]:
+    """`audience_contacts` contacts seeded through the store; an audience of two conditions on
+    traits (plan eq "pro" and age gte 30); GET …/count and the first page of GET …/contacts,
+    each `audience_calls` times in turn: p50/p99 (bench clock) and server CPU per call."""
+    s = ctx.sizes
+    n = s.audience_contacts
+    expected = sum(1 for i in range(n) if seed.contact_traits(i)["plan"] == "pro"
+                   and seed.contact_traits(i)["age"] >= 30)
+    async with flowd(ctx, "audience") as server:
+        async with Api(server.url, server.key) as api:
+            made = await api.call("POST", "/v1/audiences", {"name": "bench pros",
+                                                            "filter": AUDIENCE_FILTER},
+                                  expect=(201,))
+        await server.stop()
+        ctx.say(f"audience: inserting {n:,} contacts through the store")
+        insert_s = await asyncio.to_thread(seed.contacts, server.db_path, count=n,
+                                           synchronous=ctx.synchronous)
+        await server.start()
+        base = f"/v1/audiences/{made['id']}"
+        async with Api(server.url, server.key) as api:
+            cpu0 = server.cpu_seconds()
+            counts, answer = await timed_calls(api, f"{base}/count", s.audience_calls)
+            count_cpu = cpu_note(server, cpu0, s.audience_calls + 1, "call")
+            if answer != {"count": expected}:
+                raise BenchError(f"audience: the count should be {expected}: {answer}")
+            cpu0 = server.cpu_seconds()
+            pages, page = await timed_calls(api, f"{base}/contacts", s.audience_calls)
+            page_cpu = cpu_note(server, cpu0, s.audience_calls + 1, "call")
+            if len(page["data"]) != 50 or page["next_cursor"] is None:
+                raise BenchError(f"audience: the first page should hold 50 members: {page}")
+    how = (f"{s.audience_calls} calls one after another (one more before, not counted); "
+           f"seeding took {insert_s:.1f} s (not counted)")
+    return [
+        Row("audience", f"GET …/count over {n:,} contacts (two conditions on traits), p50",
+            pct(counts, 50), "ms", "<=", 100,
+            note=f"{expected:,} members; p99 {pct(counts, 99):.1f} ms; {how}{count_cpu} "
+                 "(the extra call included)"),
+        Row("audience", f"GET …/contacts first page (50 of {expected:,} members), p50",
+            pct(pages, 50), "ms", "<=", 20,
+            note=f"p99 {pct(pages, 99):.1f} ms; {how}{page_cpu} (the extra call included)"),
+    ]
+
+
 SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "ingest": ingest,
     "ingest-batch": ingest_batch,
@@ -1340,4 +1404,5 @@ SCENARIOS: dict[str, Callable[[Context], Awaitable[list[Row]]]] = {
     "purge": purge,
     "cross-channel": cross_channel,
     "code": code,
+    "audience": audience,
 }

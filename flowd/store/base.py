@@ -19,7 +19,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from flowd.metrics import StorageMetrics
 from flowd.store.records import (
@@ -27,6 +27,7 @@ from flowd.store.records import (
     AlertSubscription,
     ApiKey,
     Approval,
+    Audience,
     BulkJob,
     BulkJobStatus,
     Contact,
@@ -48,6 +49,9 @@ from flowd.store.records import (
     WorkflowVersion,
 )
 from flowd.waits import EventWaitSpec, WaitKind, Wake
+
+if TYPE_CHECKING:
+    from flowd.audiences import AudienceQuery
 
 T = TypeVar("T")
 
@@ -477,6 +481,60 @@ class Templates(abc.ABC):
              limit: int) -> Page: ...
 
 
+class Audiences(abc.ABC):
+    """Audiences by id or by name within a project, and their evaluation: a query made by
+    flowd.audiences is decided in SQL where it can be, and its `matches` decides the rest on
+    each contact SQL left undecided — at most `max_python` of them per call, else
+    AudienceTooCostly. Every verb reads the contacts as they are now (nothing is cached)."""
+
+    @abc.abstractmethod
+    def create(self, *, project_id: str, name: str, description: str, filter: Any,
+               now: int) -> Audience:
+        """Raises NameTaken when the project has an audience of that name."""
+
+    @abc.abstractmethod
+    def get(self, project_id: str, ref: str) -> Audience | None:
+        """By id, else by name."""
+
+    @abc.abstractmethod
+    def update(self, audience: Audience, *, name: str, description: str, filter: Any,
+               now: int) -> Audience:
+        """Raises NameTaken when another audience has that name."""
+
+    @abc.abstractmethod
+    def delete(self, audience_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def names(self, project_id: str) -> dict[str, str]:
+        """Every audience of the project: id → name."""
+
+    @abc.abstractmethod
+    def every(self, project_id: str, limit: int) -> list[Audience]:
+        """Every audience of the project, oldest first, at most `limit` (bundles)."""
+
+    @abc.abstractmethod
+    def page(self, project_id: str, *, before: int | None, limit: int) -> Page: ...
+
+    @abc.abstractmethod
+    def count(self, project_id: str, query: "AudienceQuery", *, max_python: int) -> int:
+        """How many of the project's contacts are members."""
+
+    @abc.abstractmethod
+    def members(self, project_id: str, query: "AudienceQuery", *, before: int | None,
+                limit: int, max_python: int) -> Page:
+        """Members (Contact records), newest first, continuing below position `before`."""
+
+    @abc.abstractmethod
+    def member_ids(self, project_id: str, query: "AudienceQuery", *, limit: int,
+                   max_python: int) -> list[str]:
+        """The ids of the first `limit` + 1 members, oldest first (a caller that gets more
+        than `limit` knows there are too many), read in chunks."""
+
+    @abc.abstractmethod
+    def contains(self, project_id: str, query: "AudienceQuery", contact_id: str) -> bool:
+        """Whether the contact is a member (an unknown contact is not)."""
+
+
 class Messages(abc.ABC):
     """Every message sent (or not sent, and why), the addresses that bounced, and the tokens
     of unsubscribe links."""
@@ -711,14 +769,14 @@ class Transaction:
 
     FAMILIES = ("keys", "contacts", "events", "runs", "workflows", "secrets", "templates",
                 "messages", "approvals", "bulk_jobs", "schedules", "alerts", "retention",
-                "sessions")
+                "sessions", "audiences")
     __slots__ = (*FAMILIES, "after_commit")
 
     def __init__(self, *, keys: Keys, contacts: Contacts, events: Events, runs: Runs,
                  workflows: Workflows, secrets: Secrets, templates: Templates,
                  messages: Messages, approvals: Approvals, bulk_jobs: BulkJobs,
                  schedules: Schedules, alerts: Alerts, retention: Retention,
-                 sessions: Sessions) -> None:
+                 sessions: Sessions, audiences: Audiences) -> None:
         self.keys = keys
         self.contacts = contacts
         self.events = events
@@ -733,6 +791,7 @@ class Transaction:
         self.alerts = alerts
         self.retention = retention
         self.sessions = sessions
+        self.audiences = audiences
         # Called on the event loop once this unit is durable, before its caller resumes.
         self.after_commit: list[Callable[[], None]] = []
 

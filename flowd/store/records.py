@@ -310,6 +310,36 @@ class Template:
 
 
 @dataclass
+class Audience:
+    """A named filter over the project's contacts (flowd.audiences), evaluated when asked."""
+
+    id: str
+    project_id: str
+    name: str
+    description: str
+    filter: Any                   # a condition over the contact, as given
+    created_at: int
+    updated_at: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "description": self.description,
+                "filter": self.filter, "created_at": format_ms(self.created_at),
+                "updated_at": format_ms(self.updated_at)}
+
+
+class AudienceTooCostly(Exception):
+    """Evaluating a filter would check more contacts one by one in Python than allowed (the
+    parts SQL cannot decide): `needed` is how many it would check at least."""
+
+    def __init__(self, needed: int, limit: int, parts: tuple[str, ...]) -> None:
+        super().__init__(f"the filter needs at least {needed:,} contacts checked one by one, "
+                         f"more than the {limit:,} allowed")
+        self.needed = needed
+        self.limit = limit
+        self.parts = parts
+
+
+@dataclass
 class Approval:
     """A human decision a run waits for (the `approval` step)."""
 
@@ -397,7 +427,7 @@ class BulkSource(str, Enum):
     """Where a bulk job's contacts come from; each source is read by position, in chunks."""
 
     CONTACT_IDS = "contact_ids"   # the job's own list, stored with it
-    AUDIENCE = "audience"         # not yet: audiences arrive with the channels issue
+    AUDIENCE = "audience"         # an audience's members, listed when the job was created
 
 
 @dataclass

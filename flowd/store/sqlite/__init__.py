@@ -15,6 +15,7 @@ from flowd.store.base import Store, Transaction
 from flowd.store.records import StoreError
 from flowd.store.sqlite.alerts import SqliteAlerts
 from flowd.store.sqlite.approvals import SqliteApprovals
+from flowd.store.sqlite.audiences import SqliteAudiences
 from flowd.store.sqlite.bulk_jobs import SqliteBulkJobs
 from flowd.store.sqlite.contacts import SqliteContacts
 from flowd.store.sqlite.db import Database, DbSettings, connect_sync
@@ -45,7 +46,8 @@ class SqliteTransaction(Transaction):
                    templates=SqliteTemplates(conn), messages=SqliteMessages(conn),
                    approvals=SqliteApprovals(conn), bulk_jobs=SqliteBulkJobs(conn),
                    schedules=SqliteSchedules(conn), alerts=SqliteAlerts(conn),
-                   retention=SqliteRetention(conn), sessions=SqliteSessions(conn))
+                   retention=SqliteRetention(conn), sessions=SqliteSessions(conn),
+                   audiences=SqliteAudiences(conn))
 
 
 class _Transactions:

@@ -417,6 +417,23 @@ MIGRATIONS: list[Migration] = [
             ON messages (project_id, contact_id, channel, created_at, id, status, run_id)
             WHERE status IN ('sending', 'sent') AND run_id IS NOT NULL;
     """),
+    # Audiences are filters evaluated when asked, so only the definitions are stored. No index
+    # on contacts pays for them: a filter reads any trait, and one pass over a project's
+    # contacts (contacts_project) decides every row (see flowd.store.sqlite.audiences).
+    Migration(16, "audiences", """
+        CREATE TABLE audiences (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            project_id  TEXT NOT NULL REFERENCES projects(id),
+            name        TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            filter      TEXT NOT NULL,          -- JSON: a condition over the contact
+            created_at  INTEGER NOT NULL,
+            updated_at  INTEGER NOT NULL,
+            UNIQUE (project_id, name)
+        );
+        CREATE INDEX audiences_project ON audiences (project_id, seq);
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version
