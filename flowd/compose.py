@@ -77,8 +77,8 @@ class Composer:
         if answer is None:
             raise AiBadAnswer("the model's answer is not a workflow definition, even after it "
                               f"was asked to repair it: {problems[0]}",
-                              [Problem("", problems[0]),
-                               {"answer": last.content[:SHOWN_ANSWER_CHARS]}])
+                              [{"path": "prompt", "message": problems[0], "code": "ai_bad_answer",
+                                "answer": last.content[:SHOWN_ANSWER_CHARS]}])
         definition, description, dropped = _salvage(answer)
         return Composed(definition, description, dropped, last.model, usage)
 
@@ -92,7 +92,7 @@ class Composer:
 
 def _http_error(exc: EffectFailed) -> FlowdError:
     if exc.code == AI_UNAVAILABLE:
-        return AiUnavailable(exc.message)
+        return AiUnavailable(exc.message, [Problem("prompt", exc.message, AI_UNAVAILABLE)])
     if exc.code == "ai_rate_limited":
         seconds = (math.ceil(exc.retry_after_ms / 1000) if exc.retry_after_ms
                    else DEFAULT_RETRY_AFTER_S)

@@ -182,6 +182,7 @@ async def test_compose_refuses_an_answer_that_is_never_json(api: Api, server_mod
     server_model.script = [reply("Sure! First, wait a day."), reply("Here it is: steps...")]
     status, error = await api.post("/v1/workflows", json={"name": "W", "prompt": PROMPT})
     assert status == 422 and error["error"]["code"] == "ai_bad_answer"
+    assert error["error"]["details"][0]["answer"] == "Here it is: steps..."
     assert (await api.get("/v1/workflows"))[1]["data"] == []
 
 
@@ -210,6 +211,7 @@ async def test_compose_without_a_provider_is_ai_unavailable(aiohttp_client, tmp_
     api = Api(client)
     status, error = await api.post("/v1/workflows", json={"name": "W", "prompt": PROMPT})
     assert status == 422 and error["error"]["code"] == "ai_unavailable"
+    assert error["error"]["details"][0]["code"] == "ai_unavailable"
     assert await api.get("/v1/settings/ai") == (200, {
         "provider": None, "base_url": None, "model": None, "api_key": None, "source": "none"})
 
