@@ -137,7 +137,8 @@ async def test_the_project_key_wins_and_is_never_shown_again(api: Api, server_mo
 # --- composing from a prompt --------------------------------------------------------------------
 
 PROMPT = "When a user signs up, wait a day, then send them a welcome email."
-BROKEN = {"description": "Welcome new users", "trigger": {"type": "event", "event": "user.signed_up"},
+BROKEN = {"description": "Welcome new users",
+          "trigger": {"type": "event", "event": "user.signed_up"},
           "steps": [{"id": "wait", "type": "wait", "config": {"duration": "P1D"}, "next": "mail"},
                     {"id": "email", "type": "send_email",
                      "config": {"subject": "Welcome", "text": "Hi!"}}]}

@@ -18,7 +18,8 @@ from flowd.waits import WaitKind
 from tests.ai_fakes import HANG, OLLAMA_MODEL, OllamaFake, failure, reply, serve
 from tests.core import close_core, make_core
 
-PROMPT = "Write one line welcoming {{ contact.traits.first_name }} to the {{ event.properties.plan }} plan."
+PROMPT = ("Write one line welcoming {{ contact.traits.first_name }} to the "
+          "{{ event.properties.plan }} plan.")
 
 
 @pytest.fixture
@@ -229,3 +230,16 @@ async def test_no_provider_takes_the_unavailable_path_and_says_why(tmp_path, map
     finally:
         await ai.close()
         await close_core(core)
+
+
+async def test_generate_with_fields_answers_json_checked_like_extract(core, ollama):
+    ollama.script = [reply({"subject": "Welcome!", "lines": 3})]
+    run, trace = await _run(core, [{"id": "g", "type": "ai", "config": {
+        "flavor": "generate", "prompt": "Draft a welcome email",
+        "fields": {"subject": "string", "lines": "integer"}, "save_to": "vars.draft"}}])
+    assert run.vars == {"draft": {"subject": "Welcome!", "lines": 3}}
+    assert trace[0].output["fields"] == {"subject": "Welcome!", "lines": 3}
+    [body] = ollama.bodies
+    assert body["format"] == {"type": "object", "required": ["subject", "lines"], "properties": {
+        "subject": {"type": "string"}, "lines": {"type": "integer"}}}
+    assert "JSON object with exactly these fields" in body["messages"][0]["content"]

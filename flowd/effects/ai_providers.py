@@ -21,14 +21,14 @@
 
 What an answer other than 2xx becomes (an `EffectFailed`, whatever the provider):
 
-| answer                                   | code                 | retried |
-|------------------------------------------|----------------------|---------|
-| 401, 403                                 | `ai_unauthorized`    | no      |
-| 404 naming a model (not pulled, no access)| `ai_model_not_found` | no      |
-| 429                                      | `ai_rate_limited`    | yes, not before its `Retry-After` |
-| 5xx, a timeout, no connection, 408       | `ai_provider_error`  | yes (a 503's `Retry-After` too) |
-| any other 4xx (a 404 of a wrong base URL, a prompt too long) | `ai_bad_request` | no |
-| 2xx without an answer in it              | `ai_provider_error`  | yes     |
+| answer                                      | code                 | retried            |
+|---------------------------------------------|----------------------|--------------------|
+| 401, 403                                    | `ai_unauthorized`    | no                 |
+| 404 naming a model (not pulled, no access)  | `ai_model_not_found` | no                 |
+| 429                                         | `ai_rate_limited`    | yes, after Retry-After |
+| 5xx, 408, a timeout, no connection          | `ai_provider_error`  | yes (503: ditto)   |
+| other 4xx (a wrong base URL's 404, a prompt too long) | `ai_bad_request` | no     |
+| 2xx without an answer in it                 | `ai_provider_error`  | yes                |
 
 A refused destination (a project's own base URL through the private-network guard) stays
 `destination_not_allowed`, not retried. The provider's own message is kept in ours (it says
@@ -150,6 +150,8 @@ class _ChatProvider:
         said = self._clean(self._error_text(response.body))
         message = f"{self.name} answered HTTP {status}" + (f": {said}" if said else "")
         wait = retry_after_ms(response.headers, self._now_ms())
+        if wait is not None:
+            message += f" (Retry-After: {wait / 1000:g} s)"
         if status in (401, 403):
             return EffectFailed("ai_unauthorized", message, retryable=False)
         if status == 429:
