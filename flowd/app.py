@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
+from flowd.ai_service import AiService
 from flowd.alert_delivery import AlertDeliverer
 from flowd.alerts import AlertRecorder, FailingRule
 from flowd.api import add_routes
@@ -27,6 +28,7 @@ from flowd.bulk import BulkProcessor
 from flowd.bulk_control import BulkControl
 from flowd.channel_setup import Channels, build_channels
 from flowd.clock import Clock
+from flowd.compose import Composer
 from flowd.config import CodeConfig, Config, EmailConfig
 from flowd.dueruns import DueRuns
 from flowd.durations import parse_duration
@@ -95,6 +97,8 @@ class Services:
     sessions: SessionDesk
     sandbox: ProcessSandbox
     audiences: AudienceService
+    ai: AiService
+    composer: Composer
     openapi: dict[str, Any] = field(default_factory=dict)
     # Where this server is reached, for the links it puts in messages: [server] public_url, or
     # the address it listens on (known once it does: the command line sets it).
@@ -160,6 +164,10 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         return found
 
     signer = WebhookSigner(load_secrets)
+    allowed_networks = [n.strip() for n in config.http.allowed_networks.split(",") if n.strip()]
+    ai = AiService(store, clock, config.ai,
+                   allow_private_networks=config.http.allow_private_networks,
+                   allowed_networks=allowed_networks)
     # Alerts go out through the same guarded client as webhook steps; the recorder writes them
     # in the units that end runs, bounce messages and open approvals, and wakes the deliverer.
     alert_deliverer = AlertDeliverer(store, clock, http,
@@ -187,7 +195,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
     engine = Engine(store, registry, clock,
                     Effects(http=http, signer=signer, email=mailer, approvals=approvals,
                             audiences=audiences, **channels.effects(),
-                            send_history=StoredSendHistory(store), sandbox=sandbox),
+                            send_history=StoredSendHistory(store), sandbox=sandbox, ai=ai),
                     due=due, waited=waited, max_steps_per_run=config.engine.max_steps_per_run,
                     step_timeout_seconds=config.engine.step_timeout_seconds,
                     on_started=lambda runs: scheduler.start_new(runs),
@@ -217,7 +225,7 @@ def build_services(config: Config, clock: Clock, store: Store | None = None) -> 
         retention=Retention(store, clock, RetentionSettings.of(config.retention)),
         metrics=metrics,
         sessions=SessionDesk(store, clock, auth, parse_duration(config.server.session_ttl)),
-        sandbox=sandbox, audiences=audiences,
+        sandbox=sandbox, audiences=audiences, ai=ai, composer=Composer(ai),
         openapi=build_openapi(ROUTES), send_policy=send_policy)
     return services
 
@@ -246,6 +254,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await bootstrap_admin(services.store, clock, config.storage.path, env_key)
             await ensure_webhook_secrets(services.store, clock)
             await services.http.start()
+            await services.ai.start()
             await services.registry.load()
             await services.engine.load()
             await services.mailer.start()
@@ -271,6 +280,7 @@ def create_app(config: Config, *, clock: Clock | None = None,
             await services.slots.stop()
             await services.alert_deliverer.stop()
             await services.http.close()
+            await services.ai.close()
             await services.mailer.close()
             await services.channels.close()
             await services.sandbox.close()

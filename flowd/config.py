@@ -210,6 +210,27 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class AiConfig:
+    provider: str = setting(
+        "", "The language model of ai steps and composing workflows from a prompt: ollama "
+        "(POST /api/chat) or openai (any OpenAI-compatible /v1/chat/completions); empty: none "
+        "(ai steps take their unavailable path) unless a project brings its own "
+        "(PUT /v1/settings/ai).", choices=("", "ollama", "openai"))
+    base_url: str = setting(
+        "", "The provider's base URL (the operator's: not checked by the private-network "
+        "guard); empty: https://api.openai.com for openai, http://127.0.0.1:11434 for ollama.")
+    api_key: str = setting(
+        "", "Sent as Authorization: Bearer (openai; ollama only when set). Never shown by the "
+        "API or written to the log.")
+    model: str = setting(
+        "", "The model asked when neither the project's settings nor the step name one, e.g. "
+        "gpt-4o-mini or llama3.2.")
+    timeout_seconds: float = setting(
+        60.0, "Timeout of every call to the model (a step attempt may make two: the corrective "
+        "retry), within [engine] step_timeout_seconds.", min=0.1, max=600)
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     failing_rate: float = setting(
         0.2, "workflow.failing is sent when at least this share of a workflow's runs that "
@@ -376,6 +397,7 @@ class Config:
     sms: SmsConfig = field(default_factory=SmsConfig)
     push: PushConfig = field(default_factory=PushConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
+    ai: AiConfig = field(default_factory=AiConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -389,7 +411,7 @@ class Config:
 _SECTION_TYPES = {"server": ServerConfig, "storage": StorageConfig, "auth": AuthConfig,
                   "engine": EngineConfig, "http": HttpConfig, "email": EmailConfig,
                   "sms": SmsConfig, "push": PushConfig, "slack": SlackConfig,
-                  "alerts": AlertsConfig, "retention": RetentionConfig,
+                  "ai": AiConfig, "alerts": AlertsConfig, "retention": RetentionConfig,
                   "policy": PolicyConfig, "code": CodeConfig, "audiences": AudiencesConfig}
 
 

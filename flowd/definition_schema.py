@@ -82,6 +82,8 @@ def _describe(step_type: StepType) -> str:
     branches = ", ".join(f"`{b}`" for b in step_type.branches if b != "default")
     if step_type.name == "split":
         lines.append("Branch labels: the names in its config, and `default`.")
+    elif step_type.name == "ai":
+        lines.append("Branch labels: a decide step's options, and `unavailable`.")
     elif branches:
         lines.append(f"Branch labels: {branches}.")
     if step_type.waits:

@@ -215,7 +215,8 @@ class Engine:
         except EffectFailed as exc:
             # Whatever the step type: the effect's code and message are the attempt's error,
             # and the effect knows whether trying again can help.
-            failure = StepFailed(exc.code, exc.message, retryable=exc.retryable)
+            failure = StepFailed(exc.code, exc.message, retryable=exc.retryable,
+                                 retry_after_ms=exc.retry_after_ms)
             return await self._failed(run, step, entry, failure, contact, replace=again)
         except FlowdError as exc:
             return await self._failed(run, step, entry, StepFailed(exc.code, exc.message), contact,
@@ -341,7 +342,9 @@ class Engine:
         self._metrics.steps_executed += 1
         run.trace_len = entry.seq
         if failure.retryable and run.attempt < step.retry.max_attempts:
-            until = deadline(now, step.retry.delay_ms(run.attempt))
+            # The backoff, unless the other side asked for a longer pause (Retry-After).
+            until = deadline(now, max(step.retry.delay_ms(run.attempt),
+                                      failure.retry_after_ms or 0))
             run.attempt += 1
             run.status, run.due_at = RunStatus.WAITING, until
             run.wait = Wait(WaitKind.RETRY, until=until, started_at=now)

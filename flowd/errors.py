@@ -110,6 +110,19 @@ class ValidationError(FlowdError):
         self.problems = problems
 
 
+class AiUnavailable(FlowdError):
+    """Composing from a prompt needs a language model, and the project has none (neither its
+    own nor the server's `[ai]`)."""
+
+    status, code = 422, "ai_unavailable"
+
+
+class AiBadAnswer(FlowdError):
+    """The model's answer could not be used, even after it was asked to repair it."""
+
+    status, code = 422, "ai_bad_answer"
+
+
 class RateLimited(FlowdError):
     status, code = 429, "rate_limited"
 

@@ -7,7 +7,7 @@ holds a copy of the workflow, the contact and the templates and audiences it nam
 virtual clock
 that jumps to whatever comes next — a due timer or an `events` entry — so a week of waits
 passes at once. Effects are recorders: webhooks and HTTP requests are answered from
-`responses` (else `200 {}`), emails go through the real mailer to a recording provider,
+`responses` (else `200 {}`), ai steps from `responses` too (else they are `ai_unavailable`), emails go through the real mailer to a recording provider,
 SMS, push and Slack messages go through their real messengers to recording providers, and
 approvals make links that lead nowhere. Code steps run in the server's real sandbox, which
 reaches nothing outside itself. Nothing is written to the server's database, sent, or
@@ -37,6 +37,7 @@ from flowd.effects.base import (
     Effects,
     HttpResponse,
     Recording,
+    RecordingAi,
     RecordingHttp,
     RecordingMailProvider,
     RecordingSigner,
@@ -75,6 +76,9 @@ class TestRunRequest:
     contact: dict[str, Any] | None = None  # a contact upsert, with "id" optional
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (after ms, …)
     responses: dict[str, HttpResponse] = field(default_factory=dict)
+    # By step id, an ai step's answer: {"text"}, {"choice"} or {"fields"} (else the step is
+    # ai_unavailable: a test run asks no model).
+    ai_responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     horizon_ms: int = DEFAULT_HORIZON_MS
     templates: list[Template] = field(default_factory=list)   # the ones the workflow names
     audiences: list[Audience] = field(default_factory=list)   # likewise
@@ -109,6 +113,7 @@ class _Parts:
                            signer=RecordingSigner(recording, step_id), email=self.mailer,
                            approvals=self.approvals, audiences=self.audiences,
                            send_history=history, sandbox=sandbox,
+                           ai=RecordingAi(recording, step_id),
                            **self.channels.effects())
 
         self.engine = Engine(store, self.registry, clock, effects_for(""), due=self.due,
@@ -156,7 +161,8 @@ async def _run(store: MemoryStore, request: TestRunRequest, now: int, public_url
                mail_settings: MailSettings, slack_webhook_url: str,
                send_policy: SendPolicy, sandbox: Sandbox | None) -> dict[str, Any]:
     clock = VirtualClock(now)
-    recording = Recording(by_step=dict(request.responses), now=clock.now_ms)
+    recording = Recording(by_step=dict(request.responses), now=clock.now_ms,
+                          ai_by_step=dict(request.ai_responses))
     parts = _Parts(store, clock, recording, RecordingMailProvider(), public_url, mail_settings,
                    send_policy, slack_webhook_url, sandbox)
     await parts.start()
@@ -257,10 +263,16 @@ def _effects(recording: Recording, messages: list[Any]) -> list[dict[str, Any]]:
             "kind": "webhook" if "webhook-signature" in {h.lower() for h in call.headers}
             else "http_request", "step_id": call.step_id, "at": format_ms(call.at),
             "method": call.method, "url": call.url, "headers": call.headers, "body": body}))
+    for i, ai_call in enumerate(recording.ai_calls):
+        effects.append((ai_call.at or 0, len(recording.http_calls) + i, {
+            "kind": "ai", "step_id": ai_call.step_id, "at": format_ms(ai_call.at),
+            "model": ai_call.request.model, "messages": list(ai_call.request.messages),
+            "json": ai_call.request.json_schema is not None}))
+    calls = len(recording.http_calls) + len(recording.ai_calls)
     # The page is newest first: reversed, messages of the same virtual moment keep the order
     # they were made in.
     for i, message in enumerate(sorted(reversed(messages), key=lambda m: m.created_at)):
-        effects.append((message.created_at, len(recording.http_calls) + i, {
+        effects.append((message.created_at, calls + i, {
             "kind": message.channel, "step_id": message.step_id,
             "at": format_ms(message.created_at), "to": message.recipients,
             **_what_is_sent(message), "status": message.status.value}))

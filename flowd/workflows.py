@@ -5,7 +5,7 @@ of the group commit; the engine's trigger index is updated once it has committed
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from flowd.clock import Clock
 from flowd.definitions import (
@@ -82,17 +82,18 @@ class WorkflowService:
 
     async def create(self, project_id: str, body: dict[str, Any], *,
                      prepare: Callable[[Transaction, dict[str, Any]], dict[str, Any]] | None
-                     = None) -> Workflow:
+                     = None, extra_issues: Sequence[Issue] = ()) -> Workflow:
         """`prepare(tx, body)`, when given, runs first in the same unit of work and returns the
         body to save: what the workflow needs made with it (a blueprint's templates) commits
-        with it or not at all, and its issues see those objects."""
+        with it or not at all, and its issues see those objects. `extra_issues` are saved
+        beside the definition's own (what composing from a prompt left out)."""
         status = WorkflowStatus(body.get("status", "draft"))
         now = self._clock.now_ms()
 
         def unit(tx: Transaction) -> Workflow:
             saved = prepare(tx, body) if prepare is not None else body
             definition = normalize(saved)
-            issues = _issues(tx, project_id, definition)
+            issues = _issues(tx, project_id, definition) + list(extra_issues)
             if status is WorkflowStatus.ACTIVE and _errors_of(issues):
                 raise refuse_errors(issues, "the workflow has errors, so it cannot be created active")
             workflow = tx.workflows.create(

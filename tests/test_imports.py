@@ -177,3 +177,15 @@ async def test_active_in_the_source_with_errors_is_saved_as_a_draft(api: Api):
     status, workflow = await api.get(f"/v1/workflows/{result['created'][0]['id']}")
     assert workflow["status"] == "draft"
     assert [i["code"] for i in workflow["issues"]] == ["unknown_template"]
+
+
+async def test_reference_000_ai_action_becomes_an_ai_step(api: Api):
+    result = await _import(api, {"name": "AI", "trigger": {"eventType": "ticket.opened"},
+                                 "steps": [{"type": "ai_action", "config": {
+                                     "flavor": "generate", "prompt": "Summarize {{event.text}}",
+                                     "saveTo": "summary"}}]})
+    status, workflow = await api.get(f"/v1/workflows/{result['created'][0]['id']}")
+    assert workflow["steps"][0]["type"] == "ai" and workflow["steps"][0]["config"] == {
+        "flavor": "generate", "prompt": "Summarize {{event.text}}",
+        "save_to": "contact.traits.summary"}
+    assert not [i for i in workflow["issues"] if i["severity"] == "error"]

@@ -43,6 +43,8 @@ async def test_every_step_type_is_listed_with_its_schema_branches_and_aliases(ap
         assert schema.get("required", []) == list(step_type.schema.required)
         if name == "split":
             assert item["branches"] == [] and item["dynamic_branches"] is True
+        elif name == "ai":   # a decide step's options, beside the fixed `unavailable`
+            assert item["branches"] == ["unavailable"] and item["dynamic_branches"] is True
         else:
             assert item["branches"] == list(step_type.branches)
             assert item["dynamic_branches"] is False

@@ -516,6 +516,23 @@ async def test_every_project_gets_a_secret_and_a_current_one_is_kept(store: Stor
     assert await store.read(lambda tx: tx.secrets.valid("p2", NOW)) == ["whsec_kept"]
 
 
+async def test_a_projects_ai_settings_are_replaced_whole_and_forgotten(store: Store):
+    from flowd.store.records import AiProjectSettings
+
+    await store.write(lambda tx: tx.keys.ensure_project("p2", NOW))
+    assert await store.read(lambda tx: tx.secrets.ai_settings("default")) is None
+    first = AiProjectSettings("default", "openai", "", "gpt-4o-mini", "sk-one-key", NOW)
+    second = AiProjectSettings("default", "", "https://llm.example", "", "sk-two-key", NOW + 1)
+    await store.write(lambda tx: tx.secrets.set_ai_settings(first))
+    await store.write(lambda tx: tx.secrets.set_ai_settings(second))
+    assert await store.read(lambda tx: tx.secrets.ai_settings("default")) == second
+    assert await store.read(lambda tx: tx.secrets.ai_settings("p2")) is None
+    assert "sk-two-key" not in repr(second)   # no log line can show it
+    assert await store.write(lambda tx: tx.secrets.delete_ai_settings("default")) is True
+    assert await store.write(lambda tx: tx.secrets.delete_ai_settings("default")) is False
+    assert await store.read(lambda tx: tx.secrets.ai_settings("default")) is None
+
+
 async def test_templates_by_id_or_name_unique_names_and_pages(store: Store):
     from flowd.store.records import NameTaken
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 # Importing the resource modules registers their routes.
 from flowd.api import (  # noqa: F401
+    ai_settings,
     approvals,
     audiences,
     blueprints,

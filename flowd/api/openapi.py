@@ -18,7 +18,7 @@ _PATH_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 
 ERROR_CODES = ("bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed",
                "request_timeout", "conflict", "gone", "payload_too_large", "validation_error",
-               "rate_limited", "internal", "unavailable")
+               "rate_limited", "internal", "unavailable", "ai_unavailable", "ai_bad_answer")
 ERROR_SCHEMA = {
     "type": "object", "required": ["error"], "additionalProperties": False,
     "properties": {"error": {
@@ -44,12 +44,16 @@ _ERRORS = {
     413: ("PayloadTooLarge", "The body is larger than 1 MiB."),
     410: ("Gone", "It was there, and is no more (an expired approval, a run that stopped "
                   "waiting)."),
-    422: ("ValidationError", "Validation failed: `details` lists each problem with its path."),
-    429: ("RateLimited", "Too many failed attempts from this client: wait `Retry-After` "
+    422: ("ValidationError", "Validation failed: `details` lists each problem with its path "
+                             "(code `validation_error`; composing from a prompt may also "
+                             "answer `ai_unavailable` or `ai_bad_answer`)."),
+    429: ("RateLimited", "Too many failed attempts from this client, or the AI provider's "
+                         "rate limit when composing from a prompt: wait `Retry-After` "
                          "seconds."),
     503: ("Unavailable", "The database is busy (locked by another process), a read took "
                          "longer than [storage] read_timeout_ms (narrow it: a smaller page, a "
-                         "narrower filter), or the server is shutting down."),
+                         "narrower filter), the server is shutting down, or (composing from a "
+                         "prompt) the AI provider could not be used."),
 }
 
 INFO_DESCRIPTION = """\

@@ -3,25 +3,13 @@ the JSON Schema of its config rendered from the very schema objects it validates
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from flowd.api.routes import Call, json_response, route, shape
 from flowd.auth import Access
-from flowd.definition_schema import TRIGGER_KINDS
-from flowd.steps import ALIASES, STEP_TYPES
-from flowd.validation import (
-    Array,
-    Boolean,
-    Json,
-    Object,
-    String,
-    standalone_json_schema,
-)
+from flowd.catalogue import step_types, trigger_types
+from flowd.validation import Array, Boolean, Json, Object, String
 
-# Whose branch labels are the names in its own config (plus `default`).
-_DYNAMIC_BRANCHES = frozenset({"split"})
 _CONFIG_SCHEMA = Json(object_only=True, description=(
     "A self-contained JSON Schema (2020-12) of the config: nothing refers outside it; only a "
     "recursive part (a condition's all/any/not) is in its own `$defs`. `required` is what an "
@@ -29,10 +17,11 @@ _CONFIG_SCHEMA = Json(object_only=True, description=(
 STEP_TYPE = shape("StepType", {
     "name": String(), "description": String(), "config_schema": _CONFIG_SCHEMA,
     "branches": Array(String(), description=(
-        "The branch labels `next` may map, besides the default path (`default`)."
-        " Empty for a type with dynamic branches.")),
-    "dynamic_branches": Boolean(description="True when the labels come from the step's "
-                                            "config (split: its branches' names)."),
+        "The branch labels `next` may map, besides the default path (`default`); for a "
+        "type with dynamic branches, those besides the ones its config names.")),
+    "dynamic_branches": Boolean(description="True when labels come from the step's config "
+                                            "(split: its branches' names; ai: a decide "
+                                            "step's options)."),
     "waits": Boolean(description="Runs wait at a step of this type."),
     "aliases": Array(String(), description="Other type names accepted on save (saved as "
                                            "`name`)."),
@@ -45,27 +34,9 @@ def _list_of(item: Object) -> Object:
     return Object({"data": Array(item)}, required=("data",))
 
 
-def _step_types() -> list[dict[str, Any]]:
-    return [{
-        "name": name,
-        "description": step_type.summary,
-        "config_schema": standalone_json_schema(step_type.schema),
-        "branches": [] if name in _DYNAMIC_BRANCHES else list(step_type.branches),
-        "dynamic_branches": name in _DYNAMIC_BRANCHES,
-        "waits": step_type.waits,
-        "aliases": sorted(alias for alias, target in ALIASES.items() if target == name),
-    } for name, step_type in sorted(STEP_TYPES.items())]
-
-
-def _trigger_types() -> list[dict[str, Any]]:
-    return [{"name": name, "description": schema.description,
-             "config_schema": standalone_json_schema(schema)}
-            for name, schema in sorted(TRIGGER_KINDS.items())]
-
-
 # The same for every request: rendered once, at import.
-_STEP_TYPES_BODY = {"data": _step_types()}
-_TRIGGER_TYPES_BODY = {"data": _trigger_types()}
+_STEP_TYPES_BODY = {"data": step_types()}
+_TRIGGER_TYPES_BODY = {"data": trigger_types()}
 
 
 @route("GET", "/v1/step-types", access=Access.READ, tag="workflows",

@@ -59,8 +59,14 @@ _FIELDS = {
     "responses": MapOf(Object({
         "status": Integer(min=100, max=599), "body": Json(),
         "headers": MapOf(String(max_len=8192), max_keys=50),
-    }), max_keys=500, description=(
-        "By step id: the answer a webhook or http_request step gets (default 200 {}).")),
+        "text": String(max_len=100_000), "choice": String(max_len=100),
+        "fields": Json(object_only=True),
+    }, exclusive=("text", "choice", "fields")), max_keys=500, description=(
+        "By step id: the answer a webhook or http_request step gets (`status`, `body`, "
+        "`headers`; default 200 {}), or the model's answer an ai step gets: `text` "
+        "(generate), `choice` (decide) or `fields` (extract, generate with fields), checked "
+        "as a real answer is. An ai step without one is `ai_unavailable`: a test run asks no "
+        "model.")),
     "horizon": String(min_len=1, description="How far virtual time may go: an ISO 8601 "
                                              "duration, at most P366D (default P30D)."),
 }
@@ -78,16 +84,20 @@ RESULT = shape("TestRunResult", {
         "branch, input, output, error.")),
     "effects": Array(Json(object_only=True), description=(
         "What would have been done, in virtual-time order: kind (webhook, http_request, "
-        "email, sms, push, slack), step_id, at, and what would be sent — a message's `to` and "
-        "`status` with its email `subject`, `text`, `html`; SMS `body`; push `title`, `body`, "
-        "`data` (one per push token); Slack `text`, `blocks`.")),
+        "email, sms, push, slack, ai), step_id, at, and what would be sent — a message's `to` "
+        "and `status` with its email `subject`, `text`, `html`; SMS `body`; push `title`, "
+        "`body`, `data` (one per push token); Slack `text`, `blocks`; for ai, the `messages` "
+        "(the rendered prompt), the step's `model` (null: the configured one) and whether a "
+        "JSON answer is asked (`json`); an ai step asked again after an answer that did not "
+        "fit lists both calls.")),
     "ends_at": time_string(description="When the run ended, or the horizon."),
     "stopped": Nullable(Enum(("step_limit", "time_limit")), description=(
         f"Why the test run stopped early: {MAX_STEPS} steps, or 5 s of real time.")),
 }, description="Nothing was written, sent or called.")
 _DESCRIPTION = ("The same engine and steps as real runs, on a throwaway in-memory store, with a "
                 "virtual clock that jumps to what comes next: days of waits pass at once. "
-                "Webhooks and HTTP requests are answered from `responses` (else 200 {}); emails, "
+                "Webhooks and HTTP requests are answered from `responses` (else 200 {}), ai steps "
+                "too (else they take their `unavailable` path: no model is asked); emails, "
                 "SMS, push notifications and Slack messages go through their real messengers "
                 "(suppression included) to recorders; nothing is written, sent or called. "
                 "The send policy applies as in real runs (the project's [policy] and the "
@@ -129,7 +139,10 @@ async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Res
         contact=body.get("contact"), events=parse_events(body.get("events") or []),
         responses={step: HttpResponse(r.get("status", 200), dict(r.get("headers") or {}),
                                       r.get("body", {}), False)
-                   for step, r in (body.get("responses") or {}).items()},
+                   for step, r in (body.get("responses") or {}).items()
+                   if not _AI_ANSWER.intersection(r)},
+        ai_responses={step: r for step, r in (body.get("responses") or {}).items()
+                      if _AI_ANSWER.intersection(r)},
         horizon_ms=_horizon(body.get("horizon")),
         templates=await templates_for(services.store, call.project, definition),
         audiences=await audiences_for(services.store, call.project, definition))
@@ -139,6 +152,9 @@ async def _respond(call: Call, definition: dict[str, Any], name: str) -> web.Res
                             slack_webhook_url=services.config.slack.webhook_url,
                             send_policy=services.send_policy, sandbox=services.sandbox)
     return json_response(result)
+
+
+_AI_ANSWER = frozenset(("text", "choice", "fields"))
 
 
 def _horizon(raw: str | None) -> int:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from flowd.api.routes import Call, Param, json_response, page_response, route, shape
 from flowd.auth import Access
+from flowd.compose import MAX_PROMPT_CHARS
 from flowd.definition_schema import (
     DEFINITION_FIELDS,
     ISSUE,
@@ -19,6 +20,7 @@ from flowd.definition_schema import (
     TRIGGER,
     WORKFLOW_STATUSES,
 )
+from flowd.definitions import Issue
 from flowd.errors import NotFound
 from flowd.patching import MAX_OPERATIONS, OPERATION
 from flowd.store.base import Transaction
@@ -123,12 +125,52 @@ async def list_workflows(call: Call) -> web.Response:
         **present(call, workflow, with_steps=False), "runs": counts[workflow.id]})
 
 
-@route("POST", "/v1/workflows", access=Access.WRITE, tag="workflows", body=NEW_WORKFLOW,
-       status=201, summary="Create a workflow (draft by default, or active if it has no errors).",
+_DEFINITION_KEYS = ("trigger", "settings", "steps")
+COMPOSE_WORKFLOW = Object({
+    "name": DEFINITION_FIELDS["name"],
+    "description": DEFINITION_FIELDS["description"],
+    "prompt": String(min_len=1, max_len=MAX_PROMPT_CHARS, description=(
+        "What the workflow should do, in words: the AI provider composes the definition.")),
+    "status": Enum(("draft",), description="A composed workflow is always saved as a draft."),
+}, required=("name", "prompt"), read_only=READ_ONLY).named("WorkflowCompose")
+
+
+def _create_kind(body: object) -> int | None:
+    if not isinstance(body, dict) or "prompt" not in body:
+        return 0
+    return None if any(key in body for key in _DEFINITION_KEYS) else 1
+
+
+CREATE_WORKFLOW = Either((NEW_WORKFLOW, COMPOSE_WORKFLOW), pick=_create_kind,
+                         mixed="give either a prompt or a definition (trigger, settings, "
+                               "steps), not both").named("WorkflowCreateRequest")
+_COMPOSE = (
+    " With `prompt` instead of a definition, the project's AI provider composes one (it is "
+    "given the step and trigger types with their schemas, and one round to repair what the "
+    "server finds wrong), and the workflow is saved as a draft with its remaining `issues` — "
+    "never active (parts of the answer that do not fit the request shape are left out, each "
+    "a `composed_part_dropped` warning). 422 `ai_unavailable` without a provider (the "
+    "project's own, PUT /v1/settings/ai, or the server's [ai]); 422 `ai_bad_answer` when the "
+    "repaired answer is still not a JSON object; 429 `rate_limited` (with the provider's "
+    "Retry-After) when the provider is rate-limiting; 503 `unavailable` for any other "
+    "provider failure (its message names the code: ai_unauthorized, ai_model_not_found, "
+    "ai_provider_error, …). The prompt is at most 4,000 characters.")
+
+
+@route("POST", "/v1/workflows", access=Access.WRITE, tag="workflows", body=CREATE_WORKFLOW,
+       status=201, summary="Create a workflow (draft by default, or active if it has no "
+       "errors), or compose a draft from a prompt.", errors=(429,),
        response=WORKFLOW, links_to="/v1/workflows/{id}", description=_ISSUES_422 + " Asked for `active`, a definition with an "
-       "`error` issue is a 422 whose `details` list those issues.")
+       "`error` issue is a 422 whose `details` list those issues." + _COMPOSE)
 async def create_workflow(call: Call) -> web.Response:
-    workflow = await call.services.workflows.create(call.project, call.body)
+    body = call.body
+    extra: list[Issue] = []
+    if "prompt" in body:
+        composed = await call.services.composer.compose(call.project, body["prompt"])
+        body = {"name": body["name"], **composed.definition,
+                "description": body.get("description") or composed.description}
+        extra = composed.dropped
+    workflow = await call.services.workflows.create(call.project, body, extra_issues=extra)
     return json_response(present(call, workflow), status=201)
 
 

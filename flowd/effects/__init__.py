@@ -11,7 +11,9 @@ builds RFC 5322 messages and hands them to a mail provider (the outbox, or SMTP 
 connections). `flowd.effects.sms` (outbox, Twilio), `flowd.effects.push` (outbox, FCM, with
 `flowd.effects.google_oauth` for its access tokens) and `flowd.effects.slack` (incoming
 webhooks) are providers of the same interface (`MessageProvider`), handed the messages of
-`flowd.effects.outgoing`. `flowd.effects.messages` is what the messaging steps ask of the email
+`flowd.effects.outgoing`. `flowd.effects.ai_providers` speaks to language models (Ollama's
+`/api/chat`, any OpenAI-compatible `/v1/chat/completions`) for the `Ai` effect of
+`flowd.ai_service`. `flowd.effects.messages` is what the messaging steps ask of the email
 effect (`flowd.mailer`) and of the other channels (`flowd.messenger`), which add suppression
 and the message record around a provider.
 """

@@ -18,6 +18,10 @@ implementation that performs nothing.
   close, and `send` answering a `SendResult` (with the provider's id) or raising
   `EffectFailed` (`retryable` when a later attempt may work). `MailProvider` is its email
   form; the types it takes and returns live here so the recorder can use them.
+- `Ai` is a language model as steps see it (`flowd.ai_service` implements it over the providers
+  of `flowd.effects.ai_providers`): one chat completion for a project, `AiRequest` in,
+  `AiAnswer` out. `RecordingAi` is its dry-run twin: it records the messages that would be
+  sent and answers from canned answers by step id, else `ai_unavailable`.
 - `RecordingEffects` is what the dry run gives the same engine: every call is recorded with
   what would have been sent, nothing leaves the process, and answers come from canned
   responses — per step, else per URL, else `200 {}`. `RecordingMailProvider` does the same
@@ -27,6 +31,7 @@ implementation that performs nothing.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypeVar
 
@@ -37,6 +42,11 @@ if TYPE_CHECKING:
     from flowd.message_templates import CompiledContent
 
 __all__ = [
+    "AI_UNAVAILABLE",
+    "Ai",
+    "AiAnswer",
+    "AiCall",
+    "AiRequest",
     "Attachment",
     "Audiences",
     "Channel",
@@ -48,6 +58,7 @@ __all__ = [
     "MailProvider",
     "MessageProvider",
     "OutgoingEmail",
+    "RecordingAi",
     "RecordingEffects",
     "RecordingHttp",
     "RecordingMailProvider",
@@ -66,11 +77,15 @@ class EffectFailed(Exception):
     (`destination_not_allowed`, `timeout`, …); `retryable` False skips the step's remaining
     attempts (retrying cannot help, e.g. a refused destination)."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+    def __init__(self, code: str, message: str, *, retryable: bool,
+                 retry_after_ms: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
+        # The earliest a later attempt may come, when the other side said (an HTTP 429's
+        # Retry-After): the engine waits at least this long, however short its backoff.
+        self.retry_after_ms = retry_after_ms
 
 
 @dataclass
@@ -231,6 +246,39 @@ class Sandbox(Protocol):
         ...
 
 
+AI_UNAVAILABLE = "ai_unavailable"   # the code of an `Ai` call with no provider to ask
+
+
+@dataclass(frozen=True)
+class AiRequest:
+    """One chat completion. `messages` are `{"role": "system" | "user" | "assistant",
+    "content": text}`; `json_schema` asks for a JSON answer (`{}`: any JSON object, else the
+    schema the answer must follow, as far as the provider can enforce it); `model` and
+    `temperature` override the configured ones."""
+
+    messages: tuple[dict[str, str], ...]
+    json_schema: dict[str, Any] | None = None
+    model: str | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class AiAnswer:
+    content: str              # the model's answer, as text (JSON text when JSON was asked)
+    model: str                # the model that answered, as the provider names it
+    usage: dict[str, int]     # prompt_tokens, completion_tokens, total_tokens
+
+
+class Ai(Protocol):
+    async def complete(self, project_id: str, request: AiRequest) -> AiAnswer:
+        """Ask the project's model (its own key, else the server's [ai]). Raises
+        `EffectFailed`: `ai_unavailable` when no provider is configured (not retryable),
+        `ai_unauthorized`, `ai_model_not_found`, `ai_bad_request` (not retryable),
+        `ai_rate_limited` and `ai_provider_error` (retryable; a 429's `Retry-After` is
+        `retry_after_ms`). No message of any of them ever holds an API key."""
+        ...
+
+
 @dataclass
 class Effects:
     """The outside world as steps see it: protocols only, so a dry run swaps in recorders."""
@@ -245,6 +293,7 @@ class Effects:
     audiences: Audiences | None = None
     send_history: SendHistory | None = None
     sandbox: Sandbox | None = None
+    ai: Ai | None = None
 
 
 class ApprovalLinks(Protocol):
@@ -291,6 +340,15 @@ class SigningCall:
 
 
 @dataclass
+class AiCall:
+    """A request an `Ai` effect would have sent."""
+
+    request: AiRequest
+    step_id: str | None = None
+    at: int | None = None
+
+
+@dataclass
 class Recording:
     """What recorders bound to different steps share: the log of calls, in order, and the
     canned answers."""
@@ -299,6 +357,9 @@ class Recording:
     by_url: dict[str, CannedAnswer] = field(default_factory=dict)
     http_calls: list[HttpCall] = field(default_factory=list)
     signing_calls: list[SigningCall] = field(default_factory=list)
+    # By step id: the model's answer as `{"text": …}`, `{"choice": …}` or `{"fields": {…}}`.
+    ai_by_step: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ai_calls: list[AiCall] = field(default_factory=list)
     now: Callable[[], int] | None = None   # stamps each call (a test run's virtual clock)
 
 
@@ -334,6 +395,34 @@ class RecordingHttp:
         return default_response()
 
 
+class RecordingAi:
+    """An `Ai` that asks no model: records the request and answers from the canned answer of
+    its step (`{"text"}` as it is; `{"choice"}` and `{"fields"}` as the JSON a model would
+    write), else raises `ai_unavailable` — what a server without a provider does."""
+
+    MODEL = "dry-run"
+
+    def __init__(self, recording: Recording, step_id: str | None = None) -> None:
+        self._recording = recording
+        self._step_id = step_id
+
+    async def complete(self, project_id: str, request: AiRequest) -> AiAnswer:
+        at = self._recording.now() if self._recording.now else None
+        self._recording.ai_calls.append(AiCall(request, self._step_id, at))
+        canned = self._recording.ai_by_step.get(self._step_id or "")
+        if canned is None:
+            raise EffectFailed(AI_UNAVAILABLE, "a test run asks no model: give this step's "
+                               "answer in `responses`", retryable=False)
+        if "text" in canned:
+            content = str(canned["text"])
+        elif "choice" in canned:
+            content = json.dumps({"choice": canned["choice"]})
+        else:
+            content = json.dumps(canned.get("fields") or {})
+        zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        return AiAnswer(content, request.model or self.MODEL, zero)
+
+
 class RecordingSigner:
     """A `Signer` that signs with TEST_SECRET (deterministic, no store) and records what it
     signed."""
@@ -367,13 +456,16 @@ class RecordingEffects(Effects):
 
     def __init__(self, *, by_step: Mapping[str, CannedAnswer] | None = None,
                  by_url: Mapping[str, CannedAnswer] | None = None,
-                 recording: Recording | None = None, step_id: str | None = None) -> None:
+                 recording: Recording | None = None, step_id: str | None = None,
+                 ai_by_step: Mapping[str, dict[str, Any]] | None = None) -> None:
         if recording is None:
-            recording = Recording(by_step=dict(by_step or {}), by_url=dict(by_url or {}))
+            recording = Recording(by_step=dict(by_step or {}), by_url=dict(by_url or {}),
+                                  ai_by_step=dict(ai_by_step or {}))
         self.recording = recording
         self.step_id = step_id
         super().__init__(http=RecordingHttp(recording, step_id),
-                         signer=RecordingSigner(recording, step_id))
+                         signer=RecordingSigner(recording, step_id),
+                         ai=RecordingAi(recording, step_id))
 
     def for_step(self, step_id: str) -> RecordingEffects:
         return RecordingEffects(recording=self.recording, step_id=step_id)

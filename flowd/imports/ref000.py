@@ -10,6 +10,7 @@ step type, else they become placeholders with a warning."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flowd.imports.common import (
@@ -118,8 +119,11 @@ def _step(raw: dict[str, Any], sid: str, i: int, ids: list[str], by_label: dict[
         step.update(type="update_contact", config=out)
     elif kind == "ai_action" and available("ai"):
         out = {k: config[k] for k in ("flavor", "prompt") if k in config}
-        if isinstance(config.get("saveTo"), str):
-            out["save_to"] = config["saveTo"]
+        save_to = _save_to(config.get("saveTo"))
+        if save_to is not None:
+            out["save_to"] = save_to
+        elif "saveTo" in config:
+            mapping.warn(f"{path}.config.saveTo", "is not a trait or variable name: not imported")
         mapping.rest(config, ("flavor", "prompt", "saveTo"), f"{path}.config")
         step.update(type="ai", config=out)
     elif kind in _SAME and available(kind):
@@ -141,6 +145,21 @@ def _step(raw: dict[str, Any], sid: str, i: int, ids: list[str], by_label: dict[
         used.append("delayMinutes")
     mapping.rest(raw, [*_STEP_KEYS], path)
     return step
+
+
+def _save_to(raw: Any) -> str | None:
+    """Where an ai_action's answer goes: the profile's trait of that name (its templates read
+    `trait.*`), or a run variable written `vars.x`."""
+    if not isinstance(raw, str):
+        return None
+    for prefix, target in (("vars.", "vars."), ("contact.traits.", "contact.traits."),
+                           ("traits.", "contact.traits."), ("trait.", "contact.traits."),
+                           ("user.", "contact.traits."), ("profile.", "contact.traits."),
+                           ("", "contact.traits.")):
+        if raw.startswith(prefix):
+            name = raw[len(prefix):]
+            return target + name if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name) else None
+    return None
 
 
 def convert(body: dict[str, Any], mapping: Mapping) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flowd.steps.ai import AiStep
 from flowd.steps.base import StepType
 from flowd.steps.channels import SendPushStep, SendSmsStep, SlackStep
 from flowd.steps.code import CodeStep
@@ -22,7 +23,7 @@ STEP_TYPES: dict[str, StepType] = {
         WaitStep(), WaitForEventStep(), ConditionStep(), SplitStep(), UpdateContactStep(),
         SetStep(), WebhookStep(), HttpStep(), ExitStep(), SendEmailStep(), ApprovalStep(),
         RunWorkflowStep(), LoopStep(), EmitEventStep(), SendSmsStep(), SendPushStep(),
-        SlackStep(), CodeStep())
+        SlackStep(), CodeStep(), AiStep())
 }
 
 # Names accepted on save and normalized to the canonical type.

@@ -44,12 +44,13 @@ class StepFailed(Exception):
     translated into one: the effect raises `EffectFailed`, which the engine records."""
 
     def __init__(self, code: str, message: str, *, retryable: bool = True,
-                 output: Any = None) -> None:
+                 output: Any = None, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retryable = retryable
         self.output = output
+        self.retry_after_ms = retry_after_ms   # the next attempt waits at least this long
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from flowd.metrics import StorageMetrics
 from flowd.store.records import (
+    AiProjectSettings,
     AlertDelivery,
     AlertSubscription,
     ApiKey,
@@ -421,7 +422,8 @@ class Schedules(abc.ABC):
 
 
 class Secrets(abc.ABC):
-    """Per-project webhook signing secrets."""
+    """Per-project secrets: webhook signing secrets, and the language model a project brings
+    with its own API key."""
 
     @abc.abstractmethod
     def valid(self, project_id: str, now: int) -> list[str]:
@@ -445,6 +447,18 @@ class Secrets(abc.ABC):
     def server_key(self, name: str, now: int, new_key: Callable[[], bytes]) -> bytes:
         """The server's own key `name` (made on first use, kept in the database so that links
         it signed stay valid across restarts)."""
+
+    @abc.abstractmethod
+    def ai_settings(self, project_id: str) -> AiProjectSettings | None:
+        """The project's own language model settings, if it stored any."""
+
+    @abc.abstractmethod
+    def set_ai_settings(self, settings: AiProjectSettings) -> None:
+        """Store them, replacing what the project had."""
+
+    @abc.abstractmethod
+    def delete_ai_settings(self, project_id: str) -> bool:
+        """Forget them; False when there were none."""
 
 
 class Templates(abc.ABC):

@@ -540,3 +540,17 @@ class StepCounts:
     # Run totals by status: of the whole workflow, and of the version asked about.
     workflow_runs: dict[str, int] = field(default_factory=dict)
     version_runs: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AiProjectSettings:
+    """A project's own language model (PUT /v1/settings/ai). Empty text: not given (the
+    server's [ai] value, or the provider's default, applies). The key is left out of repr()
+    so that no log line or traceback can show it."""
+
+    project_id: str
+    provider: str
+    base_url: str
+    model: str
+    api_key: str = field(repr=False)
+    updated_at: int = 0

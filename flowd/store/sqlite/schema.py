@@ -434,6 +434,18 @@ MIGRATIONS: list[Migration] = [
         );
         CREATE INDEX audiences_project ON audiences (project_id, seq);
     """),
+    # A project's own language model (PUT /v1/settings/ai): one row per project. The key is
+    # kept as given (like the webhook secrets beside it), and no API answer ever shows it.
+    Migration(17, "project ai settings", """
+        CREATE TABLE ai_settings (
+            project_id  TEXT PRIMARY KEY REFERENCES projects(id),
+            provider    TEXT NOT NULL,   -- '' (the server's), 'ollama' or 'openai'
+            base_url    TEXT NOT NULL,
+            model       TEXT NOT NULL,
+            api_key     TEXT NOT NULL,
+            updated_at  INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    """),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1].version

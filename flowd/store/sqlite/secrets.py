@@ -1,5 +1,6 @@
-"""Per-project webhook signing secrets, in SQLite. Rotation keeps the old secret valid for a
-while, so receivers can switch over without dropping deliveries."""
+"""Per-project secrets, in SQLite: webhook signing secrets (rotation keeps the old secret valid
+for a while, so receivers can switch over without dropping deliveries) and a project's own
+language model settings with its API key."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sqlite3
 from typing import Callable
 
 from flowd.store import base
+from flowd.store.records import AiProjectSettings
 
 
 class SqliteSecrets(base.Secrets):
@@ -55,3 +57,22 @@ class SqliteSecrets(base.Secrets):
         self._conn.execute("INSERT INTO server_keys (name, key, created_at) VALUES (?, ?, ?)",
                            (name, key, now))
         return key
+
+    def ai_settings(self, project_id: str) -> AiProjectSettings | None:
+        row = self._conn.execute(
+            "SELECT provider, base_url, model, api_key, updated_at FROM ai_settings "
+            "WHERE project_id = ?", (project_id,)).fetchone()
+        return AiProjectSettings(project_id, *row) if row else None
+
+    def set_ai_settings(self, settings: AiProjectSettings) -> None:
+        self._conn.execute(
+            "INSERT INTO ai_settings (project_id, provider, base_url, model, api_key, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (project_id) DO UPDATE SET "
+            "provider = excluded.provider, base_url = excluded.base_url, model = excluded.model, "
+            "api_key = excluded.api_key, updated_at = excluded.updated_at",
+            (settings.project_id, settings.provider, settings.base_url, settings.model,
+             settings.api_key, settings.updated_at))
+
+    def delete_ai_settings(self, project_id: str) -> bool:
+        return self._conn.execute("DELETE FROM ai_settings WHERE project_id = ?",
+                                  (project_id,)).rowcount > 0

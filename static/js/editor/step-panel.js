@@ -38,8 +38,11 @@ function branchLabels(step, type) {
   if (!type) return [];
   let labels = [...(type.branches || [])];
   if (type.dynamic_branches) {
+    // split names its branches; a decide ai step's options are its labels (beside the fixed ones).
     const config = step.config || {};
-    labels = [...(config.branches || []), ...(config.random || [])].map((b) => b && b.name).filter(Boolean);
+    const named = [...(config.branches || []), ...(config.random || [])].map((b) => b && b.name).filter(Boolean);
+    const options = Array.isArray(config.options) ? config.options.filter((o) => typeof o === "string") : [];
+    labels = [...named, ...options, ...labels];
   }
   if (step.next && typeof step.next === "object") {
     for (const key of Object.keys(step.next)) if (!labels.includes(key) && key !== "default") labels.push(key);
