@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import re
 import secrets
 from typing import Any, Awaitable, Callable
@@ -137,6 +138,15 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON but no float: Python reads it as inf, which SQLite's JSON functions
+    # then refuse to read back (a stored trait would break every audience over it).
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:40]} is too large")
+    return value
+
+
 async def read_json(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     return parse_json(await read_body(request), optional=optional)
 
@@ -148,7 +158,7 @@ def parse_json(raw: bytes, *, optional: bool = False) -> dict[str, Any]:
             return {}
         raise BadRequest("request body is empty; expected a JSON object")
     try:
-        value = json.loads(raw, parse_constant=_reject_constant)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise BadRequest("request body nests too deeply") from None
     except ValueError as exc:
