@@ -95,7 +95,7 @@ def check(config: dict[str, Any], content: str) -> Any:
 
 def _json_object(content: str) -> dict[str, Any]:
     try:
-        value = json.loads(_unfenced(content))
+        value = json.loads(unfenced(content))
     except ValueError:
         raise BadAnswer("the answer is not valid JSON") from None
     if not isinstance(value, dict):
@@ -103,7 +103,7 @@ def _json_object(content: str) -> dict[str, Any]:
     return value
 
 
-def _unfenced(content: str) -> str:
+def unfenced(content: str) -> str:
     """Models asked for JSON still wrap it in a Markdown fence now and then."""
     text = content.strip()
     if text.startswith("```") and text.endswith("```"):
@@ -114,7 +114,7 @@ def _unfenced(content: str) -> str:
 
 def _choice(content: str, options: list[str]) -> str:
     try:
-        value = json.loads(_unfenced(content))
+        value = json.loads(unfenced(content))
     except ValueError:
         value = content   # a bare word is an answer too
     if isinstance(value, dict):

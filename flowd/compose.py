@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from flowd.ai_answers import unfenced
 from flowd.catalogue import step_types, trigger_types
 from flowd.definition_schema import DEFINITION_FIELDS, MAX_STEPS, STEP
 from flowd.definitions import Issue, analyze, normalize
@@ -137,7 +138,7 @@ def _judge(content: str) -> tuple[dict[str, Any] | None, list[str]]:
     """The answer as a JSON object (None if it is not one) and what is wrong with it: its
     shape's problems, else the error issues of it as a saved workflow."""
     try:
-        answer = json.loads(_unfenced(content))
+        answer = json.loads(unfenced(content))
     except ValueError as exc:
         return None, [f"the answer is not JSON ({exc})"]
     if not isinstance(answer, dict):
@@ -152,14 +153,6 @@ def _judge(content: str) -> tuple[dict[str, Any] | None, list[str]]:
         return answer, [f"{p.path}: {p.message}" for p in shape]
     _, issues = analyze(normalize(answer))
     return answer, [f"{i.path}: {i.code}: {i.message}" for i in issues if i.severity == "error"]
-
-
-def _unfenced(content: str) -> str:
-    text = content.strip()
-    if text.startswith("```") and text.endswith("```"):
-        text = text[3:-3]
-        text = text[4:] if text.startswith("json") else text
-    return text
 
 
 def _salvage(answer: dict[str, Any]) -> tuple[dict[str, Any], str, list[Issue]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from flowd.approvals import ApprovalDesk
 from flowd.audience_service import AudienceLimits, AudienceService
@@ -296,29 +296,24 @@ async def templates_for(store: Store, project_id: str, definition: dict[str, Any
                         ) -> list[Template]:
     """The project's templates a definition names (by id or name), to copy into a test run."""
     refs = {ref for _, _, ref in template_refs(definition)}
-
-    def read(tx: Any) -> list[Template]:
-        found = {}
-        for ref in refs:
-            template = tx.templates.get(project_id, ref)
-            if template is not None:
-                found[template.id] = template
-        return list(found.values())
-
-    return await store.read(read) if refs else []
+    return await _named(store, refs, lambda tx, ref: tx.templates.get(project_id, ref))
 
 
 async def audiences_for(store: Store, project_id: str, definition: dict[str, Any]
                         ) -> list[Audience]:
     """The project's audiences a definition names (by id or name), to copy into a test run."""
     refs = {ref for _, _, ref in audience_refs(definition)}
+    return await _named(store, refs, lambda tx, ref: tx.audiences.get(project_id, ref))
 
-    def read(tx: Any) -> list[Audience]:
+
+async def _named(store: Store, refs: set[str], get: Callable[[Any, str], Any]) -> list[Any]:
+    """What each of `refs` names (several refs may name one object: it is listed once)."""
+    def read(tx: Any) -> list[Any]:
         found = {}
         for ref in refs:
-            audience = tx.audiences.get(project_id, ref)
-            if audience is not None:
-                found[audience.id] = audience
+            named = get(tx, ref)
+            if named is not None:
+                found[named.id] = named
         return list(found.values())
 
     return await store.read(read) if refs else []
