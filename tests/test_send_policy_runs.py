@@ -7,6 +7,7 @@ and a test run shows the deferral."""
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -307,3 +308,24 @@ async def _settled(api: Api, runs: dict[str, dict[str, Any]]) -> bool:
         if (await api.run(run["id"]))["status"] not in ("waiting", "completed"):
             return False
     return True
+
+
+async def test_a_cap_holds_for_sends_at_the_same_moment_from_different_journeys(
+        aiohttp_client, tmp_path):
+    """One event starts five journeys that each email the contact at once: with a cap of one
+    email a day, exactly one goes (the cap's count and the message's record are one step per
+    contact and channel, not a read that concurrent sends all pass)."""
+    api, _ = await server(aiohttp_client, tmp_path, "2027-01-15T12:00:00+00:00",
+                          frequency_cap_email="1/P1D", frequency_cap_mode="skip")
+    await contact(api, "u1", email="u1@example.com")
+    for _ in range(5):
+        await api.workflow({"trigger": {"type": "event", "event": "signed_up"},
+                            "steps": [MAIL]})
+    started = (await api.send("signed_up", "u1"))["runs_started"]
+    assert len(started) == 5
+    outcomes = Counter()
+    for run_id in started:
+        run = await api.run_until(run_id, "completed", "failed")
+        outcomes[run["steps"][0]["outcome"]] += 1
+    assert outcomes == {"sent": 1, "rate_limited": 4}
+    assert len(await messages(api, contact_id="u1", channel="email")) == 1

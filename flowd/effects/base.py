@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import json
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, TypeVar
 
@@ -230,6 +231,13 @@ class SendHistory(Protocol):
                            limit: int, *, excluding: str | None = None) -> list[int]:
         """When the contact's counted messages on `channel` created after `after_ms` were
         created, newest first, at most `limit` (flowd.store.base.Messages.recent_sends)."""
+        ...
+
+    def one_at_a_time(self, project_id: str, contact_id: str,
+                      channel: str) -> AbstractAsyncContextManager[None]:
+        """Held while a capped step counts the contact's sends and records its own message:
+        sends to one contact on one channel then take turns, so concurrent journeys cannot
+        all pass a count that none of their messages is in yet."""
         ...
 
 

@@ -18,6 +18,7 @@ clock.
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Sequence
 
 from flowd.effects.signing import delivery_id
@@ -30,6 +31,17 @@ from flowd.waits import Wait, WaitKind
 TRANSACTIONAL = Boolean(description=(
     "Exempt from the send policy (quiet hours, frequency caps): a message the contact is "
     "waiting for, such as an order confirmation. Unsubscribes and bounces still suppress it."))
+
+
+def capped_turn(ctx: StepContext, channel: str) -> AbstractAsyncContextManager[None]:
+    """Where a frequency cap counts this send: the contact's sends on the channel take turns
+    from the count to the message's record, else concurrent journeys would all pass a count
+    none of their messages is in yet. Elsewhere, nothing to wait for."""
+    policy, history = ctx.send_policy, ctx.effects.send_history
+    if (policy is None or history is None or ctx.contact_id is None
+            or ctx.config.get("transactional") is True or policy.cap(channel) is None):
+        return nullcontext()
+    return history.one_at_a_time(ctx.project_id, ctx.contact_id, channel)
 
 
 async def send_policy_check(ctx: StepContext, channel: str) -> Outcome | None:

@@ -22,6 +22,7 @@ from flowd.effects.messages import Delivery
 from flowd.steps.base import Outcome, StepContext, StepFailed, StepType
 from flowd.steps.send_policy_check import (
     TRANSACTIONAL,
+    capped_turn,
     deferral,
     send_policy_check,
     with_deferral,
@@ -78,10 +79,11 @@ class MessagingStep(StepType):
     calls_out = True
 
     async def run(self, ctx: StepContext) -> Outcome:
-        held = await before_send(ctx, self.channel)
-        if held is not None:
-            return held
-        return with_deferral(await self.send(ctx), ctx)
+        async with capped_turn(ctx, self.channel):
+            held = await before_send(ctx, self.channel)
+            if held is not None:
+                return held
+            return with_deferral(await self.send(ctx), ctx)
 
     async def send(self, ctx: StepContext) -> Outcome:
         raise NotImplementedError
