@@ -200,3 +200,24 @@ def test_a_change_made_through_the_api_appears_in_the_open_editor(page: Any, flo
     # The page polls every 5 s; no reload, no click.
     page.wait_for_selector('.graph-node[data-step-id="later"]')
     page.wait_for_selector('[data-version="2"]')
+
+
+def test_undo_takes_back_a_json_save_after_switching_tabs(page: Any, flowd: Any) -> None:
+    created = flowd.post("/v1/workflows", {"name": unique("Undo JSON"),
+                                           "trigger": {"type": "manual"},
+                                           "steps": [{"id": "only", "type": "exit",
+                                                      "name": "before"}]})
+    assert created.status == 201, created.body
+    wf_id = created.body["id"]
+    _open(page, flowd, wf_id, "json")
+    area = page.locator("#json-definition")
+    definition = json.loads(area.input_value())
+    definition["steps"][0]["name"] = "after"
+    area.fill(json.dumps(definition))
+    page.click('[data-action="save-json"]')
+    page.wait_for_selector('[data-version="2"]')
+    page.click("#tab-canvas")
+    page.click('[data-action="undo"]')
+    page.wait_for_selector('[data-version="3"]')
+    restored = _workflow(flowd, wf_id)
+    assert restored["version"] == 3 and _step(restored, "only")["name"] == "before"

@@ -5,19 +5,19 @@ import {api} from "../api.js";
 import {createGraph} from "../canvas/graph.js";
 import {h} from "../dom.js";
 import {describeError} from "../ui.js";
-import {createEdits} from "./edits.js";
 import {renderPanel} from "./step-panel.js";
 
 const STATS_EVERY_MS = 5000;
 
-/** env = {workflow(), ctx, stepTypes, triggerTypes, readOnly, onWorkflowChanged(wf)} → cleanup */
+/** env = {workflow(), ctx, edits, stepTypes, triggerTypes, readOnly, onWorkflowChanged(wf)} → cleanup */
 export function renderCanvasTab(container, env) {
   let selected = null;
   const readOnly = env.readOnly;
   const panel = h("aside", {class: "step-panel", "aria-label": "Selected step"});
   const graphBox = h("div", {class: "canvas-graph"});
   const graph = createGraph(graphBox, {readOnly, onSelect: (id) => select(id)});
-  const edits = createEdits(env.workflow().id, env.workflow, (workflow) => env.onWorkflowChanged(workflow));
+  // The editor's history, not the tab's: it outlives a switch to another tab and back.
+  const edits = env.edits;
 
   const undoButton = h("button", {type: "button", dataset: {action: "undo"}, on: {click: () => travel("undo")}}, "Undo");
   const redoButton = h("button", {type: "button", dataset: {action: "redo"}, on: {click: () => travel("redo")}}, "Redo");

@@ -2,7 +2,6 @@
 // saved whole with PUT /v1/workflows/{id} — validated by the same server as every other edit
 // (builder-notes item 9). A 422's details are listed beside the text with their paths.
 
-import {api} from "../api.js";
 import {h, mount} from "../dom.js";
 import {describeError} from "../ui.js";
 
@@ -11,7 +10,7 @@ export function definitionOf(workflow) {
   return {name, description, trigger, settings, steps};
 }
 
-/** env = {workflow(), ctx, readOnly, onWorkflowChanged(wf)} → {update, cleanup} */
+/** env = {workflow(), ctx, edits, readOnly} → {update, cleanup} */
 export function renderJsonTab(container, env) {
   const area = h("textarea", {class: "json-editor", rows: "28", spellcheck: "false", id: "json-definition",
                               "aria-describedby": "json-problems", readonly: env.readOnly});
@@ -49,10 +48,10 @@ export function renderJsonTab(container, env) {
     }
     const workflow = env.workflow();
     try {
-      const saved = await api.put(`/v1/workflows/${encodeURIComponent(workflow.id)}`, body);
+      // Through the editor's history: the Canvas tab's Undo takes a JSON save back too.
+      const saved = await env.edits.put(body, workflow.version, "the JSON edit");
       env.ctx.toast(saved.version === workflow.version ? "Saved (no change to the definition)."
                                                        : `Saved as version ${saved.version}.`, "ok");
-      env.onWorkflowChanged(saved);
     } catch (error) {
       const details = error.details || [];
       showIssues(workflow, h("div", {class: "error", role: "alert"},

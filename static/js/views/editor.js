@@ -8,6 +8,7 @@ import {badge, h, mount} from "../dom.js";
 import {lifecycleButtons} from "../lifecycle.js";
 import {describeError, tabs} from "../ui.js";
 import {renderCanvasTab} from "../editor/canvas-tab.js";
+import {createEdits} from "../editor/edits.js";
 import {renderJsonTab} from "../editor/json-tab.js";
 import {renderVersionsTab} from "../editor/versions-tab.js";
 
@@ -48,6 +49,8 @@ export async function render(root, ctx) {
   let workflow = loaded;
   let selected = initialTab(ctx);
   let current = null;   // the open tab: {update?, cleanup?}
+  // One history of edits for the page, whichever tab made them (undo restores a version).
+  const edits = createEdits(id, () => workflow, (updated) => changed(updated));
 
   const header = h("header", {class: "editor-header"});
   const tabBar = h("div");
@@ -110,7 +113,7 @@ export async function render(root, ctx) {
     panel.setAttribute("aria-labelledby", `tab-${tabId}`);
     panel.replaceChildren();
     const env = {
-      workflow: () => workflow, ctx, stepTypes, triggerTypes, readOnly: !ctx.canEdit,
+      workflow: () => workflow, ctx, edits, stepTypes, triggerTypes, readOnly: !ctx.canEdit,
       onWorkflowChanged: changed, version: ctx.params.version ? Number(ctx.params.version) : null,
     };
     try {
