@@ -18,7 +18,8 @@ const MARGIN = 30;
 const LANE = 14;   // spacing between side lanes of back edges
 
 // The server stores `next` maps with sorted keys; branches are drawn in their meaning's order
-// instead (yes before no, a split's branches in its config's order, default and error last).
+// instead (yes before no, a split's branches and an ai decision's options in their config's
+// order, default and error last).
 const LABEL_ORDER = ["yes", "no", "each", "done", "approved", "rejected", "expired", "completed",
                      "failed", "event", "timeout", "suppressed", "unavailable", "default", "error"];
 
@@ -26,7 +27,9 @@ function orderedLabels(step) {
   const config = step.config || {};
   const named = [...(Array.isArray(config.branches) ? config.branches : []),
                  ...(Array.isArray(config.random) ? config.random : [])]
-    .map((b) => b && b.name).filter((n) => typeof n === "string");
+    .map((b) => b && b.name)
+    .concat(Array.isArray(config.options) ? config.options : [])
+    .filter((n) => typeof n === "string");
   const rank = (label) => {
     const i = named.indexOf(label);
     if (i >= 0) return i;
