@@ -1,5 +1,6 @@
 // Small shared widgets: notices, error text, tables, tabs. Text only (see dom.js).
 
+import {api} from "./api.js";
 import {h, mount} from "./dom.js";
 
 /** A notice at the top of the page; errors stay until dismissed, others fade. */
@@ -82,4 +83,49 @@ export async function loading(container, work) {
     mount(container, h("p", {class: "error", role: "alert"}, describeError(error)));
     throw error;
   }
+}
+
+/**
+ * A table of `path`'s items (columns as in table()), one page at a time: "More" follows
+ * next_cursor. Returns {element, ready, tbody}; `ready` settles when the first page is drawn.
+ * A failed load shows its error in place of the table (and rejects `ready` only if `strict`).
+ * `row(item)` draws an item's <tr> when a list needs more than its cells (data attributes).
+ */
+export function pagedList(path, query, columns, {label, empty = "Nothing here yet.", limit = 50,
+                                                 strict = true, row, tableClass = "list"} = {}) {
+  const drawRow = row || ((item) => h("tr", null, columns.map((c) => h("td", {class: c.class}, c.cell(item)))));
+  const tbody = h("tbody");
+  const table = h("table", {class: tableClass, hidden: true},
+    h("caption", {class: "visually-hidden"}, label),
+    h("thead", null, h("tr", null, columns.map((c) => h("th", {scope: "col"}, c.title)))), tbody);
+  const note = h("p", {class: "empty muted", "aria-live": "polite"}, "Loading…");
+  const more = h("button", {type: "button", hidden: true, on: {click: () => load()}}, "More");
+  const element = h("div", {class: "paged", dataset: {list: path}}, table, note, h("div", {class: "actions"}, more));
+  let cursor = null;
+
+  async function load() {
+    more.disabled = true;
+    try {
+      const page = await api.get(path, {...query, limit, cursor});
+      tbody.append(...page.data.map(drawRow));
+      cursor = page.next_cursor;
+    } catch (error) {
+      note.hidden = false;
+      note.className = "error";
+      note.setAttribute("role", "alert");
+      note.textContent = describeError(error);
+      more.disabled = false;
+      if (strict && !tbody.childElementCount) throw error;
+      return;
+    }
+    const count = tbody.childElementCount;
+    table.hidden = count === 0;
+    note.hidden = count > 0;
+    note.textContent = count ? "" : empty;
+    more.hidden = !cursor;
+    more.disabled = false;
+    element.dataset.count = String(count);
+  }
+
+  return {element, ready: load(), tbody};
 }

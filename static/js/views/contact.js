@@ -3,9 +3,9 @@
 
 import {api} from "../api.js";
 import {badge, h, mount, time} from "../dom.js";
-import {pagedList} from "./contacts.js";
 import {EVENT_COLUMNS} from "./events.js";
 import {MESSAGE_COLUMNS} from "./messages.js";
+import {pagedList} from "../ui.js";
 
 const RUN_COLUMNS = [
   {title: "Run", cell: (r) => h("a", {href: `#/workflows/${encodeURIComponent(r.workflow_id)}/runs/${encodeURIComponent(r.id)}`}, r.id)},

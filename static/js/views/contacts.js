@@ -1,10 +1,9 @@
-// Contacts: search by exact email or by tag, paged with "More". This module also holds the two
-// small pieces every operator list shares (a filter form kept in the hash query, and a table
-// paged through next_cursor), so contact.js, events.js and messages.js import them from here.
+// Contacts: search by exact email or by tag, paged with "More". This module also holds the
+// filter form kept in the hash query that every operator list shares, so events.js and
+// messages.js import it from here.
 
-import {api} from "../api.js";
 import {h, mount, time} from "../dom.js";
-import {describeError, field} from "../ui.js";
+import {field, pagedList} from "../ui.js";
 
 export async function render(root, ctx) {
   const list = pagedList("/v1/contacts", {email: ctx.query.email, tag: ctx.query.tag}, CONTACT_COLUMNS,
@@ -55,46 +54,4 @@ export function filterForm(ctx, base, fields) {
   }}},
   inputs.map(([name, input], i) => field(fields[i].label, input)),
   h("div", {class: "actions"}, h("button", {type: "submit", class: "primary"}, "Filter"), clear));
-}
-
-/**
- * A table of `path`'s items (columns as in ui.table), one page at a time: "More" follows
- * next_cursor. Returns {element, ready}; `ready` settles when the first page is drawn. A failed
- * load shows its error in place of the table (and rejects `ready` only if `strict`).
- */
-export function pagedList(path, query, columns, {label, empty = "Nothing here yet.", limit = 50, strict = true} = {}) {
-  const tbody = h("tbody");
-  const table = h("table", {class: "list", hidden: true},
-    h("caption", {class: "visually-hidden"}, label),
-    h("thead", null, h("tr", null, columns.map((c) => h("th", {scope: "col"}, c.title)))), tbody);
-  const note = h("p", {class: "empty muted", "aria-live": "polite"}, "Loading…");
-  const more = h("button", {type: "button", hidden: true, on: {click: () => load()}}, "More");
-  const element = h("div", {class: "paged", dataset: {list: path}}, table, note, h("div", {class: "actions"}, more));
-  let cursor = null;
-
-  async function load() {
-    more.disabled = true;
-    try {
-      const page = await api.get(path, {...query, limit, cursor});
-      tbody.append(...page.data.map((row) => h("tr", null, columns.map((c) => h("td", {class: c.class}, c.cell(row))))));
-      cursor = page.next_cursor;
-    } catch (error) {
-      note.hidden = false;
-      note.className = "error";
-      note.setAttribute("role", "alert");
-      note.textContent = describeError(error);
-      more.disabled = false;
-      if (strict && !tbody.childElementCount) throw error;
-      return;
-    }
-    const count = tbody.childElementCount;
-    table.hidden = count === 0;
-    note.hidden = count > 0;
-    note.textContent = count ? "" : empty;
-    more.hidden = !cursor;
-    more.disabled = false;
-    element.dataset.count = String(count);
-  }
-
-  return {element, ready: load()};
 }

@@ -2,7 +2,8 @@
 // as JSON text (never parsed as markup).
 
 import {h, mount, time} from "../dom.js";
-import {contactLink, filterForm, pagedList} from "./contacts.js";
+import {contactLink, filterForm} from "./contacts.js";
+import {pagedList} from "../ui.js";
 
 export const EVENT_COLUMNS = [
   {title: "Event", cell: (e) => h("span", {class: "mono"}, e.name)},

@@ -2,7 +2,8 @@
 // status, run), each with its status badge and a link to its content.
 
 import {badge, h, mount, time} from "../dom.js";
-import {contactLink, filterForm, pagedList} from "./contacts.js";
+import {contactLink, filterForm} from "./contacts.js";
+import {pagedList} from "../ui.js";
 
 const CHANNELS = ["email", "sms", "push"];
 const STATUSES = ["sending", "sent", "failed", "bounced", "suppressed"];

@@ -4,7 +4,7 @@
 
 import {api} from "../api.js";
 import {ago, badge, h, mount, time} from "../dom.js";
-import {describeError, field} from "../ui.js";
+import {field, pagedList} from "../ui.js";
 
 export const RUN_STATUSES = ["pending", "running", "waiting", "paused", "completed", "failed",
                              "cancelled"];
@@ -24,20 +24,15 @@ export function statusSelect(value, onChange) {
  * "More" follows next_cursor.
  */
 export function runList(container, {filter = {}, href, onOpen, names, selected, compact} = {}) {
-  const body = h("tbody");
-  const more = h("button", {type: "button", class: "more", hidden: true}, "More");
-  const status = h("p", {class: "muted", role: "status"});
-  let cursor = null;
-
   const columns = [
-    ["Run", (run) => opener(run)],
-    names ? ["Workflow", (run) => names.get(run.workflow_id) || run.workflow_id] : null,
-    ["Status", (run) => badge(run.status)],
-    ["Contact", (run) => run.contact_id || h("span", {class: "muted"}, "—")],
-    compact ? null : ["Step", (run) => run.current_step_id || "—"],
-    compact ? null : ["Version", (run) => `v${run.workflow_version}`],
-    ["Started", (run) => compact ? h("span", {title: run.created_at}, ago(run.created_at))
-      : h("span", null, time(run.created_at), " ", h("small", {class: "muted"}, ago(run.created_at)))],
+    {title: "Run", cell: (run) => opener(run)},
+    names ? {title: "Workflow", cell: (run) => names.get(run.workflow_id) || run.workflow_id} : null,
+    {title: "Status", cell: (run) => badge(run.status)},
+    {title: "Contact", cell: (run) => run.contact_id || h("span", {class: "muted"}, "—")},
+    compact ? null : {title: "Step", cell: (run) => run.current_step_id || "—"},
+    compact ? null : {title: "Version", cell: (run) => `v${run.workflow_version}`},
+    {title: "Started", cell: (run) => compact ? h("span", {title: run.created_at}, ago(run.created_at))
+      : h("span", null, time(run.created_at), " ", h("small", {class: "muted"}, ago(run.created_at)))},
   ].filter(Boolean);
 
   function opener(run) {
@@ -49,42 +44,24 @@ export function runList(container, {filter = {}, href, onOpen, names, selected, 
 
   function row(run) {
     return h("tr", {dataset: {run: run.id, status: run.status}},
-      columns.map(([, cell]) => h("td", null, cell(run))));
+      columns.map((c) => h("td", null, c.cell(run))));
   }
 
-  async function load() {
-    more.disabled = true;
-    try {
-      const page = await api.get("/v1/runs", {...filter, limit: 25, cursor});
-      for (const run of page.data) body.append(row(run));
-      cursor = page.next_cursor;
-      more.hidden = !cursor;
-      status.textContent = body.children.length ? "" : "No runs match.";
-    } catch (error) {
-      status.textContent = describeError(error);
-      status.className = "error";
-    } finally {
-      more.disabled = false;
-    }
-  }
-
-  more.addEventListener("click", load);
-  mount(container,
-    h("table", {class: "list runs-list"},
-      h("thead", null, h("tr", null, columns.map(([title]) => h("th", {scope: "col"}, title)))),
-      body),
-    status, more);
+  const list = pagedList("/v1/runs", filter, columns, {
+    label: "Runs", empty: "No runs match.", limit: 25, strict: false, row,
+    tableClass: "list runs-list"});
+  mount(container, list.element);
   return {
-    ready: load(),
+    ready: list.ready,
     /** Show a run's new state in its row (after an action or a refresh). */
     update(run) {
-      const old = [...body.children].find((tr) => tr.dataset.run === run.id);
+      const old = [...list.tbody.children].find((tr) => tr.dataset.run === run.id);
       if (old) old.replaceWith(row(run));
     },
     /** Mark the open run's row (the Runs tab's list). */
     select(runId) {
       selected = runId;
-      for (const button of body.querySelectorAll("button[data-run]")) {
+      for (const button of list.tbody.querySelectorAll("button[data-run]")) {
         if (button.dataset.run === runId) button.setAttribute("aria-current", "true");
         else button.removeAttribute("aria-current");
       }
